@@ -1,0 +1,321 @@
+//! Document contents over Automerge: the schema of each kind, read at any version, written by
+//! diff.
+//!
+//! Every document is an Automerge map at the root. Free text lives in Automerge `Text` objects
+//! and is only ever changed with `update_text`, which diffs the old text against the new, so
+//! two people who edit different paragraphs at the same time both keep their edit. Short
+//! fields are plain strings (last writer wins) and small lists of strings are replaced item by
+//! item.
+//!
+//! | kind | fields |
+//! |---|---|
+//! | post | `title` text, `body` text, `link` string (absent when none), `images` list of blob ids, `tags` list of strings |
+//! | comment | `text` text |
+//! | profile | `name` text, `bio` text |
+//! | info | `name` text, `description` text |
+//!
+//! Reading never fails: a field that is missing or has an unexpected type (anyone can write any
+//! operation into a wiki document) reads as empty.
+
+use automerge::transaction::Transactable;
+use automerge::{AutomergeError, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, Value};
+
+use crate::entry::DocKind;
+use crate::id::BlobHash;
+
+/// The contents of a post.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PostContent {
+    /// Title.
+    pub title: String,
+    /// Body text (an article, or a few lines about the link).
+    pub body: String,
+    /// The link shared, if any.
+    pub link: Option<String>,
+    /// Images, by the blake3 hash of their bytes.
+    pub images: Vec<BlobHash>,
+    /// Tags.
+    pub tags: Vec<String>,
+}
+
+/// The contents of a comment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommentContent {
+    /// What the commenter wrote.
+    pub text: String,
+}
+
+/// A member's profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileContent {
+    /// Display name; not unique, always shown with a key fingerprint.
+    pub name: String,
+    /// A few words about the member.
+    pub bio: String,
+}
+
+/// A subwiki's information page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InfoContent {
+    /// The subwiki's current name.
+    pub name: String,
+    /// What it is about.
+    pub description: String,
+}
+
+/// The contents of a document of any kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// A post.
+    Post(PostContent),
+    /// A comment.
+    Comment(CommentContent),
+    /// A profile.
+    Profile(ProfileContent),
+    /// An information page.
+    Info(InfoContent),
+}
+
+/// A field of the document schema that a change may touch; used to summarise history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Field {
+    /// Post title.
+    Title,
+    /// Post body.
+    Body,
+    /// Post link.
+    Link,
+    /// Post images.
+    Images,
+    /// Post tags.
+    Tags,
+    /// Comment text.
+    Text,
+    /// Profile or info name.
+    Name,
+    /// Profile bio.
+    Bio,
+    /// Info description.
+    Description,
+}
+
+impl Content {
+    /// An empty document of the given kind.
+    pub fn empty(kind: DocKind) -> Self {
+        match kind {
+            DocKind::Post => Content::Post(PostContent::default()),
+            DocKind::Comment => Content::Comment(CommentContent::default()),
+            DocKind::Profile => Content::Profile(ProfileContent::default()),
+            DocKind::Info => Content::Info(InfoContent::default()),
+        }
+    }
+
+    /// The kind of document this content belongs to.
+    pub fn kind(&self) -> DocKind {
+        match self {
+            Content::Post(_) => DocKind::Post,
+            Content::Comment(_) => DocKind::Comment,
+            Content::Profile(_) => DocKind::Profile,
+            Content::Info(_) => DocKind::Info,
+        }
+    }
+
+    /// Reads a document of `kind`, at `heads` if given (an earlier version), else as it is now.
+    pub fn read<R: ReadDoc>(kind: DocKind, doc: &R, heads: Option<&[ChangeHash]>) -> Self {
+        let r = Read { doc, heads };
+        match kind {
+            DocKind::Post => Content::Post(PostContent {
+                title: r.text("title"),
+                body: r.text("body"),
+                link: r.string("link"),
+                images: r
+                    .list("images")
+                    .iter()
+                    .filter_map(|s| s.parse().ok())
+                    .collect(),
+                tags: r.list("tags"),
+            }),
+            DocKind::Comment => Content::Comment(CommentContent {
+                text: r.text("text"),
+            }),
+            DocKind::Profile => Content::Profile(ProfileContent {
+                name: r.text("name"),
+                bio: r.text("bio"),
+            }),
+            DocKind::Info => Content::Info(InfoContent {
+                name: r.text("name"),
+                description: r.text("description"),
+            }),
+        }
+    }
+
+    /// Writes this content into `doc` as the smallest set of operations that turns what the
+    /// document holds now into it (text by diff). The caller commits.
+    pub fn write<T: Transactable>(&self, doc: &mut T) -> Result<(), AutomergeError> {
+        match self {
+            Content::Post(p) => {
+                write_text(doc, "title", &p.title)?;
+                write_text(doc, "body", &p.body)?;
+                write_string(doc, "link", p.link.as_deref())?;
+                let images: Vec<String> = p.images.iter().map(ToString::to_string).collect();
+                write_list(doc, "images", &images)?;
+                write_list(doc, "tags", &p.tags)
+            }
+            Content::Comment(c) => write_text(doc, "text", &c.text),
+            Content::Profile(p) => {
+                write_text(doc, "name", &p.name)?;
+                write_text(doc, "bio", &p.bio)
+            }
+            Content::Info(i) => {
+                write_text(doc, "name", &i.name)?;
+                write_text(doc, "description", &i.description)
+            }
+        }
+    }
+
+    /// The fields in which `self` and `other` differ (both must be of the same kind).
+    pub fn changed_fields(&self, other: &Content) -> Vec<Field> {
+        let mut out = Vec::new();
+        let mut check = |changed: bool, field| {
+            if changed {
+                out.push(field);
+            }
+        };
+        match (self, other) {
+            (Content::Post(a), Content::Post(b)) => {
+                check(a.title != b.title, Field::Title);
+                check(a.body != b.body, Field::Body);
+                check(a.link != b.link, Field::Link);
+                check(a.images != b.images, Field::Images);
+                check(a.tags != b.tags, Field::Tags);
+            }
+            (Content::Comment(a), Content::Comment(b)) => check(a.text != b.text, Field::Text),
+            (Content::Profile(a), Content::Profile(b)) => {
+                check(a.name != b.name, Field::Name);
+                check(a.bio != b.bio, Field::Bio);
+            }
+            (Content::Info(a), Content::Info(b)) => {
+                check(a.name != b.name, Field::Name);
+                check(a.description != b.description, Field::Description);
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+struct Read<'a, R> {
+    doc: &'a R,
+    heads: Option<&'a [ChangeHash]>,
+}
+
+impl<R: ReadDoc> Read<'_, R> {
+    fn get(&self, obj: &ObjId, prop: &str) -> Option<(Value<'_>, ObjId)> {
+        let got = match self.heads {
+            Some(heads) => self.doc.get_at(obj, prop, heads),
+            None => self.doc.get(obj, prop),
+        };
+        got.ok().flatten()
+    }
+
+    fn text(&self, prop: &str) -> String {
+        match self.get(&ROOT, prop) {
+            Some((Value::Object(ObjType::Text), id)) => match self.heads {
+                Some(heads) => self.doc.text_at(&id, heads),
+                None => self.doc.text(&id),
+            }
+            .unwrap_or_default(),
+            Some((Value::Scalar(s), _)) => s.as_str().unwrap_or_default().to_owned(),
+            _ => String::new(),
+        }
+    }
+
+    fn string(&self, prop: &str) -> Option<String> {
+        match self.get(&ROOT, prop) {
+            Some((Value::Scalar(s), _)) => s.as_str().map(str::to_owned),
+            _ => None,
+        }
+    }
+
+    fn list(&self, prop: &str) -> Vec<String> {
+        let Some((Value::Object(ObjType::List), id)) = self.get(&ROOT, prop) else {
+            return Vec::new();
+        };
+        let len = match self.heads {
+            Some(heads) => self.doc.length_at(&id, heads),
+            None => self.doc.length(&id),
+        };
+        (0..len)
+            .filter_map(|i| {
+                let got = match self.heads {
+                    Some(heads) => self.doc.get_at(&id, i, heads),
+                    None => self.doc.get(&id, i),
+                };
+                match got.ok().flatten() {
+                    Some((Value::Scalar(s), _)) => s.as_str().map(str::to_owned),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+}
+
+fn write_text<T: Transactable>(doc: &mut T, prop: &str, new: &str) -> Result<(), AutomergeError> {
+    let text = match doc.get(&ROOT, prop)? {
+        Some((Value::Object(ObjType::Text), id)) => id,
+        _ => {
+            if new.is_empty() {
+                return Ok(());
+            }
+            doc.put_object(&ROOT, prop, ObjType::Text)?
+        }
+    };
+    if doc.text(&text)? != new {
+        doc.update_text(&text, new)?;
+    }
+    Ok(())
+}
+
+fn write_string<T: Transactable>(
+    doc: &mut T,
+    prop: &str,
+    new: Option<&str>,
+) -> Result<(), AutomergeError> {
+    let current = match doc.get(&ROOT, prop)? {
+        Some((Value::Scalar(s), _)) => s.as_str().map(str::to_owned),
+        Some(_) => Some(String::new()),
+        None => None,
+    };
+    match new {
+        Some(new) if current.as_deref() != Some(new) => doc.put(&ROOT, prop, new),
+        None if current.is_some() => doc.delete(&ROOT, prop),
+        _ => Ok(()),
+    }
+}
+
+fn write_list<T: Transactable>(
+    doc: &mut T,
+    prop: &str,
+    new: &[String],
+) -> Result<(), AutomergeError> {
+    let list = match doc.get(&ROOT, prop)? {
+        Some((Value::Object(ObjType::List), id)) => id,
+        _ => {
+            if new.is_empty() {
+                return Ok(());
+            }
+            doc.put_object(&ROOT, prop, ObjType::List)?
+        }
+    };
+    let current = Read { doc, heads: None }.list(prop);
+    if current == new {
+        return Ok(());
+    }
+    for i in (0..doc.length(&list)).rev() {
+        doc.delete(&list, i)?;
+    }
+    for (i, item) in new.iter().enumerate() {
+        doc.insert(&list, i, item.as_str())?;
+    }
+    Ok(())
+}

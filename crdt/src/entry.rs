@@ -1,0 +1,765 @@
+//! Signed entries: the envelope of everything that replicates.
+//!
+//! An entry is `body || signature`. The body is the canonical encoding (see [`crate::codec`]) of
+//! a version byte, a payload kind, the author, a claimed time, the subwiki and the payload. Its
+//! id is `blake3(body)`, and the signature is ed25519 (`verify_strict`) over
+//! [`SIGNATURE_DOMAIN`] followed by the 32 id bytes. The exact bytes that were signed are kept
+//! and sent; nothing is ever re-serialised to check a signature.
+//!
+//! [`validate`] is the one path that every entry goes through, local or remote. It checks the
+//! cheapest things first: size, then decoding and field limits, then the claimed time, then the
+//! Automerge change and its actor, then the signature. Checks that need the rest of the subwiki
+//! (ownership, founder-only documents, time before genesis) are made when the entry is ingested
+//! by a [`crate::Replica`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use thiserror::Error;
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::id::{AuthorId, DocId, EntryId, SubwikiId};
+use crate::key::{AuthorKey, MAX_DEVICE_SUFFIX};
+
+/// The only body version this implementation reads and writes.
+pub const BODY_VERSION: u8 = 1;
+/// Prefix of every signed message, so an entry signature can never be replayed as anything else.
+pub const SIGNATURE_DOMAIN: &[u8] = b"agora-entry-v1:";
+/// Length of the signature that ends every entry.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// Size limits, part of validation.
+pub mod limits {
+    /// An entry, body and signature: 256 KiB.
+    pub const MAX_ENTRY_BYTES: usize = 256 * 1024;
+    /// The Automerge change inside an entry.
+    pub const MAX_CHANGE_BYTES: usize = 250 * 1024;
+    /// A subwiki's name.
+    pub const MAX_NAME_BYTES: usize = 100;
+    /// A subwiki's description.
+    pub const MAX_DESCRIPTION_BYTES: usize = 4 * 1024;
+    /// The reason given with a vote.
+    pub const MAX_REASON_BYTES: usize = 1024;
+    /// How far ahead of the receiver's clock a claimed time may be, in milliseconds (10 min).
+    pub const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
+}
+
+/// Milliseconds since the Unix epoch, as claimed by an entry's author.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// Whole seconds, as Automerge records change times.
+    pub fn as_secs(self) -> i64 {
+        i64::try_from(self.0 / 1000).unwrap_or(i64::MAX)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Who may change the posts of a subwiki that they did not create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EditPolicy {
+    /// Every member may edit every post (WT.Social style).
+    Open,
+    /// Only trusted members, moderators and the founder edit others' posts.
+    Trusted,
+}
+
+/// The rules a subwiki is founded with. Fixed by the genesis entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Policy {
+    /// Who edits others' posts.
+    pub edit: EditPolicy,
+    /// How many trusted members must vouch for someone to make them trusted (at least 1).
+    pub vouch_threshold: u8,
+    /// Counted hide votes needed to hide a post (at least 1).
+    pub hide_quorum: u16,
+    /// Counted misleading or verified votes needed to mark a post (at least 1).
+    pub mark_quorum: u16,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            edit: EditPolicy::Open,
+            vouch_threshold: 2,
+            hide_quorum: 2,
+            mark_quorum: 2,
+        }
+    }
+}
+
+/// The kind of a document, fixed when it is created; it decides the write policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DocKind {
+    /// A post: title, body, link, images, tags. Write policy `wiki`.
+    Post,
+    /// A comment on a post. Write policy `owner`.
+    Comment,
+    /// A member's profile in this subwiki. Write policy `owner`.
+    Profile,
+    /// The subwiki's own information page, created by the founder. Write policy `owner`.
+    Info,
+}
+
+/// Who may change a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WritePolicy {
+    /// Any member (subject to the subwiki's [`EditPolicy`]).
+    Wiki,
+    /// Only the document's creator.
+    Owner,
+}
+
+impl DocKind {
+    /// The write policy that documents of this kind have.
+    pub fn write_policy(self) -> WritePolicy {
+        match self {
+            DocKind::Post => WritePolicy::Wiki,
+            DocKind::Comment | DocKind::Profile | DocKind::Info => WritePolicy::Owner,
+        }
+    }
+}
+
+/// The founding entry of a subwiki; its id is the subwiki's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Genesis {
+    /// A name; not unique, the id is what identifies a subwiki.
+    pub name: String,
+    /// What the subwiki is about.
+    pub description: String,
+    /// Its rules.
+    pub policy: Policy,
+}
+
+/// Creates a document; its id is the document's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateDocument {
+    /// What it is.
+    pub kind: DocKind,
+    /// For a comment: the post it belongs to. None for other kinds.
+    pub parent: Option<DocId>,
+    /// For a comment: the comment it answers, if any. None for other kinds.
+    pub reply_to: Option<DocId>,
+    /// The document's first Automerge change (sequence number 1, no dependencies), raw bytes.
+    pub change: Vec<u8>,
+}
+
+/// A change to an existing document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocChange {
+    /// The document changed.
+    pub doc: DocId,
+    /// One uncompressed Automerge change, raw bytes.
+    pub change: Vec<u8>,
+}
+
+/// What a vote is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum VoteTarget {
+    /// A post (hide, keep, misleading, verified, withdraw).
+    Post(DocId),
+    /// An author in this subwiki (mute, unmute).
+    Author(AuthorId),
+}
+
+/// A voter's stance. The latest vote of a voter on a target replaces the earlier ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum VoteValue {
+    /// Hide the post from the feed.
+    Hide,
+    /// Keep the post visible (counts against hide).
+    Keep,
+    /// Mark the post as misleading.
+    Misleading,
+    /// Mark the post as verified.
+    Verified,
+    /// Take back this voter's earlier vote on the post.
+    Withdraw,
+    /// Hide this author's posts and comments in the subwiki.
+    Mute,
+    /// Take back a mute.
+    Unmute,
+}
+
+impl VoteValue {
+    fn fits(self, target: &VoteTarget) -> bool {
+        match target {
+            VoteTarget::Post(_) => !matches!(self, VoteValue::Mute | VoteValue::Unmute),
+            VoteTarget::Author(_) => matches!(self, VoteValue::Mute | VoteValue::Unmute),
+        }
+    }
+}
+
+/// A moderation vote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vote {
+    /// What it is about.
+    pub target: VoteTarget,
+    /// The stance.
+    pub value: VoteValue,
+    /// Why, in the voter's words (may be empty).
+    pub reason: String,
+}
+
+/// A change of someone's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RoleAction {
+    /// The founder makes the subject a moderator.
+    AppointModerator,
+    /// The founder removes a moderator.
+    RemoveModerator,
+    /// The signer vouches that the subject is trustworthy.
+    Vouch,
+    /// The signer takes back a vouch.
+    Revoke,
+}
+
+/// A signed statement about a member's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleStatement {
+    /// What is stated.
+    pub action: RoleAction,
+    /// About whom.
+    pub subject: AuthorId,
+}
+
+/// What an entry says. New kinds are added as new variants with new tags, never by changing
+/// old ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// Tag 0.
+    Genesis(Genesis),
+    /// Tag 1.
+    CreateDocument(CreateDocument),
+    /// Tag 2.
+    Change(DocChange),
+    /// Tag 3.
+    Vote(Vote),
+    /// Tag 4.
+    Role(RoleStatement),
+}
+
+impl Payload {
+    fn tag(&self) -> u8 {
+        match self {
+            Payload::Genesis(_) => 0,
+            Payload::CreateDocument(_) => 1,
+            Payload::Change(_) => 2,
+            Payload::Vote(_) => 3,
+            Payload::Role(_) => 4,
+        }
+    }
+
+    /// The raw Automerge change carried, if any.
+    pub fn change_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Payload::CreateDocument(c) => Some(&c.change),
+            Payload::Change(c) => Some(&c.change),
+            _ => None,
+        }
+    }
+}
+
+/// The signed part of an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body {
+    /// The subwiki; `None` only for a genesis entry, which founds one.
+    pub subwiki: Option<SubwikiId>,
+    /// The signer.
+    pub author: AuthorId,
+    /// When the author says it was made.
+    pub timestamp: Timestamp,
+    /// What it says.
+    pub payload: Payload,
+}
+
+fn kind_tag(kind: DocKind) -> u8 {
+    match kind {
+        DocKind::Post => 0,
+        DocKind::Comment => 1,
+        DocKind::Profile => 2,
+        DocKind::Info => 3,
+    }
+}
+
+fn vote_value_tag(value: VoteValue) -> u8 {
+    match value {
+        VoteValue::Hide => 0,
+        VoteValue::Keep => 1,
+        VoteValue::Misleading => 2,
+        VoteValue::Verified => 3,
+        VoteValue::Withdraw => 4,
+        VoteValue::Mute => 5,
+        VoteValue::Unmute => 6,
+    }
+}
+
+fn role_tag(action: RoleAction) -> u8 {
+    match action {
+        RoleAction::AppointModerator => 0,
+        RoleAction::RemoveModerator => 1,
+        RoleAction::Vouch => 2,
+        RoleAction::Revoke => 3,
+    }
+}
+
+impl Body {
+    /// The canonical encoding: the bytes that are hashed and signed.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(BODY_VERSION);
+        w.u8(self.payload.tag());
+        w.fixed(self.author.as_bytes());
+        w.u64(self.timestamp.0);
+        if let Some(subwiki) = &self.subwiki {
+            w.fixed(subwiki.as_bytes());
+        }
+        match &self.payload {
+            Payload::Genesis(g) => {
+                w.str(&g.name);
+                w.str(&g.description);
+                w.u8(match g.policy.edit {
+                    EditPolicy::Open => 0,
+                    EditPolicy::Trusted => 1,
+                });
+                w.u8(g.policy.vouch_threshold);
+                w.u16(g.policy.hide_quorum);
+                w.u16(g.policy.mark_quorum);
+            }
+            Payload::CreateDocument(c) => {
+                w.u8(kind_tag(c.kind));
+                w.option(c.parent.as_ref(), |w, d| w.fixed(d.as_bytes()));
+                w.option(c.reply_to.as_ref(), |w, d| w.fixed(d.as_bytes()));
+                w.bytes(&c.change);
+            }
+            Payload::Change(c) => {
+                w.fixed(c.doc.as_bytes());
+                w.bytes(&c.change);
+            }
+            Payload::Vote(v) => {
+                match &v.target {
+                    VoteTarget::Post(d) => {
+                        w.u8(0);
+                        w.fixed(d.as_bytes());
+                    }
+                    VoteTarget::Author(a) => {
+                        w.u8(1);
+                        w.fixed(a.as_bytes());
+                    }
+                }
+                w.u8(vote_value_tag(v.value));
+                w.str(&v.reason);
+            }
+            Payload::Role(r) => {
+                w.u8(role_tag(r.action));
+                w.fixed(r.subject.as_bytes());
+            }
+        }
+        w.into_bytes()
+    }
+
+    /// Decodes a body, checking every field's limits and the version. Returns the error that
+    /// names the first problem found.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EntryError> {
+        use limits::*;
+        let mut r = Reader::new(bytes);
+        let version = r.u8("version")?;
+        if version != BODY_VERSION {
+            return Err(EntryError::UnknownVersion(version));
+        }
+        let tag = r.u8("payload kind")?;
+        let author = AuthorId::from_bytes(r.array("author")?);
+        let timestamp = Timestamp(r.u64("timestamp")?);
+        let subwiki = if tag == 0 {
+            None
+        } else {
+            Some(SubwikiId::from_bytes(r.array("subwiki")?))
+        };
+        let doc_id = |r: &mut Reader<'_>, what| r.array(what).map(DocId::from_bytes);
+        let payload = match tag {
+            0 => {
+                let name = r.str("name", MAX_NAME_BYTES)?;
+                let description = r.str("description", MAX_DESCRIPTION_BYTES)?;
+                let edit = match r.u8("edit policy")? {
+                    0 => EditPolicy::Open,
+                    1 => EditPolicy::Trusted,
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "edit policy",
+                            tag,
+                        }
+                        .into());
+                    }
+                };
+                let policy = Policy {
+                    edit,
+                    vouch_threshold: r.u8("vouch threshold")?,
+                    hide_quorum: r.u16("hide quorum")?,
+                    mark_quorum: r.u16("mark quorum")?,
+                };
+                if policy.vouch_threshold == 0 || policy.hide_quorum == 0 || policy.mark_quorum == 0
+                {
+                    return Err(EntryError::Invalid(
+                        "policy thresholds and quorums must be at least 1",
+                    ));
+                }
+                if name.trim().is_empty() {
+                    return Err(EntryError::Invalid("a subwiki needs a name"));
+                }
+                Payload::Genesis(Genesis {
+                    name,
+                    description,
+                    policy,
+                })
+            }
+            1 => {
+                let kind = match r.u8("document kind")? {
+                    0 => DocKind::Post,
+                    1 => DocKind::Comment,
+                    2 => DocKind::Profile,
+                    3 => DocKind::Info,
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "document kind",
+                            tag,
+                        }
+                        .into());
+                    }
+                };
+                let parent = r.option("parent", |r| doc_id(r, "parent"))?;
+                let reply_to = r.option("reply to", |r| doc_id(r, "reply to"))?;
+                let change = r.bytes("change", MAX_CHANGE_BYTES)?.to_vec();
+                match (kind, parent, reply_to) {
+                    (DocKind::Comment, None, _) => {
+                        return Err(EntryError::Invalid("a comment needs a parent post"));
+                    }
+                    (DocKind::Comment, Some(_), _) | (_, None, None) => {}
+                    _ => return Err(EntryError::Invalid("only comments have a parent")),
+                }
+                Payload::CreateDocument(CreateDocument {
+                    kind,
+                    parent,
+                    reply_to,
+                    change,
+                })
+            }
+            2 => Payload::Change(DocChange {
+                doc: doc_id(&mut r, "document")?,
+                change: r.bytes("change", MAX_CHANGE_BYTES)?.to_vec(),
+            }),
+            3 => {
+                let target = match r.u8("vote target")? {
+                    0 => VoteTarget::Post(doc_id(&mut r, "post")?),
+                    1 => VoteTarget::Author(AuthorId::from_bytes(r.array("author")?)),
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "vote target",
+                            tag,
+                        }
+                        .into());
+                    }
+                };
+                let value = match r.u8("vote value")? {
+                    0 => VoteValue::Hide,
+                    1 => VoteValue::Keep,
+                    2 => VoteValue::Misleading,
+                    3 => VoteValue::Verified,
+                    4 => VoteValue::Withdraw,
+                    5 => VoteValue::Mute,
+                    6 => VoteValue::Unmute,
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "vote value",
+                            tag,
+                        }
+                        .into());
+                    }
+                };
+                if !value.fits(&target) {
+                    return Err(EntryError::Invalid("vote value does not fit its target"));
+                }
+                let reason = r.str("reason", MAX_REASON_BYTES)?;
+                Payload::Vote(Vote {
+                    target,
+                    value,
+                    reason,
+                })
+            }
+            4 => {
+                let action = match r.u8("role action")? {
+                    0 => RoleAction::AppointModerator,
+                    1 => RoleAction::RemoveModerator,
+                    2 => RoleAction::Vouch,
+                    3 => RoleAction::Revoke,
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "role action",
+                            tag,
+                        }
+                        .into());
+                    }
+                };
+                let subject = AuthorId::from_bytes(r.array("subject")?);
+                Payload::Role(RoleStatement { action, subject })
+            }
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "payload kind",
+                    tag,
+                }
+                .into());
+            }
+        };
+        r.finish()?;
+        Ok(Body {
+            subwiki,
+            author,
+            timestamp,
+            payload,
+        })
+    }
+}
+
+/// Why an entry was refused. Each problem has its own variant.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    /// Over [`limits::MAX_ENTRY_BYTES`].
+    #[error("entry is {len} bytes, over the limit of {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Too short to hold a signature and a body.
+    #[error("entry is {0} bytes, too short to be an entry")]
+    TooShort(usize),
+    /// A body version this implementation does not know.
+    #[error("unknown entry version {0}")]
+    UnknownVersion(u8),
+    /// The body does not decode.
+    #[error("malformed entry: {0}")]
+    Decode(#[from] DecodeError),
+    /// The body decodes but breaks a rule of the format.
+    #[error("invalid entry: {0}")]
+    Invalid(&'static str),
+    /// The claimed time is too far ahead of the receiver's clock; try again later.
+    #[error("entry claims a time {ahead_ms} ms in the future; not accepted yet")]
+    FromTheFuture {
+        /// How far ahead of the receiver's clock.
+        ahead_ms: u64,
+    },
+    /// The change is in Automerge's compressed form, which is not accepted (it could inflate
+    /// past every limit).
+    #[error("automerge change is compressed; only raw changes are accepted")]
+    CompressedChange,
+    /// The change bytes are not one valid Automerge change.
+    #[error("malformed automerge change: {0}")]
+    MalformedChange(String),
+    /// The change's actor is not the signer's key followed by a device suffix.
+    #[error("automerge actor is not the signing author's key plus a device suffix")]
+    ActorMismatch,
+    /// The change sets Automerge's unsigned "author" field, which Agora does not use.
+    #[error("automerge change carries an author field; identity comes from the signature")]
+    ChangeAuthorField,
+    /// A create-document entry whose change is not a first change.
+    #[error("a document's first change must have sequence number 1 and no dependencies")]
+    NotFirstChange,
+    /// The author id is not a usable ed25519 public key.
+    #[error("author id is not a valid ed25519 public key")]
+    BadAuthorKey,
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+impl EntryError {
+    /// True if the same bytes may be accepted later (the claimed time was in the future).
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, EntryError::FromTheFuture { .. })
+    }
+}
+
+/// A valid entry: decoded, within limits, its change bound to its signer, its signature checked.
+/// The only ways to get one are [`validate`] and [`Entry::sign`], which calls it.
+#[derive(Clone)]
+pub struct Entry {
+    id: EntryId,
+    bytes: Arc<[u8]>,
+    body: Body,
+    change: Option<automerge::Change>,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("id", &self.id)
+            .field("author", &self.body.author)
+            .field("timestamp", &self.body.timestamp)
+            .field("kind", &self.body.payload.tag())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Entry {}
+
+impl Entry {
+    /// Encodes, signs and validates a new entry.
+    pub fn sign(
+        key: &AuthorKey,
+        subwiki: Option<SubwikiId>,
+        timestamp: Timestamp,
+        payload: Payload,
+    ) -> Result<Entry, EntryError> {
+        let body = Body {
+            subwiki,
+            author: key.id(),
+            timestamp,
+            payload,
+        }
+        .encode();
+        let id = EntryId::from_bytes(*blake3::hash(&body).as_bytes());
+        let signature = key.sign(&signed_message(&id));
+        let mut bytes = body;
+        bytes.extend_from_slice(&signature);
+        validate(&bytes, timestamp)
+    }
+
+    /// The id: blake3 of the body bytes.
+    pub fn id(&self) -> EntryId {
+        self.id
+    }
+
+    /// The exact bytes, body then signature.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The decoded body.
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    /// The signer.
+    pub fn author(&self) -> AuthorId {
+        self.body.author
+    }
+
+    /// The claimed time.
+    pub fn timestamp(&self) -> Timestamp {
+        self.body.timestamp
+    }
+
+    /// The subwiki this entry belongs to: for a genesis entry, the one it founds.
+    pub fn subwiki(&self) -> SubwikiId {
+        self.body.subwiki.unwrap_or_else(|| self.id.into())
+    }
+
+    /// What it says.
+    pub fn payload(&self) -> &Payload {
+        &self.body.payload
+    }
+
+    /// The decoded Automerge change, for create-document and change entries.
+    pub fn change(&self) -> Option<&automerge::Change> {
+        self.change.as_ref()
+    }
+}
+
+fn signed_message(id: &EntryId) -> Vec<u8> {
+    let mut message = SIGNATURE_DOMAIN.to_vec();
+    message.extend_from_slice(id.as_bytes());
+    message
+}
+
+/// Byte offset of the chunk type in an Automerge chunk (after the 4 magic and 4 checksum bytes).
+const CHUNK_TYPE_OFFSET: usize = 8;
+/// Automerge's chunk type of an uncompressed change.
+const CHUNK_TYPE_CHANGE: u8 = 1;
+/// Automerge's chunk type of a compressed change.
+const CHUNK_TYPE_COMPRESSED: u8 = 2;
+
+fn check_change(author: &AuthorId, bytes: &[u8]) -> Result<automerge::Change, EntryError> {
+    match bytes.get(CHUNK_TYPE_OFFSET) {
+        Some(&CHUNK_TYPE_CHANGE) => {}
+        Some(&CHUNK_TYPE_COMPRESSED) => return Err(EntryError::CompressedChange),
+        _ => {
+            return Err(EntryError::MalformedChange(
+                "not an automerge change chunk".into(),
+            ));
+        }
+    }
+    let change = automerge::Change::try_from(bytes)
+        .map_err(|e| EntryError::MalformedChange(e.to_string()))?;
+    let actor = change.actor_id().to_bytes();
+    let suffix_len = actor.len().saturating_sub(32);
+    if !actor.starts_with(author.as_bytes()) || suffix_len == 0 || suffix_len > MAX_DEVICE_SUFFIX {
+        return Err(EntryError::ActorMismatch);
+    }
+    if change.author().is_some() {
+        return Err(EntryError::ChangeAuthorField);
+    }
+    Ok(change)
+}
+
+/// Checks raw entry bytes received from anywhere and returns the valid entry, or the first
+/// problem found. `now` is the receiver's clock: entries claiming a time more than
+/// [`limits::MAX_CLOCK_SKEW_MS`] ahead of it are refused as not yet acceptable.
+pub fn validate(bytes: &[u8], now: Timestamp) -> Result<Entry, EntryError> {
+    if bytes.len() > limits::MAX_ENTRY_BYTES {
+        return Err(EntryError::TooLarge {
+            len: bytes.len(),
+            max: limits::MAX_ENTRY_BYTES,
+        });
+    }
+    let Some(split) = bytes.len().checked_sub(SIGNATURE_LEN).filter(|&n| n > 0) else {
+        return Err(EntryError::TooShort(bytes.len()));
+    };
+    let (body_bytes, signature) = bytes.split_at(split);
+    let body = Body::decode(body_bytes)?;
+    let ahead_ms = body.timestamp.0.saturating_sub(now.0);
+    if ahead_ms > limits::MAX_CLOCK_SKEW_MS {
+        return Err(EntryError::FromTheFuture { ahead_ms });
+    }
+    let change = match &body.payload {
+        Payload::CreateDocument(c) => {
+            let change = check_change(&body.author, &c.change)?;
+            if change.seq() != 1 || !change.deps().is_empty() {
+                return Err(EntryError::NotFirstChange);
+            }
+            Some(change)
+        }
+        Payload::Change(c) => Some(check_change(&body.author, &c.change)?),
+        _ => None,
+    };
+    let key =
+        VerifyingKey::from_bytes(body.author.as_bytes()).map_err(|_| EntryError::BadAuthorKey)?;
+    if key.is_weak() {
+        return Err(EntryError::BadAuthorKey);
+    }
+    let signature: [u8; SIGNATURE_LEN] =
+        signature.try_into().map_err(|_| EntryError::BadSignature)?;
+    let id = EntryId::from_bytes(*blake3::hash(body_bytes).as_bytes());
+    key.verify_strict(&signed_message(&id), &Signature::from_bytes(&signature))
+        .map_err(|_| EntryError::BadSignature)?;
+    Ok(Entry {
+        id,
+        bytes: bytes.into(),
+        body,
+        change,
+    })
+}

@@ -1,0 +1,1184 @@
+//! A replica of one subwiki, in memory: ingest entries in any order, answer the feed, posts,
+//! comments and history.
+//!
+//! The replica's state is a function of the *set* of valid entries it holds. Entries may come
+//! in any order and any number of times. A change whose document is not known yet waits for
+//! the create-document entry; a change whose Automerge dependencies are missing waits for them.
+//! Remote changes are applied to a document in one batch per [`Replica::ingest`] call.
+//!
+//! # Equivocation
+//!
+//! Two different changes with the same actor and sequence number in one document are an
+//! equivocation: one device signed two histories. Both entries are kept as evidence, and both
+//! changes are left out of the document together with every change that depends on them
+//! (directly, through Automerge dependencies, or through the implicit dependency of a change on
+//! the same actor's previous sequence number). Every replica that holds the same entries
+//! excludes the same changes, whatever order they came in.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::str::FromStr;
+
+use automerge::transaction::CommitOptions;
+use automerge::{Automerge, AutomergeError, Change, ChangeHash};
+use thiserror::Error;
+
+use crate::Entry;
+use crate::doc::{CommentContent, Content, Field, PostContent, ProfileContent};
+use crate::entry::{
+    CreateDocument, DocChange, DocKind, EntryError, Genesis, Payload, Policy, RoleAction,
+    RoleStatement, Timestamp, Vote, VoteTarget, VoteValue, WritePolicy,
+};
+use crate::id::{AuthorId, DocId, EntryId, IdError, SubwikiId};
+use crate::key::AuthorKey;
+
+/// Why a valid entry does not belong in this replica.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// The entry belongs to another subwiki.
+    #[error("entry belongs to subwiki {got}, not {expected}")]
+    WrongSubwiki {
+        /// This replica's subwiki.
+        expected: SubwikiId,
+        /// The entry's.
+        got: SubwikiId,
+    },
+    /// The entry claims a time before the subwiki was founded.
+    #[error("entry claims a time before the subwiki's genesis")]
+    BeforeGenesis,
+    /// A change to a document that only its creator may change, by someone else.
+    #[error("document {doc} may only be changed by its creator")]
+    NotOwner {
+        /// The document.
+        doc: DocId,
+    },
+    /// Only the founder may create the subwiki's information page.
+    #[error("only the founder may create the subwiki's information page")]
+    NotFounder,
+    /// A change names an entry that is not a create-document entry.
+    #[error("{0} is not a document")]
+    NotADocument(DocId),
+    /// The replica was given an entry that is not a genesis entry to start from.
+    #[error("a replica starts from a genesis entry")]
+    NotGenesis,
+}
+
+/// A local operation that could not be done.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LocalError {
+    /// No such document in this subwiki.
+    #[error("no document {0} in this subwiki")]
+    UnknownDocument(DocId),
+    /// The document is of another kind than the operation needs.
+    #[error("{doc} is a {actual:?}, not a {expected:?}")]
+    WrongKind {
+        /// The document.
+        doc: DocId,
+        /// Its kind.
+        actual: DocKind,
+        /// The kind wanted.
+        expected: DocKind,
+    },
+    /// The version named is not a change of this document, or is not part of its view.
+    #[error("{0} is not a version of this document")]
+    UnknownVersion(EntryId),
+    /// Automerge refused the edit.
+    #[error("automerge: {0}")]
+    Automerge(#[from] AutomergeError),
+    /// The entry could not be made.
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    /// The replica refused the entry.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+/// What one [`Replica::ingest`] call did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Entries now held (including those waiting for dependencies).
+    pub accepted: Vec<EntryId>,
+    /// Entries that were already held.
+    pub duplicates: usize,
+    /// Entries refused, with the reason; this includes entries that were waiting and turned out
+    /// to break a rule once their document arrived. None of them is held.
+    pub rejected: Vec<(EntryId, IngestError)>,
+}
+
+/// The fixed facts about a document, from its create-document entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocMeta {
+    /// Its id.
+    pub id: DocId,
+    /// Its kind.
+    pub kind: DocKind,
+    /// Who created it.
+    pub creator: AuthorId,
+    /// When, as claimed by the creator.
+    pub created_at: Timestamp,
+    /// For a comment, the post.
+    pub parent: Option<DocId>,
+    /// For a comment, the comment it answers.
+    pub reply_to: Option<DocId>,
+}
+
+/// Why a change is left out of its document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Exclusion {
+    /// Its actor signed another change with the same sequence number.
+    Equivocation,
+    /// Automerge could not apply it.
+    Invalid,
+    /// It depends on an excluded change.
+    DependsOnExcluded,
+}
+
+/// Where a change stands in its document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChangeStatus {
+    /// Part of the document.
+    Applied,
+    /// Waiting for changes it depends on.
+    Pending,
+    /// Left out, for the reason given.
+    Excluded(Exclusion),
+}
+
+/// One change in a document's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryItem {
+    /// The entry that carried the change; name it to see or restore this version.
+    pub version: EntryId,
+    /// Who made it.
+    pub author: AuthorId,
+    /// When, as they claim.
+    pub timestamp: Timestamp,
+    /// The Automerge change hash.
+    pub change: ChangeHash,
+    /// Whether it is part of the document.
+    pub status: ChangeStatus,
+    /// The fields it changed (empty unless applied).
+    pub fields: Vec<Field>,
+}
+
+/// Evidence that one device signed two histories of a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Equivocation {
+    /// The document.
+    pub doc: DocId,
+    /// The author whose device equivocated.
+    pub author: AuthorId,
+    /// The full Automerge actor id (author key and device suffix).
+    pub actor: Vec<u8>,
+    /// The sequence number used twice or more.
+    pub seq: u64,
+    /// The entries carrying the conflicting changes.
+    pub entries: Vec<EntryId>,
+}
+
+/// A post as shown to a reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostView {
+    /// Fixed facts.
+    pub meta: DocMeta,
+    /// Current contents.
+    pub content: PostContent,
+    /// The creator's display name in this subwiki, if they set a profile.
+    pub author_name: Option<String>,
+    /// Changes after the first, as applied.
+    pub edits: usize,
+    /// Everyone whose changes are applied, creator included.
+    pub editors: BTreeSet<AuthorId>,
+    /// Comments held for this post.
+    pub comments: usize,
+    /// The latest claimed time among the applied changes.
+    pub updated_at: Timestamp,
+}
+
+/// A comment as shown to a reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommentView {
+    /// Fixed facts: parent post, the comment it answers.
+    pub meta: DocMeta,
+    /// What it says.
+    pub text: String,
+    /// The commenter's display name, if any.
+    pub author_name: Option<String>,
+}
+
+/// A position in the feed: posts are ordered newest first by (creation time, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FeedCursor {
+    /// Creation time of the last post shown.
+    pub created_at: Timestamp,
+    /// Its id.
+    pub post: DocId,
+}
+
+impl fmt::Display for FeedCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.created_at.0, self.post)
+    }
+}
+
+impl FromStr for FeedCursor {
+    type Err = IdError;
+
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let malformed = || IdError::Malformed("feed cursor");
+        let (time, post) = s.split_once('.').ok_or_else(malformed)?;
+        Ok(Self {
+            created_at: Timestamp(time.parse().map_err(|_| malformed())?),
+            post: post.parse()?,
+        })
+    }
+}
+
+/// One page of the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedPage {
+    /// Posts, newest first.
+    pub items: Vec<PostView>,
+    /// Where the next page starts, if there are more posts.
+    pub next: Option<FeedCursor>,
+}
+
+#[derive(Debug, Clone)]
+struct ChangeRecord {
+    /// Every entry carrying these exact change bytes, by (time, id); the first names it.
+    entries: BTreeSet<(Timestamp, EntryId)>,
+    author: AuthorId,
+    change: Change,
+}
+
+impl ChangeRecord {
+    fn first(&self) -> (Timestamp, EntryId) {
+        self.entries
+            .first()
+            .copied()
+            .unwrap_or((Timestamp(0), EntryId::from_bytes([0; 32])))
+    }
+}
+
+struct DocState {
+    meta: DocMeta,
+    changes: HashMap<ChangeHash, ChangeRecord>,
+    by_actor_seq: BTreeMap<(Vec<u8>, u64), BTreeSet<ChangeHash>>,
+    invalid: BTreeSet<ChangeHash>,
+    excluded: BTreeMap<ChangeHash, Exclusion>,
+    applied: HashSet<ChangeHash>,
+    doc: Automerge,
+}
+
+impl DocState {
+    fn new(meta: DocMeta) -> Self {
+        Self {
+            meta,
+            changes: HashMap::new(),
+            by_actor_seq: BTreeMap::new(),
+            invalid: BTreeSet::new(),
+            excluded: BTreeMap::new(),
+            applied: HashSet::new(),
+            doc: Automerge::new(),
+        }
+    }
+
+    fn add(&mut self, entry: &Entry, change: &Change) {
+        let hash = change.hash();
+        let key = (entry.timestamp(), entry.id());
+        if let Some(record) = self.changes.get_mut(&hash) {
+            record.entries.insert(key);
+            return;
+        }
+        self.by_actor_seq
+            .entry((change.actor_id().to_bytes().to_vec(), change.seq()))
+            .or_default()
+            .insert(hash);
+        self.changes.insert(
+            hash,
+            ChangeRecord {
+                entries: BTreeSet::from([key]),
+                author: entry.author(),
+                change: change.clone(),
+            },
+        );
+    }
+
+    /// The changes a change waits for: its Automerge dependencies and its actor's previous
+    /// sequence number (all changes with it, if there are several).
+    fn dependencies(&self, change: &Change) -> Vec<ChangeHash> {
+        let mut deps = change.deps().to_vec();
+        if change.seq() > 1 {
+            let previous = (change.actor_id().to_bytes().to_vec(), change.seq() - 1);
+            match self.by_actor_seq.get(&previous) {
+                Some(hashes) => deps.extend(hashes.iter().copied()),
+                // Not held yet: wait for it under a hash no change has.
+                None => deps.push(ChangeHash([0; 32])),
+            }
+        }
+        deps
+    }
+
+    fn compute_exclusions(&self) -> BTreeMap<ChangeHash, Exclusion> {
+        let mut excluded: BTreeMap<ChangeHash, Exclusion> = BTreeMap::new();
+        for hashes in self.by_actor_seq.values().filter(|h| h.len() > 1) {
+            excluded.extend(hashes.iter().map(|h| (*h, Exclusion::Equivocation)));
+        }
+        for hash in &self.invalid {
+            excluded.entry(*hash).or_insert(Exclusion::Invalid);
+        }
+        if excluded.is_empty() {
+            return excluded;
+        }
+        let mut children: HashMap<ChangeHash, Vec<ChangeHash>> = HashMap::new();
+        for (hash, record) in &self.changes {
+            for dep in self.dependencies(&record.change) {
+                children.entry(dep).or_default().push(*hash);
+            }
+        }
+        let mut stack: Vec<ChangeHash> = excluded.keys().copied().collect();
+        while let Some(hash) = stack.pop() {
+            for child in children.get(&hash).into_iter().flatten() {
+                if !excluded.contains_key(child) {
+                    excluded.insert(*child, Exclusion::DependsOnExcluded);
+                    stack.push(*child);
+                }
+            }
+        }
+        excluded
+    }
+
+    /// The changes that can be applied now, in an order where each comes after what it needs.
+    fn ready(&self) -> Vec<ChangeHash> {
+        let candidates: BTreeSet<ChangeHash> = self
+            .changes
+            .keys()
+            .filter(|h| !self.applied.contains(h) && !self.excluded.contains_key(h))
+            .copied()
+            .collect();
+        let mut waiting_on: HashMap<ChangeHash, usize> = HashMap::new();
+        let mut children: HashMap<ChangeHash, Vec<ChangeHash>> = HashMap::new();
+        let mut queue = Vec::new();
+        for hash in &candidates {
+            let Some(record) = self.changes.get(hash) else {
+                continue;
+            };
+            let mut open = 0;
+            for dep in self.dependencies(&record.change) {
+                if self.applied.contains(&dep) {
+                    continue;
+                }
+                open += 1;
+                if candidates.contains(&dep) {
+                    children.entry(dep).or_default().push(*hash);
+                }
+            }
+            if open == 0 {
+                queue.push(*hash);
+            } else {
+                waiting_on.insert(*hash, open);
+            }
+        }
+        let mut order = Vec::new();
+        while let Some(hash) = queue.pop() {
+            order.push(hash);
+            for child in children.get(&hash).into_iter().flatten() {
+                if let Some(open) = waiting_on.get_mut(child) {
+                    *open -= 1;
+                    if *open == 0 {
+                        queue.push(*child);
+                    }
+                }
+            }
+        }
+        order
+    }
+
+    fn apply(doc: &mut Automerge, changes: Vec<Change>) -> bool {
+        matches!(
+            catch_unwind(AssertUnwindSafe(|| doc.apply_changes(changes))),
+            Ok(Ok(()))
+        )
+    }
+
+    /// Brings the Automerge document in line with the set of changes held.
+    fn settle(&mut self) {
+        loop {
+            let excluded = self.compute_exclusions();
+            let reset = excluded.keys().any(|h| self.applied.contains(h));
+            self.excluded = excluded;
+            if reset {
+                self.doc = Automerge::new();
+                self.applied.clear();
+            }
+            let ready = self.ready();
+            if ready.is_empty() {
+                return;
+            }
+            let batch: Vec<Change> = ready
+                .iter()
+                .filter_map(|h| self.changes.get(h).map(|r| r.change.clone()))
+                .collect();
+            if Self::apply(&mut self.doc, batch) {
+                self.applied.extend(ready);
+                return;
+            }
+            // Something in the batch does not apply. Rebuild one change at a time in a fixed
+            // order to find it, mark it invalid, and start over without it.
+            self.doc = Automerge::new();
+            self.applied.clear();
+            let mut order = self.ready();
+            order.sort_by_key(|h| self.changes.get(h).map(|r| (r.change.seq(), r.first())));
+            let order = self.ready_sorted(order);
+            for hash in order {
+                let Some(change) = self.changes.get(&hash).map(|r| r.change.clone()) else {
+                    continue;
+                };
+                if Self::apply(&mut self.doc, vec![change]) {
+                    self.applied.insert(hash);
+                } else {
+                    self.invalid.insert(hash);
+                    self.doc = Automerge::new();
+                    self.applied.clear();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A topological order of `changes` that is fixed by the set: repeatedly the smallest
+    /// (by entry time, then id) change whose dependencies are applied or earlier in the order.
+    fn ready_sorted(&self, changes: Vec<ChangeHash>) -> Vec<ChangeHash> {
+        let mut remaining: BTreeMap<(Timestamp, EntryId), ChangeHash> = changes
+            .into_iter()
+            .filter_map(|h| self.changes.get(&h).map(|r| (r.first(), h)))
+            .collect();
+        let mut done: HashSet<ChangeHash> = HashSet::new();
+        let mut order = Vec::new();
+        while !remaining.is_empty() {
+            let next = remaining.iter().find_map(|(key, hash)| {
+                let record = self.changes.get(hash)?;
+                self.dependencies(&record.change)
+                    .iter()
+                    .all(|d| self.applied.contains(d) || done.contains(d))
+                    .then_some(*key)
+            });
+            let Some(key) = next else { break };
+            if let Some(hash) = remaining.remove(&key) {
+                done.insert(hash);
+                order.push(hash);
+            }
+        }
+        order
+    }
+
+    fn content(&self) -> Content {
+        Content::read(self.meta.kind, &self.doc, None)
+    }
+
+    fn heads(&self) -> Vec<ChangeHash> {
+        let mut heads = self.doc.get_heads();
+        heads.sort();
+        heads
+    }
+
+    fn status(&self, hash: &ChangeHash) -> ChangeStatus {
+        if self.applied.contains(hash) {
+            ChangeStatus::Applied
+        } else if let Some(reason) = self.excluded.get(hash) {
+            ChangeStatus::Excluded(*reason)
+        } else {
+            ChangeStatus::Pending
+        }
+    }
+
+    fn find_version(&self, version: EntryId) -> Option<ChangeHash> {
+        self.changes
+            .iter()
+            .find(|(_, r)| r.entries.iter().any(|(_, id)| *id == version))
+            .map(|(h, _)| *h)
+    }
+}
+
+/// A replica of one subwiki. See the module documentation.
+pub struct Replica {
+    genesis: Entry,
+    genesis_body: Genesis,
+    entries: HashMap<EntryId, Entry>,
+    docs: HashMap<DocId, DocState>,
+    /// Change entries whose document is not held yet.
+    waiting: HashMap<DocId, Vec<EntryId>>,
+    posts: BTreeSet<(Timestamp, DocId)>,
+    comments: HashMap<DocId, BTreeSet<(Timestamp, DocId)>>,
+    profiles: HashMap<AuthorId, BTreeSet<(Timestamp, DocId)>>,
+    votes: BTreeSet<(Timestamp, EntryId)>,
+    roles: BTreeSet<(Timestamp, EntryId)>,
+}
+
+impl fmt::Debug for Replica {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Replica")
+            .field("subwiki", &self.id())
+            .field("entries", &self.entries.len())
+            .field("documents", &self.docs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    /// A replica of the subwiki that `genesis` founds, holding nothing else yet.
+    pub fn new(genesis: Entry) -> Result<Self, IngestError> {
+        let Payload::Genesis(body) = genesis.payload().clone() else {
+            return Err(IngestError::NotGenesis);
+        };
+        let mut entries = HashMap::new();
+        entries.insert(genesis.id(), genesis.clone());
+        Ok(Self {
+            genesis,
+            genesis_body: body,
+            entries,
+            docs: HashMap::new(),
+            waiting: HashMap::new(),
+            posts: BTreeSet::new(),
+            comments: HashMap::new(),
+            profiles: HashMap::new(),
+            votes: BTreeSet::new(),
+            roles: BTreeSet::new(),
+        })
+    }
+
+    /// Founds a new subwiki: signs its genesis entry and returns the replica and the entry.
+    pub fn found(
+        key: &AuthorKey,
+        now: Timestamp,
+        name: &str,
+        description: &str,
+        policy: Policy,
+    ) -> Result<(Self, Entry), LocalError> {
+        let genesis = Entry::sign(
+            key,
+            None,
+            now,
+            Payload::Genesis(Genesis {
+                name: name.to_owned(),
+                description: description.to_owned(),
+                policy,
+            }),
+        )?;
+        Ok((Self::new(genesis.clone())?, genesis))
+    }
+
+    /// The subwiki's id.
+    pub fn id(&self) -> SubwikiId {
+        self.genesis.id().into()
+    }
+
+    /// The genesis entry.
+    pub fn genesis_entry(&self) -> &Entry {
+        &self.genesis
+    }
+
+    /// The founding name, description and policy.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis_body
+    }
+
+    /// The founder.
+    pub fn founder(&self) -> AuthorId {
+        self.genesis.author()
+    }
+
+    /// Number of entries held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if only the genesis entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.len() <= 1
+    }
+
+    /// Whether an entry is held.
+    pub fn contains(&self, id: &EntryId) -> bool {
+        self.entries.contains_key(id)
+    }
+
+    /// An entry held.
+    pub fn entry(&self, id: &EntryId) -> Option<&Entry> {
+        self.entries.get(id)
+    }
+
+    /// Every entry held, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// Vote entries held, oldest first.
+    pub fn votes(&self) -> impl Iterator<Item = &Entry> {
+        self.votes.iter().filter_map(|(_, id)| self.entries.get(id))
+    }
+
+    /// Role statements held, oldest first.
+    pub fn role_statements(&self) -> impl Iterator<Item = &Entry> {
+        self.roles.iter().filter_map(|(_, id)| self.entries.get(id))
+    }
+
+    /// Takes in valid entries, in any order and with duplicates, and brings every document they
+    /// touch up to date (one Automerge batch per document).
+    pub fn ingest(&mut self, entries: impl IntoIterator<Item = Entry>) -> IngestReport {
+        let mut report = IngestReport::default();
+        let mut touched = BTreeSet::new();
+        for entry in entries {
+            let id = entry.id();
+            if self.entries.contains_key(&id) {
+                report.duplicates += 1;
+                continue;
+            }
+            match self.admit(&entry, &mut touched, &mut report) {
+                Ok(()) => {
+                    self.entries.insert(id, entry);
+                    report.accepted.push(id);
+                }
+                Err(e) => report.rejected.push((id, e)),
+            }
+        }
+        for doc in touched {
+            if let Some(state) = self.docs.get_mut(&doc) {
+                state.settle();
+            }
+        }
+        report
+    }
+
+    fn admit(
+        &mut self,
+        entry: &Entry,
+        touched: &mut BTreeSet<DocId>,
+        report: &mut IngestReport,
+    ) -> Result<(), IngestError> {
+        if entry.subwiki() != self.id() {
+            return Err(IngestError::WrongSubwiki {
+                expected: self.id(),
+                got: entry.subwiki(),
+            });
+        }
+        if entry.timestamp() < self.genesis.timestamp() {
+            return Err(IngestError::BeforeGenesis);
+        }
+        let key = (entry.timestamp(), entry.id());
+        match entry.payload() {
+            Payload::Genesis(_) => Err(IngestError::WrongSubwiki {
+                expected: self.id(),
+                got: entry.id().into(),
+            }),
+            Payload::CreateDocument(create) => self.admit_create(entry, create, touched, report),
+            Payload::Change(change) => self.admit_change(entry, change, touched),
+            Payload::Vote(_) => {
+                self.votes.insert(key);
+                Ok(())
+            }
+            Payload::Role(_) => {
+                self.roles.insert(key);
+                Ok(())
+            }
+        }
+    }
+
+    fn admit_create(
+        &mut self,
+        entry: &Entry,
+        create: &CreateDocument,
+        touched: &mut BTreeSet<DocId>,
+        report: &mut IngestReport,
+    ) -> Result<(), IngestError> {
+        if create.kind == DocKind::Info && entry.author() != self.founder() {
+            return Err(IngestError::NotFounder);
+        }
+        let id = DocId::from(entry.id());
+        let meta = DocMeta {
+            id,
+            kind: create.kind,
+            creator: entry.author(),
+            created_at: entry.timestamp(),
+            parent: create.parent,
+            reply_to: create.reply_to,
+        };
+        let mut state = DocState::new(meta);
+        if let Some(change) = entry.change() {
+            state.add(entry, change);
+        }
+        for waiting in self.waiting.remove(&id).unwrap_or_default() {
+            let Some(pending) = self.entries.get(&waiting) else {
+                continue;
+            };
+            if create.kind.write_policy() == WritePolicy::Owner
+                && pending.author() != entry.author()
+            {
+                self.entries.remove(&waiting);
+                report.accepted.retain(|a| *a != waiting);
+                report
+                    .rejected
+                    .push((waiting, IngestError::NotOwner { doc: id }));
+            } else if let Some(change) = pending.change() {
+                state.add(pending, change);
+            }
+        }
+        let key = (entry.timestamp(), id);
+        match create.kind {
+            DocKind::Post => {
+                self.posts.insert(key);
+            }
+            DocKind::Comment => {
+                if let Some(parent) = create.parent {
+                    self.comments.entry(parent).or_default().insert(key);
+                }
+            }
+            DocKind::Profile => {
+                self.profiles.entry(entry.author()).or_default().insert(key);
+            }
+            DocKind::Info => {}
+        }
+        self.docs.insert(id, state);
+        touched.insert(id);
+        Ok(())
+    }
+
+    fn admit_change(
+        &mut self,
+        entry: &Entry,
+        change: &DocChange,
+        touched: &mut BTreeSet<DocId>,
+    ) -> Result<(), IngestError> {
+        let Some(state) = self.docs.get_mut(&change.doc) else {
+            if self.entries.contains_key(&change.doc.into()) {
+                return Err(IngestError::NotADocument(change.doc));
+            }
+            self.waiting.entry(change.doc).or_default().push(entry.id());
+            return Ok(());
+        };
+        if state.meta.kind.write_policy() == WritePolicy::Owner
+            && entry.author() != state.meta.creator
+        {
+            return Err(IngestError::NotOwner { doc: change.doc });
+        }
+        if let Some(decoded) = entry.change() {
+            state.add(entry, decoded);
+        }
+        touched.insert(change.doc);
+        Ok(())
+    }
+
+    /// Entries held that are not part of any view yet: changes waiting for their document or
+    /// for changes they depend on.
+    pub fn pending(&self) -> Vec<EntryId> {
+        let mut out: Vec<EntryId> = self.waiting.values().flatten().copied().collect();
+        for state in self.docs.values() {
+            for (hash, record) in &state.changes {
+                if state.status(hash) == ChangeStatus::Pending {
+                    out.extend(record.entries.iter().map(|(_, id)| *id));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Every equivocation seen, with the entries that prove it.
+    pub fn equivocations(&self) -> Vec<Equivocation> {
+        let mut out = Vec::new();
+        for state in self.docs.values() {
+            for ((actor, seq), hashes) in state.by_actor_seq.iter().filter(|(_, h)| h.len() > 1) {
+                let mut entries: Vec<EntryId> = hashes
+                    .iter()
+                    .filter_map(|h| state.changes.get(h))
+                    .flat_map(|r| r.entries.iter().map(|(_, id)| *id))
+                    .collect();
+                entries.sort();
+                let author = actor
+                    .get(..32)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .map(AuthorId::from_bytes)
+                    .unwrap_or(state.meta.creator);
+                out.push(Equivocation {
+                    doc: state.meta.id,
+                    author,
+                    actor: actor.clone(),
+                    seq: *seq,
+                    entries,
+                });
+            }
+        }
+        out.sort_by(|a, b| (a.doc, &a.actor, a.seq).cmp(&(b.doc, &b.actor, b.seq)));
+        out
+    }
+
+    /// The fixed facts of a document.
+    pub fn doc_meta(&self, doc: &DocId) -> Option<&DocMeta> {
+        self.docs.get(doc).map(|s| &s.meta)
+    }
+
+    /// Ids of every document held, sorted.
+    pub fn doc_ids(&self) -> Vec<DocId> {
+        let mut ids: Vec<DocId> = self.docs.keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    /// A document's current contents.
+    pub fn content(&self, doc: &DocId) -> Option<Content> {
+        self.docs.get(doc).map(DocState::content)
+    }
+
+    /// A document's current Automerge heads, sorted.
+    pub fn heads(&self, doc: &DocId) -> Option<Vec<ChangeHash>> {
+        self.docs.get(doc).map(DocState::heads)
+    }
+
+    /// The document as a standard Automerge file, which any Automerge implementation opens.
+    pub fn save_document(&self, doc: &DocId) -> Option<Vec<u8>> {
+        self.docs.get(doc).map(|s| s.doc.save())
+    }
+
+    /// The author's display name in this subwiki: the name in their newest profile.
+    pub fn display_name(&self, author: &AuthorId) -> Option<String> {
+        let (_, doc) = self.profiles.get(author)?.last()?;
+        match self.content(doc)? {
+            Content::Profile(p) if !p.name.trim().is_empty() => Some(p.name),
+            _ => None,
+        }
+    }
+
+    /// A post as a reader sees it now.
+    pub fn post(&self, doc: &DocId) -> Option<PostView> {
+        let state = self.docs.get(doc)?;
+        let Content::Post(content) = state.content() else {
+            return None;
+        };
+        let applied: Vec<&ChangeRecord> = state
+            .applied
+            .iter()
+            .filter_map(|h| state.changes.get(h))
+            .collect();
+        Some(PostView {
+            content,
+            author_name: self.display_name(&state.meta.creator),
+            edits: applied.len().saturating_sub(1),
+            editors: applied.iter().map(|r| r.author).collect(),
+            comments: self.comments.get(doc).map_or(0, BTreeSet::len),
+            updated_at: applied
+                .iter()
+                .map(|r| r.first().0)
+                .max()
+                .unwrap_or(state.meta.created_at),
+            meta: state.meta.clone(),
+        })
+    }
+
+    /// The comments on a post, oldest first. Each names the comment it answers, if any.
+    pub fn comments(&self, post: &DocId) -> Vec<CommentView> {
+        self.comments
+            .get(post)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, id)| {
+                let state = self.docs.get(id)?;
+                let Content::Comment(c) = state.content() else {
+                    return None;
+                };
+                Some(CommentView {
+                    meta: state.meta.clone(),
+                    text: c.text,
+                    author_name: self.display_name(&state.meta.creator),
+                })
+            })
+            .collect()
+    }
+
+    /// The feed: posts newest first by creation time (ties by id), `limit` at a time, starting
+    /// after `cursor` (exclusive) if given.
+    pub fn feed(&self, cursor: Option<FeedCursor>, limit: usize) -> FeedPage {
+        let keys: Vec<(Timestamp, DocId)> = match cursor {
+            Some(c) => self
+                .posts
+                .range(..(c.created_at, c.post))
+                .rev()
+                .take(limit + 1)
+                .copied()
+                .collect(),
+            None => self.posts.iter().rev().take(limit + 1).copied().collect(),
+        };
+        let more = keys.len() > limit;
+        let items: Vec<PostView> = keys
+            .iter()
+            .take(limit)
+            .filter_map(|(_, id)| self.post(id))
+            .collect();
+        let next = if more {
+            keys.get(limit.saturating_sub(1)).map(|(t, id)| FeedCursor {
+                created_at: *t,
+                post: *id,
+            })
+        } else {
+            None
+        };
+        FeedPage { items, next }
+    }
+
+    /// Feed keys (creation time, post id) of every post held: what a node merges across
+    /// subwikis.
+    pub fn feed_keys(&self) -> impl DoubleEndedIterator<Item = &(Timestamp, DocId)> {
+        self.posts.iter()
+    }
+
+    /// Every change of a document, ordered by claimed time then entry id: who changed what,
+    /// when, and whether it is part of the document.
+    pub fn history(&self, doc: &DocId) -> Option<Vec<HistoryItem>> {
+        let state = self.docs.get(doc)?;
+        let mut items: Vec<HistoryItem> = state
+            .changes
+            .iter()
+            .map(|(hash, record)| {
+                let (timestamp, version) = record.first();
+                let status = state.status(hash);
+                let fields = if status == ChangeStatus::Applied {
+                    let deps = record.change.deps();
+                    let before = if deps.is_empty() {
+                        Content::empty(state.meta.kind)
+                    } else {
+                        Content::read(state.meta.kind, &state.doc, Some(deps))
+                    };
+                    let after = Content::read(state.meta.kind, &state.doc, Some(&[*hash]));
+                    before.changed_fields(&after)
+                } else {
+                    Vec::new()
+                };
+                HistoryItem {
+                    version,
+                    author: record.author,
+                    timestamp,
+                    change: *hash,
+                    status,
+                    fields,
+                }
+            })
+            .collect();
+        items.sort_by_key(|i| (i.timestamp, i.version));
+        Some(items)
+    }
+
+    /// A document as it was right after the change carried by `version` (an entry id from
+    /// its history).
+    pub fn content_at(&self, doc: &DocId, version: EntryId) -> Result<Content, LocalError> {
+        let state = self
+            .docs
+            .get(doc)
+            .ok_or(LocalError::UnknownDocument(*doc))?;
+        let hash = state
+            .find_version(version)
+            .filter(|h| state.applied.contains(h))
+            .ok_or(LocalError::UnknownVersion(version))?;
+        Ok(Content::read(state.meta.kind, &state.doc, Some(&[hash])))
+    }
+
+    fn publish(
+        &mut self,
+        key: &AuthorKey,
+        now: Timestamp,
+        payload: Payload,
+    ) -> Result<Entry, LocalError> {
+        let entry = Entry::sign(key, Some(self.id()), now, payload)?;
+        let report = self.ingest([entry.clone()]);
+        if let Some((_, e)) = report
+            .rejected
+            .into_iter()
+            .find(|(id, _)| *id == entry.id())
+        {
+            return Err(e.into());
+        }
+        Ok(entry)
+    }
+
+    fn create(
+        &mut self,
+        key: &AuthorKey,
+        now: Timestamp,
+        content: &Content,
+        parent: Option<DocId>,
+        reply_to: Option<DocId>,
+    ) -> Result<Entry, LocalError> {
+        let mut doc = Automerge::new().with_actor(key.actor());
+        let mut tx = doc.transaction();
+        automerge::transaction::Transactable::put(
+            &mut tx,
+            automerge::ROOT,
+            "kind",
+            kind_name(content.kind()),
+        )?;
+        content.write(&mut tx)?;
+        tx.commit_with(CommitOptions::default().with_time(now.as_secs()));
+        let change = doc
+            .get_last_local_change()
+            .ok_or(LocalError::Automerge(AutomergeError::Fail))?;
+        self.publish(
+            key,
+            now,
+            Payload::CreateDocument(CreateDocument {
+                kind: content.kind(),
+                parent,
+                reply_to,
+                change: change.raw_bytes().to_vec(),
+            }),
+        )
+    }
+
+    /// Changes a document so that it reads `content`, by diff. Returns `None` if it already did.
+    pub fn edit(
+        &mut self,
+        key: &AuthorKey,
+        now: Timestamp,
+        doc: DocId,
+        content: &Content,
+    ) -> Result<Option<Entry>, LocalError> {
+        let state = self
+            .docs
+            .get(&doc)
+            .ok_or(LocalError::UnknownDocument(doc))?;
+        if state.meta.kind != content.kind() {
+            return Err(LocalError::WrongKind {
+                doc,
+                actual: state.meta.kind,
+                expected: content.kind(),
+            });
+        }
+        if state.meta.kind.write_policy() == WritePolicy::Owner && key.id() != state.meta.creator {
+            return Err(IngestError::NotOwner { doc }.into());
+        }
+        let mut fork = state.doc.fork().with_actor(key.actor());
+        let mut tx = fork.transaction();
+        content.write(&mut tx)?;
+        let (hash, _) = tx.commit_with(CommitOptions::default().with_time(now.as_secs()));
+        if hash.is_none() {
+            return Ok(None);
+        }
+        let change = fork
+            .get_last_local_change()
+            .ok_or(LocalError::Automerge(AutomergeError::Fail))?;
+        self.publish(
+            key,
+            now,
+            Payload::Change(DocChange {
+                doc,
+                change: change.raw_bytes().to_vec(),
+            }),
+        )
+        .map(Some)
+    }
+
+    /// Creates a post; returns its create-document entry (its id is the post's id).
+    pub fn create_post(
+        &mut self,
+        key: &AuthorKey,
+        now: Timestamp,
+        post: PostContent,
+    ) -> Result<Entry, LocalError> {
+        self.create(key, now, &Content::Post(post), None, None)
+    }
+
+    /// Changes a post to read `post` (a wiki edit: any member may). `None` if nothing changed.
+    pub fn edit_post(
+        &mut self,
+        key: &AuthorKey,
+        now: Timestamp,
+        doc: DocId,
+        post: PostContent,
+    ) -> Result<Option<Entry>, LocalError> {
+        self.edit(key, now, doc, &Content::Post(post))
+    }
+
+    /// Restores a document to how it read at `version`, as a new signed change; the history
+    /// keeps everything. `None` if it already reads so.
+    pub fn revert(
+        &mut self,
+        key: &AuthorKey,
+        now: Timestamp,
+        doc: DocId,
+        version: EntryId,
+    ) -> Result<Option<Entry>, LocalError> {
+        let content = self.content_at(&doc, version)?;
+        self.edit(key, now, doc, &content)
+    }
+
+    /// Comments on a post, optionally answering another comment.
+    pub fn comment(
+        &mut self,
+        key: &AuthorKey,
+        now: Timestamp,
+        post: DocId,
+        reply_to: Option<DocId>,
+        text: &str,
+    ) -> Result<Entry, LocalError> {
+        let content = Content::Comment(CommentContent {
+            text: text.to_owned(),
+        });
+        self.create(key, now, &content, Some(post), reply_to)
+    }
+
+    /// Sets this author's profile in the subwiki: edits their newest profile, or creates one.
+    pub fn set_profile(
+        &mut self,
+        key: &AuthorKey,
+        now: Timestamp,
+        profile: ProfileContent,
+    ) -> Result<Option<Entry>, LocalError> {
+        let content = Content::Profile(profile);
+        match self
+            .profiles
+            .get(&key.id())
+            .and_then(|p| p.last())
+            .map(|(_, d)| *d)
+        {
+            Some(doc) => self.edit(key, now, doc, &content),
+            None => self.create(key, now, &content, None, None).map(Some),
+        }
+    }
+
+    /// Signs and ingests a moderation vote.
+    pub fn vote(
+        &mut self,
+        key: &AuthorKey,
+        now: Timestamp,
+        target: VoteTarget,
+        value: VoteValue,
+        reason: &str,
+    ) -> Result<Entry, LocalError> {
+        let vote = Vote {
+            target,
+            value,
+            reason: reason.to_owned(),
+        };
+        self.publish(key, now, Payload::Vote(vote))
+    }
+
+    /// Signs and ingests a role statement.
+    pub fn state_role(
+        &mut self,
+        key: &AuthorKey,
+        now: Timestamp,
+        action: RoleAction,
+        subject: AuthorId,
+    ) -> Result<Entry, LocalError> {
+        self.publish(key, now, Payload::Role(RoleStatement { action, subject }))
+    }
+}
+
+fn kind_name(kind: DocKind) -> &'static str {
+    match kind {
+        DocKind::Post => "post",
+        DocKind::Comment => "comment",
+        DocKind::Profile => "profile",
+        DocKind::Info => "info",
+    }
+}

@@ -1,0 +1,1 @@
+//! The Agora scenario runner. Not built yet: see issue "Simulations".
