@@ -564,6 +564,9 @@ pub enum EntryError {
     /// The change bytes are not one valid Automerge change.
     #[error("malformed automerge change: {0}")]
     MalformedChange(String),
+    /// The change's checksum does not match its contents: the bytes were damaged.
+    #[error("automerge change checksum does not match its contents")]
+    ChangeChecksum,
     /// The change's actor is not the signer's key followed by a device suffix.
     #[error("automerge actor is not the signing author's key plus a device suffix")]
     ActorMismatch,
@@ -705,6 +708,11 @@ fn check_change(author: &AuthorId, bytes: &[u8]) -> Result<automerge::Change, En
     }
     let change = automerge::Change::try_from(bytes)
         .map_err(|e| EntryError::MalformedChange(e.to_string()))?;
+    // Automerge's chunk checksum is the first four bytes of the change hash, which `try_from`
+    // recomputes from the contents but does not compare.
+    if change.hash().0.get(..4) != bytes.get(4..8) {
+        return Err(EntryError::ChangeChecksum);
+    }
     let actor = change.actor_id().to_bytes();
     let suffix_len = actor.len().saturating_sub(32);
     if !actor.starts_with(author.as_bytes()) || suffix_len == 0 || suffix_len > MAX_DEVICE_SUFFIX {

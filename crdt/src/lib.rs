@@ -35,6 +35,7 @@ pub mod id;
 pub mod key;
 pub mod replica;
 
+pub use automerge::ChangeHash;
 pub use codec::DecodeError;
 pub use doc::{CommentContent, Content, Field, InfoContent, PostContent, ProfileContent};
 pub use entry::{

@@ -1,0 +1,322 @@
+//! Determinism: a replica's state is a function of the set of entries it holds. Random
+//! histories from several devices (concurrent edits of the same posts, comments, votes, twin
+//! devices that equivocate) are delivered in random orders, with duplicates, in random batches:
+//! every delivery gives the same documents, heads, feed, history and evidence.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use agora_crdt::{AuthorKey, DocId, Entry, PostContent, Replica, Timestamp, VoteTarget, VoteValue};
+use proptest::prelude::*;
+use support::*;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Create {
+        dev: usize,
+        title: u8,
+    },
+    Edit {
+        dev: usize,
+        post: usize,
+        para: usize,
+        word: u8,
+    },
+    Comment {
+        dev: usize,
+        post: usize,
+        word: u8,
+    },
+    Vote {
+        dev: usize,
+        post: usize,
+        hide: bool,
+    },
+    Profile {
+        dev: usize,
+        word: u8,
+    },
+    Sync {
+        from: usize,
+        to: usize,
+    },
+    /// Device 0 and its twin edit the same post from the same state.
+    Equivocate {
+        post: usize,
+        word: u8,
+    },
+}
+
+const DEVICES: usize = 4;
+
+fn step() -> impl Strategy<Value = Step> {
+    let dev = 0..DEVICES;
+    prop_oneof![
+        1 => (dev.clone(), any::<u8>()).prop_map(|(dev, title)| Step::Create { dev, title }),
+        4 => (dev.clone(), any::<usize>(), 0..3usize, any::<u8>())
+            .prop_map(|(dev, post, para, word)| Step::Edit { dev, post, para, word }),
+        1 => (dev.clone(), any::<usize>(), any::<u8>())
+            .prop_map(|(dev, post, word)| Step::Comment { dev, post, word }),
+        1 => (dev.clone(), any::<usize>(), any::<bool>())
+            .prop_map(|(dev, post, hide)| Step::Vote { dev, post, hide }),
+        1 => (dev.clone(), any::<u8>()).prop_map(|(dev, word)| Step::Profile { dev, word }),
+        3 => (dev.clone(), dev).prop_map(|(from, to)| Step::Sync { from, to }),
+        1 => (any::<usize>(), any::<u8>()).prop_map(|(post, word)| Step::Equivocate { post, word }),
+    ]
+}
+
+/// Devices 0..3 are three people; device 3 is a twin of device 0 (same key, same actor
+/// suffix, its own replica), so it equivocates when both edit from the same state.
+fn device_keys() -> Vec<AuthorKey> {
+    vec![key(1), key(2), key(3), key(1)]
+}
+
+fn with_paragraph(body: &str, para: usize, word: u8) -> String {
+    let mut paras: Vec<String> = body.split("\n\n").map(str::to_owned).collect();
+    while paras.len() < 3 {
+        paras.push(String::from("p"));
+    }
+    paras[para] = format!("{} w{word}", paras[para]);
+    paras.join("\n\n")
+}
+
+/// Plays the steps on separate devices and returns every entry any of them made.
+fn play(steps: &[Step]) -> (Entry, Vec<Entry>) {
+    let keys = device_keys();
+    let mut devices: Vec<Replica> = vec![founded(&keys[0])];
+    for _ in 1..DEVICES {
+        devices.push(fresh(&devices[0]));
+    }
+    let mut now = T0;
+    for step in steps {
+        now += 1_000;
+        let t = Timestamp(now);
+        match step {
+            Step::Create { dev, title } => {
+                let body = "one\n\ntwo\n\nthree";
+                devices[*dev]
+                    .create_post(&keys[*dev], t, post(&format!("post {title}"), body))
+                    .unwrap();
+            }
+            Step::Edit { .. } => play_edit(&mut devices, &keys, t, step),
+            Step::Comment { dev, post, word } => {
+                let posts = post_ids(&devices[*dev]);
+                if posts.is_empty() {
+                    continue;
+                }
+                let id = posts[post % posts.len()];
+                devices[*dev]
+                    .comment(&keys[*dev], t, id, None, &format!("comment {word}"))
+                    .unwrap();
+            }
+            Step::Vote { dev, post, hide } => {
+                let posts = post_ids(&devices[*dev]);
+                if posts.is_empty() {
+                    continue;
+                }
+                let value = if *hide {
+                    VoteValue::Hide
+                } else {
+                    VoteValue::Keep
+                };
+                let target = VoteTarget::Post(posts[post % posts.len()]);
+                devices[*dev]
+                    .vote(&keys[*dev], t, target, value, "")
+                    .unwrap();
+            }
+            Step::Profile { dev, word } => {
+                let profile = agora_crdt::ProfileContent {
+                    name: format!("name {word}"),
+                    bio: String::new(),
+                };
+                devices[*dev].set_profile(&keys[*dev], t, profile).unwrap();
+            }
+            Step::Equivocate { post, word } => {
+                let (first, rest) = devices.split_at_mut(1);
+                sync(&first[0], &mut rest[2]);
+                let posts = post_ids(&devices[0]);
+                if posts.is_empty() {
+                    continue;
+                }
+                let id = posts[post % posts.len()];
+                for (dev, para) in [(0, 0), (3, 2)] {
+                    let current = devices[dev].post(&id).unwrap().content;
+                    let edited = PostContent {
+                        body: with_paragraph(&current.body, para, *word),
+                        ..current
+                    };
+                    devices[dev].edit_post(&keys[dev], t, id, edited).unwrap();
+                }
+            }
+            Step::Sync { from, to } => {
+                if from != to {
+                    let (a, b) = if from < to {
+                        let (l, r) = devices.split_at_mut(*to);
+                        (&l[*from], &mut r[0])
+                    } else {
+                        let (l, r) = devices.split_at_mut(*from);
+                        (&r[0], &mut l[*to])
+                    };
+                    sync(a, b);
+                }
+            }
+        }
+    }
+    let genesis = devices[0].genesis_entry().clone();
+    let mut all: Vec<Entry> = devices.iter().flat_map(|d| d.entries().cloned()).collect();
+    all.sort_by_key(Entry::id);
+    all.dedup_by_key(|e| e.id());
+    (genesis, all)
+}
+
+fn post_ids(replica: &Replica) -> Vec<DocId> {
+    replica
+        .feed(None, 1000)
+        .items
+        .iter()
+        .map(|p| p.meta.id)
+        .collect()
+}
+
+fn play_edit(devices: &mut [Replica], keys: &[AuthorKey], t: Timestamp, step: &Step) {
+    let Step::Edit {
+        dev,
+        post,
+        para,
+        word,
+    } = step
+    else {
+        return;
+    };
+    let posts = post_ids(&devices[*dev]);
+    if posts.is_empty() {
+        return;
+    }
+    let id = posts[post % posts.len()];
+    let current = devices[*dev].post(&id).unwrap().content;
+    let edited = PostContent {
+        body: with_paragraph(&current.body, *para, *word),
+        ..current
+    };
+    devices[*dev].edit_post(&keys[*dev], t, id, edited).unwrap();
+}
+
+/// Delivers `entries` in a shuffled order, with about a third duplicated, in random batches.
+fn deliver(genesis: &Entry, entries: &[Entry], seed: u64) -> Replica {
+    let mut rng = Rng(seed);
+    let mut order: Vec<Entry> = entries.to_vec();
+    for e in entries {
+        if rng.below(3) == 0 {
+            order.push(e.clone());
+        }
+    }
+    rng.shuffle(&mut order);
+    let mut replica = Replica::new(genesis.clone()).unwrap();
+    let mut rest = order.as_slice();
+    while !rest.is_empty() {
+        let n = 1 + rng.below(rest.len().min(8));
+        let (batch, tail) = rest.split_at(n);
+        replica.ingest(batch.to_vec());
+        rest = tail;
+    }
+    replica
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_delivery_order_gives_the_same_state(
+        steps in proptest::collection::vec(step(), 1..30),
+        seeds in proptest::collection::vec(any::<u64>(), 3),
+    ) {
+        let (genesis, entries) = play(&steps);
+        let mut reference = Replica::new(genesis.clone()).unwrap();
+        let report = reference.ingest(entries.clone());
+        prop_assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        let expected = snapshot(&reference);
+        prop_assert_eq!(expected.entries.len(), entries.len());
+        for seed in seeds {
+            let replica = deliver(&genesis, &entries, seed);
+            prop_assert_eq!(&snapshot(&replica), &expected);
+        }
+    }
+}
+
+#[test]
+fn twin_devices_equivocate_and_are_excluded_the_same_way_everywhere() {
+    let alice = key(1);
+    let twin = key(1);
+    let bob = key(2);
+    let mut a = founded(&alice);
+    let id: DocId = a
+        .create_post(&alice, Timestamp(T0 + 1), post("t", "one\n\ntwo"))
+        .unwrap()
+        .id()
+        .into();
+    let mut t = fresh(&a);
+    sync(&a, &mut t);
+    // Both devices sign seq 2 for the same actor, from the same state.
+    a.edit_post(&alice, Timestamp(T0 + 2), id, post("t", "one A\n\ntwo"))
+        .unwrap();
+    t.edit_post(&twin, Timestamp(T0 + 3), id, post("t", "one\n\ntwo T"))
+        .unwrap();
+    // Bob builds on top of device A's edit.
+    let mut b = fresh(&a);
+    sync(&a, &mut b);
+    b.edit_post(&bob, Timestamp(T0 + 4), id, post("t B", "one A\n\ntwo"))
+        .unwrap();
+
+    let mut all: Vec<Entry> = Vec::new();
+    for r in [&a, &t, &b] {
+        all.extend(r.entries().cloned());
+    }
+    let genesis = a.genesis_entry().clone();
+    let first = deliver(&genesis, &all, 1);
+    let second = deliver(&genesis, &all, 2);
+    assert_eq!(snapshot(&first), snapshot(&second));
+    let evidence = first.equivocations();
+    assert_eq!(evidence.len(), 1);
+    assert_eq!(evidence[0].seq, 2);
+    assert_eq!(evidence[0].author, alice.id());
+    assert_eq!(evidence[0].entries.len(), 2);
+    // Both conflicting changes and Bob's change that depends on one are left out: the post
+    // reads as it was created.
+    let view = first.post(&id).unwrap();
+    assert_eq!(view.content.body, "one\n\ntwo");
+    assert_eq!(view.content.title, "t");
+    assert_eq!(applied(&first.history(&id).unwrap()), 1);
+}
+
+#[test]
+fn changes_wait_for_their_document_and_dependencies() {
+    let alice = key(1);
+    let mut a = founded(&alice);
+    let create = a
+        .create_post(&alice, Timestamp(T0 + 1), post("t", "x"))
+        .unwrap();
+    let id: DocId = create.id().into();
+    let e1 = a
+        .edit_post(&alice, Timestamp(T0 + 2), id, post("t", "xy"))
+        .unwrap()
+        .unwrap();
+    let e2 = a
+        .edit_post(&alice, Timestamp(T0 + 3), id, post("t", "xyz"))
+        .unwrap()
+        .unwrap();
+    let mut b = fresh(&a);
+    b.ingest([e2.clone()]);
+    assert_eq!(b.pending(), vec![e2.id()]);
+    assert!(b.post(&id).is_none());
+    b.ingest([create]);
+    assert_eq!(b.post(&id).unwrap().content.body, "x");
+    assert_eq!(b.pending(), vec![e2.id()]);
+    b.ingest([e1]);
+    assert!(b.pending().is_empty());
+    assert_eq!(b.post(&id).unwrap().content.body, "xyz");
+}

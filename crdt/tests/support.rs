@@ -1,0 +1,138 @@
+//! Shared helpers for the crdt integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use agora_crdt::{
+    AuthorKey, ChangeStatus, Content, DocId, EntryId, Equivocation, FeedCursor, HistoryItem,
+    Policy, PostContent, Replica, Timestamp,
+};
+
+pub const T0: u64 = 1_700_000_000_000;
+
+pub fn key(n: u8) -> AuthorKey {
+    AuthorKey::from_secret([n; 32], [n; 8])
+}
+
+pub fn post(title: &str, body: &str) -> PostContent {
+    PostContent {
+        title: title.into(),
+        body: body.into(),
+        ..Default::default()
+    }
+}
+
+/// A founded subwiki, open edit policy.
+pub fn founded(founder: &AuthorKey) -> Replica {
+    Replica::found(
+        founder,
+        Timestamp(T0),
+        "test",
+        "a test subwiki",
+        Policy::default(),
+    )
+    .expect("found")
+    .0
+}
+
+/// A fresh replica of the same subwiki as `other`.
+pub fn fresh(other: &Replica) -> Replica {
+    Replica::new(other.genesis_entry().clone()).expect("genesis")
+}
+
+/// Gives `to` every entry `from` holds.
+pub fn sync(from: &Replica, to: &mut Replica) {
+    let entries: Vec<_> = from.entries().cloned().collect();
+    to.ingest(entries);
+}
+
+/// A document's id, contents, heads and history.
+pub type DocSnapshot = (
+    DocId,
+    Option<Content>,
+    Vec<agora_crdt::ChangeHash>,
+    Vec<HistoryItem>,
+);
+
+/// Everything a reader can observe of a replica, in a comparable form.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub entries: Vec<EntryId>,
+    pub feed: Vec<(DocId, String, String, usize, usize)>,
+    pub docs: Vec<DocSnapshot>,
+    pub equivocations: Vec<Equivocation>,
+    pub pending: Vec<EntryId>,
+}
+
+pub fn snapshot(r: &Replica) -> Snapshot {
+    let mut entries: Vec<EntryId> = r.entries().map(|e| e.id()).collect();
+    entries.sort();
+    let mut feed = Vec::new();
+    let mut cursor: Option<FeedCursor> = None;
+    loop {
+        let page = r.feed(cursor, 3);
+        for p in &page.items {
+            feed.push((
+                p.meta.id,
+                p.content.title.clone(),
+                p.content.body.clone(),
+                p.edits,
+                p.comments,
+            ));
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let docs = r
+        .doc_ids()
+        .into_iter()
+        .map(|d| {
+            (
+                d,
+                r.content(&d),
+                r.heads(&d).unwrap(),
+                r.history(&d).unwrap(),
+            )
+        })
+        .collect();
+    Snapshot {
+        entries,
+        feed,
+        docs,
+        equivocations: r.equivocations(),
+        pending: r.pending(),
+    }
+}
+
+/// Applied history items only.
+pub fn applied(history: &[HistoryItem]) -> usize {
+    history
+        .iter()
+        .filter(|h| h.status == ChangeStatus::Applied)
+        .count()
+}
+
+/// A tiny deterministic RNG (xorshift64*), for shuffles driven by a proptest seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0.max(1);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i + 1);
+            items.swap(i, j);
+        }
+    }
+}

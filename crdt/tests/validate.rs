@@ -1,0 +1,447 @@
+//! Bad input is rejected with its own error and changes nothing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use agora_crdt::{
+    AuthorKey, Body, DocChange, DocId, Entry, EntryError, IngestError, Payload, Replica, Timestamp,
+    VoteTarget, VoteValue, limits, validate,
+};
+use proptest::prelude::*;
+use support::*;
+
+const NOW: Timestamp = Timestamp(T0 + 1_000_000);
+
+/// A subwiki with one post by Alice and one comment by Alice, plus one edit entry by Bob.
+struct World {
+    alice: AuthorKey,
+    bob: AuthorKey,
+    replica: Replica,
+    post: DocId,
+    comment: DocId,
+    edit: Entry,
+}
+
+fn world() -> World {
+    let alice = key(1);
+    let bob = key(2);
+    let mut replica = founded(&alice);
+    let post: DocId = replica
+        .create_post(&alice, Timestamp(T0 + 1), support::post("title", "body"))
+        .unwrap()
+        .id()
+        .into();
+    let comment: DocId = replica
+        .comment(&alice, Timestamp(T0 + 2), post, None, "a comment")
+        .unwrap()
+        .id()
+        .into();
+    let mut other = fresh(&replica);
+    sync(&replica, &mut other);
+    let edit = other
+        .edit_post(
+            &bob,
+            Timestamp(T0 + 3),
+            post,
+            support::post("title", "body, improved"),
+        )
+        .unwrap()
+        .unwrap();
+    World {
+        alice,
+        bob,
+        replica,
+        post,
+        comment,
+        edit,
+    }
+}
+
+/// Offers raw bytes to the replica the way a node does: validate, then ingest. Asserts that the
+/// replica is unchanged and returns the error.
+fn offer(replica: &mut Replica, bytes: &[u8]) -> String {
+    let before = snapshot(replica);
+    let error = match validate(bytes, NOW) {
+        Err(e) => format!("entry: {e:?}"),
+        Ok(entry) => {
+            let report = replica.ingest([entry]);
+            assert_eq!(report.rejected.len(), 1, "expected a rejection: {report:?}");
+            format!("ingest: {:?}", report.rejected[0].1)
+        }
+    };
+    assert_eq!(
+        snapshot(replica),
+        before,
+        "a rejected entry changed the replica"
+    );
+    error
+}
+
+fn flip(bytes: &[u8], index: usize) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out[index] ^= 0x01;
+    out
+}
+
+fn body_len(entry: &Entry) -> usize {
+    entry.bytes().len() - 64
+}
+
+/// Where the change bytes start inside a change entry's body: version, kind, author, time,
+/// subwiki, document, length prefix.
+const CHANGE_OFFSET: usize = 1 + 1 + 32 + 8 + 32 + 32 + 4;
+
+#[test]
+fn the_honest_edit_is_accepted() {
+    let mut w = world();
+    let report = w.replica.ingest([w.edit.clone()]);
+    assert_eq!(report.accepted, vec![w.edit.id()]);
+    assert_eq!(
+        w.replica.post(&w.post).unwrap().content.body,
+        "body, improved"
+    );
+}
+
+#[test]
+fn a_flipped_bit_in_the_body_is_refused() {
+    let mut w = world();
+    // The timestamp's lowest byte: still decodes, so the signature catches it.
+    let bytes = flip(w.edit.bytes(), 1 + 1 + 32 + 7);
+    assert_eq!(offer(&mut w.replica, &bytes), "entry: BadSignature");
+}
+
+#[test]
+fn a_flipped_bit_in_the_signature_is_refused() {
+    let mut w = world();
+    let last = w.edit.bytes().len() - 1;
+    let bytes = flip(w.edit.bytes(), last - 10);
+    assert_eq!(offer(&mut w.replica, &bytes), "entry: BadSignature");
+}
+
+#[test]
+fn a_flipped_bit_in_the_change_bytes_is_refused() {
+    let mut w = world();
+    let end = body_len(&w.edit);
+    for index in CHANGE_OFFSET..end {
+        let bytes = flip(w.edit.bytes(), index);
+        let error = offer(&mut w.replica, &bytes);
+        // A flip is caught by Automerge's chunk checksum or the change's own structure, before
+        // the signature is even checked.
+        assert!(
+            error.starts_with("entry: MalformedChange") || error == "entry: ChangeChecksum",
+            "byte {index}: {error}"
+        );
+    }
+}
+
+#[test]
+fn a_change_whose_actor_is_not_the_signer_is_refused() {
+    let mut w = world();
+    // Bob signs the change that Alice's device made.
+    let alice_change = w
+        .replica
+        .edit_post(
+            &w.alice,
+            Timestamp(T0 + 4),
+            w.post,
+            support::post("title", "alice"),
+        )
+        .unwrap()
+        .unwrap();
+    let Payload::Change(change) = alice_change.payload().clone() else {
+        panic!("not a change")
+    };
+    let forged = Entry::sign(
+        &w.bob,
+        Some(w.replica.id()),
+        Timestamp(T0 + 5),
+        Payload::Change(change),
+    );
+    assert_eq!(forged.err(), Some(EntryError::ActorMismatch));
+    // And the raw bytes of such an entry, signed by hand, are refused by validate too.
+    let body = Body {
+        subwiki: Some(w.replica.id()),
+        author: w.bob.id(),
+        timestamp: Timestamp(T0 + 5),
+        payload: alice_change.payload().clone(),
+    };
+    let forged = sign_raw(&w.bob, &body.encode());
+    assert_eq!(offer(&mut w.replica, &forged), "entry: ActorMismatch");
+}
+
+/// Signs body bytes the way the format says, without validating them.
+fn sign_raw(key: &AuthorKey, body: &[u8]) -> Vec<u8> {
+    use ed25519_dalek::Signer;
+    let secret: [u8; 32] = {
+        // Keys in these tests are made from a repeated byte: recover it from the key file.
+        let text = key.to_file_string();
+        let hex = text.lines().nth(1).unwrap().trim_start_matches("secret ");
+        let byte = u8::from_str_radix(&hex[..2], 16).unwrap();
+        [byte; 32]
+    };
+    let signing = ed25519_dalek::SigningKey::from_bytes(&secret);
+    let id = blake3::hash(body);
+    let mut message = agora_crdt::entry::SIGNATURE_DOMAIN.to_vec();
+    message.extend_from_slice(id.as_bytes());
+    let mut out = body.to_vec();
+    out.extend_from_slice(&signing.sign(&message).to_bytes());
+    out
+}
+
+#[test]
+fn a_change_to_someone_elses_owner_document_is_refused() {
+    let mut w = world();
+    // Bob edits Alice's comment on his own device; the entry is valid on its own...
+    let mut bobs = fresh(&w.replica);
+    sync(&w.replica, &mut bobs);
+    let refused = bobs.edit(
+        &w.bob,
+        Timestamp(T0 + 6),
+        w.comment,
+        &agora_crdt::Content::Comment(agora_crdt::CommentContent {
+            text: "vandalised".into(),
+        }),
+    );
+    assert!(matches!(
+        refused,
+        Err(agora_crdt::LocalError::Ingest(IngestError::NotOwner { .. }))
+    ));
+    // ...so build it by hand, as a hostile node would, and offer it.
+    let mut doc = automerge::Automerge::new().with_actor(w.bob.actor());
+    let mut tx = doc.transaction();
+    automerge::transaction::Transactable::put(&mut tx, automerge::ROOT, "text", "vandalised")
+        .unwrap();
+    tx.commit();
+    let change = doc.get_last_local_change().unwrap();
+    let entry = Entry::sign(
+        &w.bob,
+        Some(w.replica.id()),
+        Timestamp(T0 + 6),
+        Payload::Change(DocChange {
+            doc: w.comment,
+            change: change.raw_bytes().to_vec(),
+        }),
+    )
+    .unwrap();
+    let error = offer(&mut w.replica, entry.bytes());
+    assert_eq!(
+        error,
+        format!("ingest: NotOwner {{ doc: {:?} }}", w.comment)
+    );
+    // The same entry arriving before the comment exists waits, then is refused and dropped.
+    let mut late = fresh(&w.replica);
+    let first = late.ingest([entry.clone()]);
+    assert_eq!(first.accepted, vec![entry.id()]);
+    let comment_entry = w.replica.entry(&w.comment.into()).unwrap().clone();
+    let second = late.ingest([comment_entry]);
+    assert_eq!(
+        second.rejected,
+        vec![(entry.id(), IngestError::NotOwner { doc: w.comment })]
+    );
+    assert!(!late.contains(&entry.id()));
+    assert!(late.pending().is_empty());
+}
+
+#[test]
+fn an_entry_over_the_size_limit_is_refused() {
+    let mut w = world();
+    let mut bytes = w.edit.bytes().to_vec();
+    bytes.resize(limits::MAX_ENTRY_BYTES + 1, 0);
+    assert_eq!(
+        offer(&mut w.replica, &bytes),
+        format!(
+            "entry: TooLarge {{ len: {}, max: {} }}",
+            limits::MAX_ENTRY_BYTES + 1,
+            limits::MAX_ENTRY_BYTES
+        )
+    );
+    // A field over its own limit: a vote reason of 1 KiB + 1.
+    let reason = "x".repeat(limits::MAX_REASON_BYTES + 1);
+    let vote = w.replica.vote(
+        &w.alice,
+        Timestamp(T0 + 7),
+        VoteTarget::Post(w.post),
+        VoteValue::Hide,
+        &reason,
+    );
+    assert!(matches!(
+        vote,
+        Err(agora_crdt::LocalError::Entry(EntryError::Decode(
+            agora_crdt::DecodeError::TooLong { what: "reason", .. }
+        )))
+    ));
+}
+
+#[test]
+fn an_unknown_version_is_refused() {
+    let mut w = world();
+    let mut bytes = w.edit.bytes().to_vec();
+    bytes[0] = 2;
+    assert_eq!(offer(&mut w.replica, &bytes), "entry: UnknownVersion(2)");
+}
+
+#[test]
+fn truncated_bytes_are_refused() {
+    let mut w = world();
+    let full = w.edit.bytes().to_vec();
+    for len in [0, 1, 10, 64, 65, 100, full.len() / 2, full.len() - 1] {
+        let error = offer(&mut w.replica, &full[..len]);
+        assert!(
+            error.starts_with("entry: TooShort")
+                || error.starts_with("entry: Decode")
+                || error == "entry: BadSignature"
+                || error.starts_with("entry: MalformedChange"),
+            "{len}: {error}"
+        );
+    }
+}
+
+#[test]
+fn a_compressed_change_is_refused() {
+    let mut w = world();
+    let Payload::Change(change) = w.edit.payload().clone() else {
+        panic!("not a change")
+    };
+    let mut bytes = change.change.clone();
+    bytes[8] = 2;
+    let entry = Entry::sign(
+        &w.bob,
+        Some(w.replica.id()),
+        Timestamp(T0 + 8),
+        Payload::Change(DocChange {
+            doc: change.doc,
+            change: bytes,
+        }),
+    );
+    assert_eq!(entry.err(), Some(EntryError::CompressedChange));
+    let _ = &mut w.replica;
+}
+
+#[test]
+fn entries_from_the_future_wait_and_entries_before_genesis_are_refused() {
+    let mut w = world();
+    let ahead = Timestamp(NOW.0 + limits::MAX_CLOCK_SKEW_MS + 1);
+    let vote = Entry::sign(
+        &w.alice,
+        Some(w.replica.id()),
+        ahead,
+        Payload::Vote(agora_crdt::Vote {
+            target: VoteTarget::Post(w.post),
+            value: VoteValue::Keep,
+            reason: String::new(),
+        }),
+    )
+    .unwrap();
+    let error = validate(vote.bytes(), NOW).unwrap_err();
+    assert!(error.is_retriable(), "{error}");
+    assert!(validate(vote.bytes(), ahead).is_ok());
+
+    let early = Entry::sign(
+        &w.alice,
+        Some(w.replica.id()),
+        Timestamp(T0 - 1),
+        Payload::Vote(agora_crdt::Vote {
+            target: VoteTarget::Post(w.post),
+            value: VoteValue::Keep,
+            reason: String::new(),
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        offer(&mut w.replica, early.bytes()),
+        "ingest: BeforeGenesis"
+    );
+}
+
+#[test]
+fn entries_of_another_subwiki_are_refused() {
+    let mut w = world();
+    let mut other = Replica::found(&w.bob, Timestamp(T0), "other", "", Default::default())
+        .unwrap()
+        .0;
+    let foreign = other
+        .create_post(&w.bob, Timestamp(T0 + 1), support::post("x", "y"))
+        .unwrap();
+    assert!(offer(&mut w.replica, foreign.bytes()).starts_with("ingest: WrongSubwiki"));
+    assert!(
+        offer(&mut w.replica, other.genesis_entry().bytes()).starts_with("ingest: WrongSubwiki")
+    );
+}
+
+#[test]
+fn only_the_founder_creates_the_info_page() {
+    let w = world();
+    let mut bobs = fresh(&w.replica);
+    let mut doc = automerge::Automerge::new().with_actor(w.bob.actor());
+    let mut tx = doc.transaction();
+    automerge::transaction::Transactable::put(&mut tx, automerge::ROOT, "kind", "info").unwrap();
+    tx.commit();
+    let change = doc.get_last_local_change().unwrap();
+    let entry = Entry::sign(
+        &w.bob,
+        Some(bobs.id()),
+        Timestamp(T0 + 9),
+        Payload::CreateDocument(agora_crdt::CreateDocument {
+            kind: agora_crdt::DocKind::Info,
+            parent: None,
+            reply_to: None,
+            change: change.raw_bytes().to_vec(),
+        }),
+    )
+    .unwrap();
+    assert_eq!(offer(&mut bobs, entry.bytes()), "ingest: NotFounder");
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_are_refused_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        prop_assert!(validate(&bytes, NOW).is_err());
+    }
+
+    #[test]
+    fn mutated_entries_are_refused_without_panic(index in any::<usize>(), byte in any::<u8>()) {
+        let w = world();
+        let mut bytes = w.edit.bytes().to_vec();
+        let i = index % bytes.len();
+        prop_assume!(bytes[i] != byte);
+        bytes[i] = byte;
+        prop_assert!(validate(&bytes, NOW).is_err());
+    }
+
+    #[test]
+    fn bodies_round_trip_through_the_codec(
+        author in any::<[u8; 32]>(),
+        subwiki in any::<[u8; 32]>(),
+        target in any::<[u8; 32]>(),
+        time in any::<u64>(),
+        reason in "\\PC{0,40}",
+        kind in 0..6u8,
+    ) {
+        use agora_crdt::*;
+        let payload = match kind {
+            0 => Payload::Genesis(Genesis { name: format!("n{reason}"), description: reason.clone(), policy: Policy { edit: EditPolicy::Trusted, vouch_threshold: 3, hide_quorum: 4, mark_quorum: 5 } }),
+            1 => Payload::CreateDocument(CreateDocument { kind: DocKind::Comment, parent: Some(DocId::from_bytes(target)), reply_to: Some(DocId::from_bytes(subwiki)), change: reason.as_bytes().to_vec() }),
+            2 => Payload::Change(DocChange { doc: DocId::from_bytes(target), change: reason.as_bytes().to_vec() }),
+            3 => Payload::Vote(Vote { target: VoteTarget::Post(DocId::from_bytes(target)), value: VoteValue::Misleading, reason: reason.clone() }),
+            4 => Payload::Vote(Vote { target: VoteTarget::Author(AuthorId::from_bytes(target)), value: VoteValue::Mute, reason: reason.clone() }),
+            _ => Payload::Role(RoleStatement { action: RoleAction::Revoke, subject: AuthorId::from_bytes(target) }),
+        };
+        let body = Body {
+            subwiki: (kind != 0).then_some(SubwikiId::from_bytes(subwiki)),
+            author: AuthorId::from_bytes(author),
+            timestamp: Timestamp(time),
+            payload,
+        };
+        let bytes = body.encode();
+        prop_assert_eq!(Body::decode(&bytes), Ok(body));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        prop_assert!(Body::decode(&longer).is_err());
+        prop_assert!(Body::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+}
