@@ -4,8 +4,8 @@
 //! Every document is an Automerge map at the root. Free text lives in Automerge `Text` objects
 //! and is only ever changed with `update_text`, which diffs the old text against the new, so
 //! two people who edit different paragraphs at the same time both keep their edit. Short
-//! fields are plain strings (last writer wins) and small lists of strings are replaced item by
-//! item.
+//! fields are plain strings (last writer wins) and small lists of strings are kept as ordered
+//! sets (items removed and appended, never rewritten), so concurrent additions all survive.
 //!
 //! | kind | fields |
 //! |---|---|
@@ -307,15 +307,25 @@ fn write_list<T: Transactable>(
             doc.put_object(&ROOT, prop, ObjType::List)?
         }
     };
-    let current = Read { doc, heads: None }.list(prop);
-    if current == new {
-        return Ok(());
-    }
+    // Lists are ordered sets: remove what is gone (and anything that is not a string), append
+    // what is new, so that two people adding different items at the same time both keep theirs.
+    let mut kept: Vec<String> = Vec::new();
     for i in (0..doc.length(&list)).rev() {
-        doc.delete(&list, i)?;
+        let item = match doc.get(&list, i)? {
+            Some((Value::Scalar(s), _)) => s.as_str().map(str::to_owned),
+            _ => None,
+        };
+        match item {
+            Some(item) if new.contains(&item) && !kept.contains(&item) => kept.push(item),
+            _ => doc.delete(&list, i)?,
+        }
     }
-    for (i, item) in new.iter().enumerate() {
-        doc.insert(&list, i, item.as_str())?;
+    let mut len = doc.length(&list);
+    for item in new {
+        if !kept.contains(item) {
+            doc.insert(&list, len, item.as_str())?;
+            len += 1;
+        }
     }
     Ok(())
 }

@@ -7,8 +7,9 @@
 //! and sent; nothing is ever re-serialised to check a signature.
 //!
 //! [`validate`] is the one path that every entry goes through, local or remote. It checks the
-//! cheapest things first: size, then decoding and field limits, then the claimed time, then the
-//! Automerge change and its actor, then the signature. Checks that need the rest of the subwiki
+//! cheapest things first: size, then decoding and field limits, then the Automerge change and its
+//! actor, then the signature, and last the claimed time (so that only a genuine entry is ever
+//! reported as "not yet"). Checks that need the rest of the subwiki
 //! (ownership, founder-only documents, time before genesis) are made when the entry is ingested
 //! by a [`crate::Replica`].
 
@@ -318,7 +319,8 @@ impl Body {
         w.u8(self.payload.tag());
         w.fixed(self.author.as_bytes());
         w.u64(self.timestamp.0);
-        if let Some(subwiki) = &self.subwiki {
+        if !matches!(self.payload, Payload::Genesis(_)) {
+            let subwiki = self.subwiki.unwrap_or(SubwikiId::from_bytes([0; 32]));
             w.fixed(subwiki.as_bytes());
         }
         match &self.payload {
@@ -375,6 +377,13 @@ impl Body {
             return Err(EntryError::UnknownVersion(version));
         }
         let tag = r.u8("payload kind")?;
+        if tag > 4 {
+            return Err(DecodeError::UnknownTag {
+                what: "payload kind",
+                tag,
+            }
+            .into());
+        }
         let author = AuthorId::from_bytes(r.array("author")?);
         let timestamp = Timestamp(r.u64("timestamp")?);
         let subwiki = if tag == 0 {
@@ -628,6 +637,11 @@ impl Entry {
         timestamp: Timestamp,
         payload: Payload,
     ) -> Result<Entry, EntryError> {
+        if subwiki.is_some() == matches!(payload, Payload::Genesis(_)) {
+            return Err(EntryError::Invalid(
+                "a genesis entry names no subwiki; every other entry names one",
+            ));
+        }
         let body = Body {
             subwiki,
             author: key.id(),
@@ -739,10 +753,6 @@ pub fn validate(bytes: &[u8], now: Timestamp) -> Result<Entry, EntryError> {
     };
     let (body_bytes, signature) = bytes.split_at(split);
     let body = Body::decode(body_bytes)?;
-    let ahead_ms = body.timestamp.0.saturating_sub(now.0);
-    if ahead_ms > limits::MAX_CLOCK_SKEW_MS {
-        return Err(EntryError::FromTheFuture { ahead_ms });
-    }
     let change = match &body.payload {
         Payload::CreateDocument(c) => {
             let change = check_change(&body.author, &c.change)?;
@@ -764,6 +774,11 @@ pub fn validate(bytes: &[u8], now: Timestamp) -> Result<Entry, EntryError> {
     let id = EntryId::from_bytes(*blake3::hash(body_bytes).as_bytes());
     key.verify_strict(&signed_message(&id), &Signature::from_bytes(&signature))
         .map_err(|_| EntryError::BadSignature)?;
+    // Checked last, so that only a genuine entry is ever reported as worth retrying.
+    let ahead_ms = body.timestamp.0.saturating_sub(now.0);
+    if ahead_ms > limits::MAX_CLOCK_SKEW_MS {
+        return Err(EntryError::FromTheFuture { ahead_ms });
+    }
     Ok(Entry {
         id,
         bytes: bytes.into(),

@@ -3,8 +3,8 @@
 //! The printable form is a type prefix, an underscore and the 32 bytes in lower-case base32
 //! (the "extended hex" alphabet `0-9a-v`, no padding): `sw_…` for a subwiki, `doc_…` for a
 //! document, `en_…` for an entry, `au_…` for an author, `blob_…` for an image. The prefix keeps
-//! a post id from being pasted where an author id is wanted. Parsing accepts exactly what
-//! `Display` prints (upper-case letters too), and nothing else.
+//! a post id from being pasted where an author id is wanted. Parsing accepts what `Display`
+//! prints; the base32 part may also be in upper or mixed case, the prefix may not.
 
 use std::fmt;
 use std::str::FromStr;

@@ -130,7 +130,8 @@ pub struct DocMeta {
 pub enum Exclusion {
     /// Its actor signed another change with the same sequence number.
     Equivocation,
-    /// Automerge could not apply it.
+    /// Automerge refused it (a hostile or broken change); it is tried again when the document
+    /// gets new changes.
     Invalid,
     /// It depends on an excluded change.
     DependsOnExcluded,
@@ -267,7 +268,8 @@ struct DocState {
     meta: DocMeta,
     changes: HashMap<ChangeHash, ChangeRecord>,
     by_actor_seq: BTreeMap<(Vec<u8>, u64), BTreeSet<ChangeHash>>,
-    invalid: BTreeSet<ChangeHash>,
+    /// Changes Automerge refused in the latest settle; retried at the next.
+    failing: BTreeSet<ChangeHash>,
     excluded: BTreeMap<ChangeHash, Exclusion>,
     applied: HashSet<ChangeHash>,
     doc: Automerge,
@@ -279,7 +281,7 @@ impl DocState {
             meta,
             changes: HashMap::new(),
             by_actor_seq: BTreeMap::new(),
-            invalid: BTreeSet::new(),
+            failing: BTreeSet::new(),
             excluded: BTreeMap::new(),
             applied: HashSet::new(),
             doc: Automerge::new(),
@@ -327,7 +329,7 @@ impl DocState {
         for hashes in self.by_actor_seq.values().filter(|h| h.len() > 1) {
             excluded.extend(hashes.iter().map(|h| (*h, Exclusion::Equivocation)));
         }
-        for hash in &self.invalid {
+        for hash in &self.failing {
             excluded.entry(*hash).or_insert(Exclusion::Invalid);
         }
         if excluded.is_empty() {
@@ -405,7 +407,14 @@ impl DocState {
     }
 
     /// Brings the Automerge document in line with the set of changes held.
+    ///
+    /// Changes that Automerge refuses (only hostile or broken ones: an honest change applies on
+    /// top of its dependencies) are set aside for this round, with everything that depends on
+    /// them, and tried again whenever the document gets new changes. A change that fails only
+    /// because it uses an operation from a change it does not declare as a dependency therefore
+    /// ends up applied on every replica once that change is held, whatever the arrival order.
     fn settle(&mut self) {
+        self.failing.clear();
         loop {
             let excluded = self.compute_exclusions();
             let reset = excluded.keys().any(|h| self.applied.contains(h));
@@ -426,26 +435,36 @@ impl DocState {
                 self.applied.extend(ready);
                 return;
             }
-            // Something in the batch does not apply. Rebuild one change at a time in a fixed
-            // order to find it, mark it invalid, and start over without it.
-            self.doc = Automerge::new();
-            self.applied.clear();
-            let mut order = self.ready();
-            order.sort_by_key(|h| self.changes.get(h).map(|r| (r.change.seq(), r.first())));
-            let order = self.ready_sorted(order);
-            for hash in order {
+            // Something in the batch does not apply. Go back to what is known to apply, then
+            // add the batch one change at a time in a fixed order to find the culprit.
+            self.rebuild();
+            for hash in self.ready_sorted(ready) {
                 let Some(change) = self.changes.get(&hash).map(|r| r.change.clone()) else {
                     continue;
                 };
                 if Self::apply(&mut self.doc, vec![change]) {
                     self.applied.insert(hash);
                 } else {
-                    self.invalid.insert(hash);
-                    self.doc = Automerge::new();
-                    self.applied.clear();
+                    self.failing.insert(hash);
+                    // A failed apply may have left the document half-changed.
+                    self.rebuild();
                     break;
                 }
             }
+        }
+    }
+
+    /// A fresh document holding exactly the applied changes.
+    fn rebuild(&mut self) {
+        self.doc = Automerge::new();
+        let changes: Vec<Change> = self
+            .applied
+            .iter()
+            .filter_map(|h| self.changes.get(h).map(|r| r.change.clone()))
+            .collect();
+        if !Self::apply(&mut self.doc, changes) {
+            self.doc = Automerge::new();
+            self.applied.clear();
         }
     }
 
@@ -669,6 +688,17 @@ impl Replica {
             return Err(IngestError::BeforeGenesis);
         }
         let key = (entry.timestamp(), entry.id());
+        if !matches!(entry.payload(), Payload::CreateDocument(_)) {
+            // Changes that named this entry as their document were waiting for a document that
+            // will never come: refuse them now, as they would have been had this come first.
+            for waiting in self.waiting.remove(&DocId::from(entry.id())).unwrap_or_default() {
+                self.entries.remove(&waiting);
+                report.accepted.retain(|a| *a != waiting);
+                report
+                    .rejected
+                    .push((waiting, IngestError::NotADocument(entry.id().into())));
+            }
+        }
         match entry.payload() {
             Payload::Genesis(_) => Err(IngestError::WrongSubwiki {
                 expected: self.id(),

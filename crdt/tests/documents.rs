@@ -231,3 +231,83 @@ fn a_saved_post_opens_in_plain_automerge() {
     assert_eq!(p.title, "Portable");
     assert_eq!(p.body, "No lock-in.");
 }
+
+#[test]
+fn concurrent_tag_additions_both_survive() {
+    let alice = key(1);
+    let bob = key(2);
+    let mut a = founded(&alice);
+    let tagged = PostContent {
+        tags: vec!["a".into()],
+        ..post("t", "b")
+    };
+    let id: DocId = a
+        .create_post(&alice, Timestamp(T0 + 1), tagged.clone())
+        .unwrap()
+        .id()
+        .into();
+    let mut b = fresh(&a);
+    sync(&a, &mut b);
+    let with = |tag: &str| PostContent {
+        tags: vec!["a".into(), tag.into()],
+        ..tagged.clone()
+    };
+    a.edit_post(&alice, Timestamp(T0 + 2), id, with("b")).unwrap();
+    b.edit_post(&bob, Timestamp(T0 + 3), id, with("c")).unwrap();
+    sync(&a, &mut b);
+    sync(&b, &mut a);
+    let mut tags = a.post(&id).unwrap().content.tags;
+    assert_eq!(tags.len(), 3, "{tags:?}");
+    tags.sort();
+    assert_eq!(tags, vec!["a", "b", "c"]);
+    assert_eq!(a.post(&id).unwrap().content, b.post(&id).unwrap().content);
+    // Removing one keeps the others.
+    let mut fewer = a.post(&id).unwrap().content;
+    fewer.tags.retain(|t| t != "b");
+    a.edit_post(&alice, Timestamp(T0 + 4), id, fewer).unwrap();
+    assert_eq!(a.post(&id).unwrap().content.tags.len(), 2);
+}
+
+#[test]
+fn a_change_naming_a_non_document_is_refused_in_either_order() {
+    let alice = key(1);
+    let mut a = founded(&alice);
+    let vote = a
+        .vote(
+            &alice,
+            Timestamp(T0 + 1),
+            agora_crdt::VoteTarget::Author(alice.id()),
+            agora_crdt::VoteValue::Mute,
+            "",
+        )
+        .unwrap();
+    let post_entry = a.create_post(&alice, Timestamp(T0 + 2), post("t", "x")).unwrap();
+    let edit = a
+        .edit_post(&alice, Timestamp(T0 + 3), post_entry.id().into(), post("t", "xy"))
+        .unwrap()
+        .unwrap();
+    // The same change bytes, pointed at the vote instead of the post.
+    let agora_crdt::Payload::Change(change) = edit.payload().clone() else {
+        panic!("not a change")
+    };
+    let misdirected = agora_crdt::Entry::sign(
+        &alice,
+        Some(a.id()),
+        Timestamp(T0 + 4),
+        agora_crdt::Payload::Change(agora_crdt::DocChange {
+            doc: vote.id().into(),
+            change: change.change,
+        }),
+    )
+    .unwrap();
+    let mut first = fresh(&a);
+    first.ingest([vote.clone()]);
+    let report = first.ingest([misdirected.clone()]);
+    assert_eq!(report.rejected.len(), 1);
+    let mut second = fresh(&a);
+    second.ingest([misdirected.clone()]);
+    let report = second.ingest([vote]);
+    assert_eq!(report.rejected.len(), 1);
+    assert_eq!(report.rejected[0].0, misdirected.id());
+    assert_eq!(snapshot(&first), snapshot(&second));
+}

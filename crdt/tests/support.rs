@@ -113,6 +113,7 @@ pub fn applied(history: &[HistoryItem]) -> usize {
 }
 
 /// A tiny deterministic RNG (xorshift64*), for shuffles driven by a proptest seed.
+#[derive(Debug)]
 pub struct Rng(pub u64);
 
 impl Rng {
