@@ -1,0 +1,745 @@
+//! The [`Node`]: the handle every front end uses.
+//!
+//! A node keeps the subwikis its owner joined in a [`Store`], derives their views with
+//! [`agora_crdt::Replica`]s loaded on first use, and, when started with networking, replicates
+//! them with peers through the swarm task in [`crate::net`]. Every entry, local or remote,
+//! goes through the same path: [`agora_crdt::validate`], the replica's contextual checks, then
+//! the store, which makes it durable before anything is acknowledged.
+//!
+//! Everything works offline: local writes are stored at once and sent when peers appear
+//! (reconciliation picks up whatever gossip missed).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agora_crdt::{
+    CommentView, Content, DocId, Entry, EntryError, EntryId, FeedCursor, Genesis, HistoryItem,
+    LocalError, Payload, Policy, PostContent, PostView, Replica, SubwikiId, Timestamp,
+};
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::home::{Home, HomeError, Identity};
+use crate::net::{self, Command};
+use crate::store::{SledStore, Store, StoreError, SubwikiRecord};
+
+/// Something a node could not do.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The home directory or its keys.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A local edit was refused.
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    /// An entry was refused.
+    #[error("invalid entry: {0}")]
+    Entry(#[from] EntryError),
+    /// This node holds no such subwiki.
+    #[error("unknown subwiki {0} (join it first)")]
+    UnknownSubwiki(SubwikiId),
+    /// This node holds no such post or document.
+    #[error("unknown post {0}")]
+    UnknownDocument(DocId),
+    /// The network task could not be started or has stopped.
+    #[error("network: {0}")]
+    Network(String),
+    /// An export or import file.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The home directory (keys and store).
+    pub home: PathBuf,
+    /// Addresses to listen on; empty means no listening (a node that only dials out).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start (bootstrap peers, friends), with their `/p2p/` id.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Find peers on the local network with mDNS.
+    pub mdns: bool,
+    /// How often to reconcile every joined subwiki with connected peers again.
+    pub resync_interval: Duration,
+}
+
+impl Config {
+    /// Defaults for a personal node in `home`: TCP and QUIC on all interfaces on ports the
+    /// system picks, mDNS on.
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Self {
+            home: home.into(),
+            listen: vec![
+                Multiaddr::empty()
+                    .with(Protocol::Ip4(Ipv4Addr::UNSPECIFIED))
+                    .with(Protocol::Tcp(0)),
+                Multiaddr::empty()
+                    .with(Protocol::Ip4(Ipv4Addr::UNSPECIFIED))
+                    .with(Protocol::Udp(0))
+                    .with(Protocol::QuicV1),
+            ],
+            bootstrap: Vec::new(),
+            mdns: true,
+            resync_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A subwiki as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubwikiInfo {
+    /// Its id.
+    pub id: SubwikiId,
+    /// Name, description and policy, once its genesis entry is held.
+    pub genesis: Option<Genesis>,
+    /// Whether the owner is a member.
+    pub joined: bool,
+    /// Entries held.
+    pub entries: usize,
+}
+
+/// A post in the feed, with the subwiki it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedItem {
+    /// The subwiki.
+    pub subwiki: SubwikiId,
+    /// The post.
+    pub post: PostView,
+}
+
+/// A connected peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Its transport identity.
+    pub peer: PeerId,
+    /// Addresses it is connected on.
+    pub addresses: Vec<Multiaddr>,
+}
+
+/// Replication state of one subwiki.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncStatus {
+    /// Reconciliations completed with peers.
+    pub syncs: u64,
+    /// When the last one completed.
+    pub last_sync: Option<Timestamp>,
+    /// Entries received from peers (by gossip or reconciliation).
+    pub received: u64,
+    /// Invalid entries peers sent, all refused.
+    pub refused: u64,
+    /// Bytes received by reconciliation.
+    pub bytes_received: u64,
+    /// Reconciliation round trips.
+    pub round_trips: u64,
+}
+
+/// What happened to entries offered to the node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// New entries, now durable.
+    pub new: Vec<EntryId>,
+    /// Entries already held.
+    pub duplicates: usize,
+    /// Entries refused, with the reason.
+    pub refused: Vec<(EntryId, String)>,
+}
+
+/// The part of a node that does not touch the network: store, replicas, author key.
+pub(crate) struct Core {
+    store: Arc<dyn Store>,
+    identity: Identity,
+    replicas: Mutex<HashMap<SubwikiId, Replica>>,
+    status: Mutex<HashMap<SubwikiId, SyncStatus>>,
+    changes: watch::Sender<u64>,
+}
+
+/// The current time as an entry timestamp.
+pub(crate) fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    Timestamp(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Core {
+    fn new(store: Arc<dyn Store>, identity: Identity) -> Self {
+        Self {
+            store,
+            identity,
+            replicas: Mutex::new(HashMap::new()),
+            status: Mutex::new(HashMap::new()),
+            changes: watch::channel(0).0,
+        }
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    pub(crate) fn identity_keypair(&self) -> libp2p::identity::Keypair {
+        self.identity.node.clone()
+    }
+
+    /// Bumped whenever entries are stored.
+    pub(crate) fn generation(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
+    /// The subwikis the owner is a member of.
+    pub(crate) fn joined(&self) -> Result<Vec<SubwikiId>, NodeError> {
+        Ok(self
+            .store
+            .subwikis()?
+            .into_iter()
+            .filter(|s| s.joined)
+            .map(|s| s.id)
+            .collect())
+    }
+
+    pub(crate) fn is_joined(&self, subwiki: &SubwikiId) -> bool {
+        self.joined().is_ok_and(|j| j.contains(subwiki))
+    }
+
+    /// Runs `f` on the subwiki's replica, loading it from the store on first use.
+    fn with_replica<T>(
+        &self,
+        subwiki: SubwikiId,
+        f: impl FnOnce(&mut Replica) -> Result<T, NodeError>,
+    ) -> Result<T, NodeError> {
+        let mut replicas = lock(&self.replicas);
+        let replica = match replicas.entry(subwiki) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.load_replica(subwiki)?),
+        };
+        f(replica)
+    }
+
+    fn load_replica(&self, subwiki: SubwikiId) -> Result<Replica, NodeError> {
+        let loaded = self.store.load(&subwiki)?;
+        if !loaded.corrupt.is_empty() {
+            tracing::warn!(%subwiki, corrupt = loaded.corrupt.len(), "damaged entries dropped; they will be fetched again");
+        }
+        let genesis_id: EntryId = subwiki.into();
+        let genesis = loaded
+            .entries
+            .iter()
+            .find(|e| e.id() == genesis_id)
+            .cloned()
+            .ok_or(NodeError::UnknownSubwiki(subwiki))?;
+        let mut replica = Replica::new(genesis).map_err(LocalError::from)?;
+        let report = replica.ingest(loaded.entries);
+        if !report.rejected.is_empty() {
+            let ids: Vec<EntryId> = report.rejected.iter().map(|(id, _)| *id).collect();
+            self.store.remove_entries(&ids)?;
+        }
+        Ok(replica)
+    }
+
+    /// Makes a local entry durable after the replica took it; on a storage failure the replica
+    /// is dropped from memory so that it reloads from what is really stored.
+    fn persist(&self, subwiki: SubwikiId, entries: &[Entry]) -> Result<(), NodeError> {
+        match self.store.put_entries(entries) {
+            Ok(_) => {
+                self.changes.send_modify(|n| *n += 1);
+                Ok(())
+            }
+            Err(e) => {
+                lock(&self.replicas).remove(&subwiki);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Runs a local operation that makes one entry, stores it and returns it.
+    fn local(
+        &self,
+        subwiki: SubwikiId,
+        f: impl FnOnce(
+            &mut Replica,
+            &agora_crdt::AuthorKey,
+            Timestamp,
+        ) -> Result<Option<Entry>, LocalError>,
+    ) -> Result<Option<Entry>, NodeError> {
+        let entry = self.with_replica(subwiki, |r| Ok(f(r, &self.identity.author, now())?))?;
+        if let Some(entry) = &entry {
+            self.persist(subwiki, std::slice::from_ref(entry))?;
+        }
+        Ok(entry)
+    }
+
+    /// Takes entries from a peer or a file: validates each, runs the replica's checks, stores
+    /// the new ones durably.
+    pub(crate) fn accept(
+        &self,
+        subwiki: SubwikiId,
+        entries: Vec<Entry>,
+    ) -> Result<Accepted, NodeError> {
+        let mut accepted = Accepted::default();
+        let genesis_id: EntryId = subwiki.into();
+        let mut entries = entries;
+        // The genesis entry founds the replica: store it first if this is how it arrives.
+        if let Some(pos) = entries.iter().position(|e| e.id() == genesis_id) {
+            let genesis = entries.swap_remove(pos);
+            if !self.store.contains(&genesis_id)? {
+                if Replica::new(genesis.clone()).is_err() {
+                    accepted
+                        .refused
+                        .push((genesis_id, "not a genesis entry".into()));
+                } else {
+                    self.store.put_entries(std::slice::from_ref(&genesis))?;
+                    accepted.new.push(genesis_id);
+                }
+            } else {
+                accepted.duplicates += 1;
+            }
+        }
+        if entries.is_empty() {
+            if !accepted.new.is_empty() {
+                self.changes.send_modify(|n| *n += 1);
+            }
+            return Ok(accepted);
+        }
+        let (report, fresh) = self.with_replica(subwiki, |replica| {
+            let report = replica.ingest(entries.iter().cloned());
+            let fresh: Vec<Entry> = entries
+                .iter()
+                .filter(|e| report.accepted.contains(&e.id()))
+                .cloned()
+                .collect();
+            Ok((report, fresh))
+        })?;
+        self.persist(subwiki, &fresh)?;
+        // Entries that waited for their document and turned out to break its rules.
+        let late: Vec<EntryId> = report.rejected.iter().map(|(id, _)| *id).collect();
+        if !late.is_empty() {
+            self.store.remove_entries(&late)?;
+        }
+        accepted.new.extend(report.accepted);
+        accepted.duplicates += report.duplicates;
+        accepted.refused.extend(
+            report
+                .rejected
+                .into_iter()
+                .map(|(id, e)| (id, e.to_string())),
+        );
+        Ok(accepted)
+    }
+
+    pub(crate) fn update_status(&self, subwiki: SubwikiId, f: impl FnOnce(&mut SyncStatus)) {
+        f(lock(&self.status).entry(subwiki).or_default());
+    }
+
+    /// The subwiki of a document, from its create entry.
+    fn subwiki_of(&self, doc: &DocId) -> Result<SubwikiId, NodeError> {
+        match self.store.entry(&(*doc).into())? {
+            Some(e) if matches!(e.payload(), Payload::CreateDocument(_)) => Ok(e.subwiki()),
+            _ => Err(NodeError::UnknownDocument(*doc)),
+        }
+    }
+}
+
+/// The node handle: cheap to clone, every clone drives the same node.
+#[derive(Clone)]
+pub struct Node {
+    core: Arc<Core>,
+    net: Option<mpsc::Sender<Command>>,
+    peer_id: PeerId,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("author", &self.core.identity.author.id())
+            .field("peer", &self.peer_id)
+            .field("online", &self.net.is_some())
+            .finish()
+    }
+}
+
+impl Node {
+    /// Opens the node in `home` without networking: every local operation works, and what it
+    /// writes is sent when the node next runs online. Creates the identity if there is none.
+    pub fn open_offline(home: &Path) -> Result<Self, NodeError> {
+        let home = Home::new(home);
+        let identity = home.load_or_init()?;
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&home.store())?);
+        Ok(Self::from_parts(store, identity, None))
+    }
+
+    /// Opens the node and starts its network task on the current tokio runtime.
+    pub async fn start(config: Config) -> Result<Self, NodeError> {
+        let home = Home::new(&config.home);
+        let identity = home.load_or_init()?;
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&home.store())?);
+        Self::start_with(store, identity, &config).await
+    }
+
+    /// Starts a node on a given store and identity (tests and simulations use a memory store).
+    pub async fn start_with(
+        store: Arc<dyn Store>,
+        identity: Identity,
+        config: &Config,
+    ) -> Result<Self, NodeError> {
+        let mut node = Self::from_parts(store, identity, None);
+        let sender = net::spawn(node.core.clone(), config).await?;
+        node.net = Some(sender);
+        Ok(node)
+    }
+
+    fn from_parts(
+        store: Arc<dyn Store>,
+        identity: Identity,
+        net: Option<mpsc::Sender<Command>>,
+    ) -> Self {
+        let peer_id = identity.node.public().to_peer_id();
+        Self {
+            core: Arc::new(Core::new(store, identity)),
+            net,
+            peer_id,
+        }
+    }
+
+    /// This person's author id.
+    pub fn author(&self) -> agora_crdt::AuthorId {
+        self.core.identity.author.id()
+    }
+
+    /// This node's transport identity.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// A receiver that changes whenever entries are stored: wait on it instead of sleeping.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.core.changes.subscribe()
+    }
+
+    async fn command(&self, command: Command) {
+        if let Some(net) = &self.net {
+            // The network task is gone only when shutting down; local state is already safe.
+            let _ = net.send(command).await;
+        }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let net = self.net.as_ref()?;
+        let (tx, rx) = oneshot::channel();
+        net.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Founds a subwiki, joins it and returns its id.
+    pub async fn create_subwiki(
+        &self,
+        name: &str,
+        description: &str,
+        policy: Policy,
+    ) -> Result<SubwikiId, NodeError> {
+        let (replica, genesis) =
+            Replica::found(&self.core.identity.author, now(), name, description, policy)?;
+        let id = replica.id();
+        self.core
+            .store
+            .put_entries(std::slice::from_ref(&genesis))?;
+        lock(&self.core.replicas).insert(id, replica);
+        self.core
+            .store
+            .set_subwiki(SubwikiRecord { id, joined: true })?;
+        self.core.changes.send_modify(|n| *n += 1);
+        self.command(Command::Join {
+            subwiki: id,
+            peers: Vec::new(),
+        })
+        .await;
+        self.command(Command::Announce {
+            genesis: genesis.bytes().to_vec(),
+        })
+        .await;
+        Ok(id)
+    }
+
+    /// Joins a subwiki by id; `peers` are addresses of nodes that have it (optional: peers
+    /// are also found by mDNS and Kademlia). Catch-up runs in the background.
+    pub async fn join(&self, subwiki: SubwikiId, peers: Vec<Multiaddr>) -> Result<(), NodeError> {
+        self.core.store.set_subwiki(SubwikiRecord {
+            id: subwiki,
+            joined: true,
+        })?;
+        self.command(Command::Join { subwiki, peers }).await;
+        Ok(())
+    }
+
+    /// Leaves a subwiki: stops replicating it; its entries stay until removed.
+    pub async fn leave(&self, subwiki: SubwikiId) -> Result<(), NodeError> {
+        self.core.store.set_subwiki(SubwikiRecord {
+            id: subwiki,
+            joined: false,
+        })?;
+        lock(&self.core.replicas).remove(&subwiki);
+        self.command(Command::Leave { subwiki }).await;
+        Ok(())
+    }
+
+    /// The subwikis kept.
+    pub fn subwikis(&self) -> Result<Vec<SubwikiInfo>, NodeError> {
+        let mut out = Vec::new();
+        for record in self.core.store.subwikis()? {
+            let genesis = match self.core.store.entry(&record.id.into())? {
+                Some(e) => match e.payload() {
+                    Payload::Genesis(g) => Some(g.clone()),
+                    _ => None,
+                },
+                None => None,
+            };
+            out.push(SubwikiInfo {
+                id: record.id,
+                genesis,
+                joined: record.joined,
+                entries: self.core.store.items(&record.id)?.len(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Creates a post and returns its id.
+    pub async fn create_post(
+        &self,
+        subwiki: SubwikiId,
+        post: PostContent,
+    ) -> Result<DocId, NodeError> {
+        let entry = self
+            .core
+            .local(subwiki, |r, key, t| r.create_post(key, t, post).map(Some))?
+            .ok_or(NodeError::UnknownSubwiki(subwiki))?;
+        self.publish(subwiki, &entry).await;
+        Ok(entry.id().into())
+    }
+
+    /// Changes a post to read `post` (diff-based, so concurrent edits merge). Returns the new
+    /// version, or `None` if nothing changed.
+    pub async fn edit_post(
+        &self,
+        id: DocId,
+        post: PostContent,
+    ) -> Result<Option<EntryId>, NodeError> {
+        let subwiki = self.core.subwiki_of(&id)?;
+        let entry = self
+            .core
+            .local(subwiki, |r, key, t| r.edit_post(key, t, id, post))?;
+        if let Some(entry) = &entry {
+            self.publish(subwiki, entry).await;
+        }
+        Ok(entry.map(|e| e.id()))
+    }
+
+    /// Restores a post to an earlier version as a new signed change.
+    pub async fn revert(&self, id: DocId, version: EntryId) -> Result<Option<EntryId>, NodeError> {
+        let subwiki = self.core.subwiki_of(&id)?;
+        let entry = self
+            .core
+            .local(subwiki, |r, key, t| r.revert(key, t, id, version))?;
+        if let Some(entry) = &entry {
+            self.publish(subwiki, entry).await;
+        }
+        Ok(entry.map(|e| e.id()))
+    }
+
+    /// Comments on a post (optionally answering a comment); returns the comment's id.
+    pub async fn comment(
+        &self,
+        post: DocId,
+        reply_to: Option<DocId>,
+        text: &str,
+    ) -> Result<DocId, NodeError> {
+        let subwiki = self.core.subwiki_of(&post)?;
+        let entry = self
+            .core
+            .local(subwiki, |r, key, t| {
+                r.comment(key, t, post, reply_to, text).map(Some)
+            })?
+            .ok_or(NodeError::UnknownDocument(post))?;
+        self.publish(subwiki, &entry).await;
+        Ok(entry.id().into())
+    }
+
+    async fn publish(&self, subwiki: SubwikiId, entry: &Entry) {
+        self.command(Command::Publish {
+            subwiki,
+            bytes: entry.bytes().to_vec(),
+        })
+        .await;
+    }
+
+    /// A post as it reads now, with its subwiki.
+    pub fn post(&self, id: DocId) -> Result<FeedItem, NodeError> {
+        let subwiki = self.core.subwiki_of(&id)?;
+        let post = self
+            .core
+            .with_replica(subwiki, |r| Ok(r.post(&id)))?
+            .ok_or(NodeError::UnknownDocument(id))?;
+        Ok(FeedItem { subwiki, post })
+    }
+
+    /// A post as it read right after `version`.
+    pub fn post_at(&self, id: DocId, version: EntryId) -> Result<PostContent, NodeError> {
+        let subwiki = self.core.subwiki_of(&id)?;
+        match self
+            .core
+            .with_replica(subwiki, |r| Ok(r.content_at(&id, version)?))?
+        {
+            Content::Post(p) => Ok(p),
+            _ => Err(NodeError::UnknownDocument(id)),
+        }
+    }
+
+    /// The comments on a post, oldest first.
+    pub fn comments(&self, id: DocId) -> Result<Vec<CommentView>, NodeError> {
+        let subwiki = self.core.subwiki_of(&id)?;
+        self.core.with_replica(subwiki, |r| Ok(r.comments(&id)))
+    }
+
+    /// Every change of a post: who changed what, when.
+    pub fn history(&self, id: DocId) -> Result<Vec<HistoryItem>, NodeError> {
+        let subwiki = self.core.subwiki_of(&id)?;
+        self.core.with_replica(subwiki, |r| {
+            r.history(&id).ok_or(NodeError::UnknownDocument(id))
+        })
+    }
+
+    /// The post's document as a standard Automerge file.
+    pub fn export_post(&self, id: DocId) -> Result<Vec<u8>, NodeError> {
+        let subwiki = self.core.subwiki_of(&id)?;
+        self.core.with_replica(subwiki, |r| {
+            r.save_document(&id).ok_or(NodeError::UnknownDocument(id))
+        })
+    }
+
+    /// The feed of the joined subwikis (or of one), newest first, `limit` posts after `before`.
+    pub fn feed(
+        &self,
+        subwiki: Option<SubwikiId>,
+        before: Option<FeedCursor>,
+        limit: usize,
+    ) -> Result<Vec<FeedItem>, NodeError> {
+        let subwikis = match subwiki {
+            Some(s) => vec![s],
+            None => self.core.joined()?,
+        };
+        let keys =
+            self.core
+                .store
+                .feed(&subwikis, before.map(|c| (c.created_at, c.post)), limit)?;
+        let mut items = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(post) = self
+                .core
+                .with_replica(key.subwiki, |r| Ok(r.post(&key.post)))?
+            {
+                items.push(FeedItem {
+                    subwiki: key.subwiki,
+                    post,
+                });
+            }
+        }
+        Ok(items)
+    }
+
+    /// Replication state per subwiki.
+    pub fn sync_status(&self) -> HashMap<SubwikiId, SyncStatus> {
+        lock(&self.core.status).clone()
+    }
+
+    /// Connected peers.
+    pub async fn peers(&self) -> Vec<PeerInfo> {
+        self.ask(Command::Peers).await.unwrap_or_default()
+    }
+
+    /// Addresses this node listens on, with its `/p2p/` id.
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.ask(Command::ListenAddrs).await.unwrap_or_default()
+    }
+
+    /// Dials a peer.
+    pub async fn dial(&self, addr: Multiaddr) {
+        self.command(Command::Dial(addr)).await;
+    }
+
+    /// Subwikis announced on the directory topic that this node has heard of.
+    pub async fn discovered(&self) -> Vec<(SubwikiId, Genesis)> {
+        self.ask(Command::Discovered).await.unwrap_or_default()
+    }
+
+    /// Writes every entry of a subwiki to `path`: a file of signed entries (see
+    /// `docs/protocol.md`, "Export files").
+    pub fn export(&self, subwiki: SubwikiId, path: &Path) -> Result<usize, NodeError> {
+        let loaded = self.core.store.load(&subwiki)?;
+        if loaded.entries.is_empty() {
+            return Err(NodeError::UnknownSubwiki(subwiki));
+        }
+        let bytes = crate::export::encode(&loaded.entries);
+        crate::export::write_file(path, &bytes).map_err(|reason| NodeError::File {
+            path: path.to_owned(),
+            reason,
+        })?;
+        Ok(loaded.entries.len())
+    }
+
+    /// Reads a file written by [`Node::export`]. Every entry is validated first; if any is
+    /// invalid or the file is damaged, nothing is kept. Joins the subwiki.
+    pub async fn import(&self, path: &Path) -> Result<(SubwikiId, Accepted), NodeError> {
+        let file = |reason: String| NodeError::File {
+            path: path.to_owned(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| file(e.to_string()))?;
+        let entries = crate::export::decode(&bytes, now()).map_err(file)?;
+        let subwiki = crate::export::single_subwiki(&entries).map_err(file)?;
+        let accepted = self.core.accept(subwiki, entries)?;
+        if !accepted.refused.is_empty() {
+            let ids: Vec<EntryId> = accepted.new.clone();
+            self.core.store.remove_entries(&ids)?;
+            lock(&self.core.replicas).remove(&subwiki);
+            let reason = match accepted.refused.first() {
+                Some((id, reason)) => format!("entry {id} refused: {reason}"),
+                None => String::from("an entry was refused"),
+            };
+            return Err(file(reason));
+        }
+        self.join(subwiki, Vec::new()).await?;
+        Ok((subwiki, accepted))
+    }
+
+    /// Sends bytes as an entry on a subwiki's gossip topic *without checking them*. For attack
+    /// simulations and tests of how peers treat a misbehaving node; never used by front ends.
+    #[doc(hidden)]
+    pub async fn publish_unchecked(&self, subwiki: SubwikiId, bytes: Vec<u8>) {
+        self.command(Command::Publish { subwiki, bytes }).await;
+    }
+
+    /// Stops the network task cleanly; everything acknowledged is already durable.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(Command::Shutdown).await;
+    }
+}

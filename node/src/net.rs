@@ -1,0 +1,408 @@
+//! The network task: one libp2p swarm per node, driven by commands from the [`crate::Node`].
+//!
+//! The swarm combines TCP and QUIC (noise, yamux), identify, ping, Kademlia on Agora's own
+//! protocol name (provider records keyed by subwiki id find a subwiki's peers), optional mDNS,
+//! gossipsub (one topic per joined subwiki plus the directory topic; message id = entry id;
+//! every message validated before it is forwarded), request-response for reconciliation
+//! ([`crate::proto`]), relay client, DCUtR and AutoNAT, connection limits and a block list for
+//! peers that send invalid data.
+//!
+//! The task makes no protocol decisions of its own beyond wiring: reconciliation logic lives in
+//! [`crate::proto`], validation and storage in the node's core.
+
+mod behaviour;
+mod codec;
+mod sync;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use agora_crdt::{EntryId, Genesis, Payload, SubwikiId};
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::{Config, Core, NodeError, PeerInfo, now};
+
+pub(crate) use self::behaviour::{Behaviour, BehaviourEvent};
+
+/// Capacity of the command channel from node handles to the network task.
+const COMMAND_CAPACITY: usize = 256;
+/// Invalid entries a peer may send before it is blocked.
+const MAX_STRIKES: u32 = 8;
+/// Name of the directory topic, where new subwikis are announced.
+pub const DIRECTORY_TOPIC: &str = "agora/directory/1";
+/// Subwikis remembered from the directory.
+const MAX_DISCOVERED: usize = 10_000;
+
+/// The gossip topic of a subwiki.
+pub fn topic(subwiki: &SubwikiId) -> IdentTopic {
+    IdentTopic::new(format!("agora/sw/1/{subwiki}"))
+}
+
+/// What a node handle asks of the network task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Start replicating a subwiki: subscribe, announce, find peers, dial `peers`, reconcile.
+    Join {
+        subwiki: SubwikiId,
+        peers: Vec<Multiaddr>,
+    },
+    /// Stop replicating a subwiki.
+    Leave { subwiki: SubwikiId },
+    /// Publish an entry on a subwiki's topic.
+    Publish { subwiki: SubwikiId, bytes: Vec<u8> },
+    /// Announce a new subwiki on the directory topic.
+    Announce { genesis: Vec<u8> },
+    /// Dial an address.
+    Dial(Multiaddr),
+    /// Connected peers.
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    /// Listen addresses.
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    /// Subwikis heard of on the directory topic.
+    Discovered(oneshot::Sender<Vec<(SubwikiId, Genesis)>>),
+    /// Stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Builds the swarm, starts listening and dialing, and spawns the task.
+pub(crate) async fn spawn(
+    core: Arc<Core>,
+    config: &Config,
+) -> Result<mpsc::Sender<Command>, NodeError> {
+    let mut swarm = behaviour::build_swarm(core.identity_keypair(), config)?;
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NodeError::Network(format!("cannot listen on {addr}: {e}")))?;
+    }
+    let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
+    let mut actor = Actor {
+        swarm,
+        core,
+        topics: HashMap::new(),
+        strikes: HashMap::new(),
+        discovered: BTreeMap::new(),
+        sync: sync::Syncer::default(),
+        listen_waiters: Vec::new(),
+    };
+    actor.subscribe_directory();
+    for subwiki in actor.core.joined()? {
+        actor.join(subwiki, Vec::new());
+    }
+    for addr in &config.bootstrap {
+        actor.dial(addr.clone());
+    }
+    let resync = config.resync_interval;
+    tokio::spawn(actor.run(rx, resync));
+    Ok(tx)
+}
+
+struct Actor {
+    swarm: Swarm<Behaviour>,
+    core: Arc<Core>,
+    /// Topic hash of every joined subwiki.
+    topics: HashMap<TopicHash, SubwikiId>,
+    /// Invalid entries received per peer.
+    strikes: HashMap<PeerId, u32>,
+    /// Subwikis heard of on the directory topic.
+    discovered: BTreeMap<SubwikiId, Genesis>,
+    sync: sync::Syncer,
+    /// Callers waiting for a first listen address.
+    listen_waiters: Vec<oneshot::Sender<Vec<Multiaddr>>>,
+}
+
+impl Actor {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>, resync: std::time::Duration) {
+        let mut tick = tokio::time::interval(resync);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown(done)) => {
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(command) => self.handle_command(command),
+                    None => return,
+                },
+                event = self.swarm.select_next_some() => self.handle_event(event),
+                _ = tick.tick() => self.resync(),
+            }
+        }
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Join { subwiki, peers } => self.join(subwiki, peers),
+            Command::Leave { subwiki } => {
+                let topic = topic(&subwiki);
+                self.topics.remove(&topic.hash());
+                let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .stop_providing(&kad::RecordKey::new(subwiki.as_bytes()));
+            }
+            Command::Publish { subwiki, bytes } => {
+                // No peer on the topic yet is normal offline; reconciliation sends it later.
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(topic(&subwiki), bytes)
+                {
+                    tracing::debug!(%subwiki, "not published by gossip: {e}");
+                }
+            }
+            Command::Announce { genesis } => {
+                let directory = IdentTopic::new(DIRECTORY_TOPIC);
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(directory, genesis)
+                {
+                    tracing::debug!("subwiki not announced: {e}");
+                }
+            }
+            Command::Dial(addr) => self.dial(addr),
+            Command::Peers(reply) => {
+                let peers = self.swarm.connected_peers().copied().collect::<Vec<_>>();
+                let infos = peers
+                    .into_iter()
+                    .map(|peer| PeerInfo {
+                        peer,
+                        addresses: self.sync.addresses(&peer),
+                    })
+                    .collect();
+                let _ = reply.send(infos);
+            }
+            Command::ListenAddrs(reply) => {
+                let addrs = self.listen_addrs();
+                if addrs.is_empty() {
+                    self.listen_waiters.push(reply);
+                } else {
+                    let _ = reply.send(addrs);
+                }
+            }
+            Command::Discovered(reply) => {
+                let _ = reply.send(
+                    self.discovered
+                        .iter()
+                        .map(|(k, v)| (*k, v.clone()))
+                        .collect(),
+                );
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let me = *self.swarm.local_peer_id();
+        self.swarm
+            .listeners()
+            .map(|a| a.clone().with_p2p(me).unwrap_or_else(|a| a))
+            .collect()
+    }
+
+    fn dial(&mut self, addr: Multiaddr) {
+        if let Err(e) = self.swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, "cannot dial: {e}");
+        }
+    }
+
+    fn subscribe_directory(&mut self) {
+        let directory = IdentTopic::new(DIRECTORY_TOPIC);
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&directory) {
+            tracing::warn!("cannot subscribe to the directory: {e}");
+        }
+    }
+
+    fn join(&mut self, subwiki: SubwikiId, peers: Vec<Multiaddr>) {
+        let topic = topic(&subwiki);
+        self.topics.insert(topic.hash(), subwiki);
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&topic) {
+            tracing::warn!(%subwiki, "cannot subscribe: {e}");
+        }
+        let key = kad::RecordKey::new(subwiki.as_bytes());
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if let Err(e) = kad.start_providing(key.clone()) {
+            tracing::debug!(%subwiki, "not announced in the DHT: {e}");
+        }
+        kad.get_providers(key);
+        for addr in peers {
+            self.dial(addr);
+        }
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in connected {
+            self.sync.start(&mut self.swarm, &self.core, peer, subwiki);
+        }
+    }
+
+    fn resync(&mut self) {
+        let joined = self.core.joined().unwrap_or_default();
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for subwiki in joined {
+            for peer in &connected {
+                self.sync.start(&mut self.swarm, &self.core, *peer, subwiki);
+            }
+        }
+    }
+
+    /// Counts invalid entries from a peer; blocks it past [`MAX_STRIKES`].
+    fn strike(&mut self, peer: PeerId, count: u32) {
+        let strikes = self.strikes.entry(peer).or_default();
+        *strikes = strikes.saturating_add(count);
+        if *strikes >= MAX_STRIKES {
+            tracing::warn!(%peer, strikes = *strikes, "blocking a peer that sent invalid entries");
+            let behaviour = self.swarm.behaviour_mut();
+            behaviour.gossipsub.blacklist_peer(&peer);
+            behaviour.blocked.block_peer(peer);
+        }
+    }
+
+    fn handle_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                let addrs = self.listen_addrs();
+                for waiter in self.listen_waiters.drain(..) {
+                    let _ = waiter.send(addrs.clone());
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                tracing::info!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+                self.sync
+                    .connected(peer_id, endpoint.get_remote_address().clone());
+                for subwiki in self.core.joined().unwrap_or_default() {
+                    self.sync
+                        .start(&mut self.swarm, &self.core, peer_id, subwiki);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                tracing::info!(peer = %peer_id, "disconnected");
+                self.sync.disconnected(&peer_id);
+            }
+            SwarmEvent::Behaviour(event) => self.handle_behaviour(event),
+            _ => {}
+        }
+    }
+
+    fn handle_behaviour(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let acceptance = self.on_gossip(propagation_source, &message.topic, &message.data);
+                if acceptance == MessageAcceptance::Reject {
+                    self.strike(propagation_source, 1);
+                }
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
+                if let Some(subwiki) = self.topics.get(&topic).copied() {
+                    self.sync
+                        .start(&mut self.swarm, &self.core, peer_id, subwiki);
+                }
+            }
+            BehaviourEvent::Sync(event) => {
+                let strikes = self.sync.handle(&mut self.swarm, &self.core, event);
+                for (peer, count) in strikes {
+                    self.strike(peer, count);
+                }
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let kad_protocol = behaviour::kad_protocol();
+                if info.protocols.contains(&kad_protocol) {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                let mut seen = HashSet::new();
+                for (peer, addr) in found {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                    if seen.insert(peer) && !self.swarm.is_connected(&peer) {
+                        self.dial(addr);
+                    }
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                result:
+                    kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                        providers,
+                        ..
+                    })),
+                ..
+            }) => {
+                let me = *self.swarm.local_peer_id();
+                for peer in providers {
+                    if peer != me && !self.swarm.is_connected(&peer) {
+                        let _ = self.swarm.dial(peer);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Validates a gossip message: Accept (forward) only a valid, new entry of the topic's
+    /// subwiki; Ignore what is merely early or already held; Reject what is invalid.
+    fn on_gossip(&mut self, from: PeerId, topic: &TopicHash, data: &[u8]) -> MessageAcceptance {
+        let entry = match agora_crdt::validate(data, now()) {
+            Ok(entry) => entry,
+            Err(e) if e.is_retriable() => return MessageAcceptance::Ignore,
+            Err(e) => {
+                tracing::debug!(peer = %from, "invalid gossip entry: {e}");
+                return MessageAcceptance::Reject;
+            }
+        };
+        if *topic == IdentTopic::new(DIRECTORY_TOPIC).hash() {
+            return match entry.payload() {
+                Payload::Genesis(genesis) => {
+                    if self.discovered.len() < MAX_DISCOVERED {
+                        self.discovered.insert(entry.subwiki(), genesis.clone());
+                    }
+                    MessageAcceptance::Accept
+                }
+                _ => MessageAcceptance::Reject,
+            };
+        }
+        let Some(subwiki) = self.topics.get(topic).copied() else {
+            return MessageAcceptance::Ignore;
+        };
+        if entry.subwiki() != subwiki {
+            return MessageAcceptance::Reject;
+        }
+        let id: EntryId = entry.id();
+        match self.core.accept(subwiki, vec![entry]) {
+            Ok(accepted) if accepted.new.contains(&id) => {
+                self.core.update_status(subwiki, |s| s.received += 1);
+                MessageAcceptance::Accept
+            }
+            Ok(accepted) if !accepted.refused.is_empty() => MessageAcceptance::Reject,
+            // Already held, or the subwiki's genesis is not here yet (catch-up brings both).
+            Ok(_) | Err(_) => MessageAcceptance::Ignore,
+        }
+    }
+}

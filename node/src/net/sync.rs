@@ -1,0 +1,351 @@
+//! Drives [`crate::proto`] sessions over the request-response protocol: starts one session per
+//! (peer, subwiki), answers peers' requests with a [`proto::Responder`], and hands every valid
+//! entry to the node's core.
+
+use std::collections::HashMap;
+
+use agora_crdt::{EntryId, SubwikiId};
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::{Multiaddr, PeerId, Swarm};
+
+use super::Behaviour;
+use crate::api::{Core, now};
+use crate::proto::{self, Output, Request, Response, Session, Snapshot};
+
+/// What an outstanding request belongs to.
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    /// A reconciliation session.
+    Session(PeerId, SubwikiId),
+    /// The first fetch of a subwiki joined by id: its genesis entry.
+    Genesis(PeerId, SubwikiId),
+}
+
+/// Sessions in progress and the responder's cache.
+#[derive(Default)]
+pub(crate) struct Syncer {
+    sessions: HashMap<(PeerId, SubwikiId), Session>,
+    requests: HashMap<OutboundRequestId, Pending>,
+    addresses: HashMap<PeerId, Vec<Multiaddr>>,
+    /// The responder's view of each subwiki, with the store generation it was read at.
+    snapshots: HashMap<SubwikiId, (u64, Snapshot)>,
+}
+
+/// Invalid entries or protocol violations per peer, to penalise.
+pub(crate) type Strikes = Vec<(PeerId, u32)>;
+
+impl Syncer {
+    pub(crate) fn connected(&mut self, peer: PeerId, addr: Multiaddr) {
+        let addrs = self.addresses.entry(peer).or_default();
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+
+    pub(crate) fn disconnected(&mut self, peer: &PeerId) {
+        self.addresses.remove(peer);
+        self.sessions.retain(|(p, _), _| p != peer);
+        self.requests.retain(|_, pending| match pending {
+            Pending::Session(p, _) | Pending::Genesis(p, _) => p != peer,
+        });
+    }
+
+    pub(crate) fn addresses(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        self.addresses.get(peer).cloned().unwrap_or_default()
+    }
+
+    /// Starts reconciling `subwiki` with `peer`, unless a session is already running.
+    pub(crate) fn start(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        core: &Core,
+        peer: PeerId,
+        subwiki: SubwikiId,
+    ) {
+        if self.sessions.contains_key(&(peer, subwiki))
+            || self
+                .requests
+                .values()
+                .any(|p| matches!(p, Pending::Genesis(q, s) if *q == peer && *s == subwiki))
+        {
+            return;
+        }
+        let genesis: EntryId = subwiki.into();
+        if !core.store().contains(&genesis).unwrap_or(false) {
+            let request = Request::Fetch {
+                subwiki,
+                ids: vec![genesis],
+            };
+            let id = swarm
+                .behaviour_mut()
+                .sync
+                .send_request(&peer, request.encode());
+            self.requests.insert(id, Pending::Genesis(peer, subwiki));
+            return;
+        }
+        let items = match core.store().items(&subwiki) {
+            Ok(items) => Snapshot::new(items),
+            Err(e) => {
+                tracing::warn!(%subwiki, "cannot read the reconciliation index: {e}");
+                return;
+            }
+        };
+        match Session::start(subwiki, items, proto::Config::default()) {
+            Ok((session, request)) => {
+                let id = swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&peer, request.encode());
+                self.requests.insert(id, Pending::Session(peer, subwiki));
+                self.sessions.insert((peer, subwiki), session);
+            }
+            Err(e) => tracing::warn!(%subwiki, "cannot start reconciliation: {e}"),
+        }
+    }
+
+    /// Handles a request-response event; returns peers to penalise.
+    pub(crate) fn handle(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        core: &Core,
+        event: request_response::Event<Vec<u8>, Vec<u8>>,
+    ) -> Strikes {
+        let mut strikes = Strikes::new();
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let response = self.respond(core, peer, &request, &mut strikes);
+                    let _ = swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, response.encode());
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(pending) = self.requests.remove(&request_id) {
+                        self.on_response(swarm, core, pending, &response, &mut strikes);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(Pending::Session(peer, subwiki)) = self.requests.remove(&request_id) {
+                    tracing::debug!(%peer, %subwiki, "reconciliation request failed: {error}");
+                    self.sessions.remove(&(peer, subwiki));
+                }
+            }
+            _ => {}
+        }
+        strikes
+    }
+
+    fn respond(
+        &mut self,
+        core: &Core,
+        peer: PeerId,
+        bytes: &[u8],
+        strikes: &mut Strikes,
+    ) -> Response {
+        let request = match Request::decode(bytes) {
+            Ok(request) => request,
+            Err(e) => {
+                strikes.push((peer, 1));
+                return Response::Refused {
+                    reason: format!("malformed request: {e}"),
+                };
+            }
+        };
+        let subwiki = request.subwiki();
+        let generation = core.generation();
+        let snapshot = if core.is_joined(&subwiki) {
+            let fresh = self
+                .snapshots
+                .get(&subwiki)
+                .is_some_and(|(g, _)| *g == generation);
+            if !fresh {
+                match core.store().items(&subwiki) {
+                    Ok(items) => {
+                        self.snapshots
+                            .insert(subwiki, (generation, Snapshot::new(items)));
+                    }
+                    Err(e) => {
+                        return Response::Refused {
+                            reason: format!("store: {e}"),
+                        };
+                    }
+                }
+            }
+            self.snapshots.get(&subwiki).map(|(_, s)| s)
+        } else {
+            None
+        };
+        let responder = match proto::Responder::new(proto::Config::default()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Response::Refused {
+                    reason: e.to_string(),
+                };
+            }
+        };
+        let load = |id: &EntryId| {
+            core.store()
+                .entry(id)
+                .ok()
+                .flatten()
+                .map(|e| e.bytes().to_vec())
+        };
+        let reply = responder.handle(request, snapshot, load, now());
+        match reply.fault {
+            Some(proto::Fault::Invalid { count, .. }) => {
+                strikes.push((peer, u32::try_from(count).unwrap_or(u32::MAX)));
+            }
+            Some(proto::Fault::Protocol(_)) => strikes.push((peer, 1)),
+            None => {}
+        }
+        if !reply.store.is_empty() {
+            let count = reply.store.len() as u64;
+            if let Err(e) = core.accept(subwiki, reply.store) {
+                tracing::warn!(%subwiki, "pushed entries not stored: {e}");
+            } else {
+                core.update_status(subwiki, |s| s.received += count);
+            }
+        }
+        reply.response
+    }
+
+    fn on_response(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        core: &Core,
+        pending: Pending,
+        bytes: &[u8],
+        strikes: &mut Strikes,
+    ) {
+        let response = match Response::decode(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                let (Pending::Session(peer, subwiki) | Pending::Genesis(peer, subwiki)) = pending;
+                tracing::debug!(%peer, %subwiki, "malformed response: {e}");
+                self.sessions.remove(&(peer, subwiki));
+                strikes.push((peer, 1));
+                return;
+            }
+        };
+        match pending {
+            Pending::Genesis(peer, subwiki) => {
+                self.on_genesis(swarm, core, peer, subwiki, response, strikes)
+            }
+            Pending::Session(peer, subwiki) => {
+                let Some(mut session) = self.sessions.remove(&(peer, subwiki)) else {
+                    return;
+                };
+                let outputs = session.handle(response, now());
+                self.drive(swarm, core, peer, subwiki, session, outputs, strikes);
+            }
+        }
+    }
+
+    fn on_genesis(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        core: &Core,
+        peer: PeerId,
+        subwiki: SubwikiId,
+        response: Response,
+        strikes: &mut Strikes,
+    ) {
+        let Response::Entries { entries } = response else {
+            // The peer does not have it; another peer may.
+            return;
+        };
+        let genesis: EntryId = subwiki.into();
+        let found = entries
+            .iter()
+            .filter_map(|bytes| agora_crdt::validate(bytes, now()).ok())
+            .find(|e| e.id() == genesis);
+        match found {
+            Some(entry) => match core.accept(subwiki, vec![entry]) {
+                Ok(_) => self.start(swarm, core, peer, subwiki),
+                Err(e) => tracing::warn!(%subwiki, "genesis not stored: {e}"),
+            },
+            None if !entries.is_empty() => strikes.push((peer, 1)),
+            None => {}
+        }
+    }
+
+    /// Carries out a session's outputs until it waits for the peer again.
+    #[allow(clippy::too_many_arguments)]
+    fn drive(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        core: &Core,
+        peer: PeerId,
+        subwiki: SubwikiId,
+        mut session: Session,
+        outputs: Result<Vec<Output>, proto::ProtoError>,
+        strikes: &mut Strikes,
+    ) {
+        let mut queue = match outputs {
+            Ok(outputs) => outputs,
+            Err(proto::ProtoError::Refused { reason }) => {
+                tracing::debug!(%peer, %subwiki, "peer declined to reconcile: {reason}");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(%peer, %subwiki, "reconciliation failed: {e}");
+                strikes.push((peer, 1));
+                return;
+            }
+        };
+        let mut waiting = false;
+        while let Some(output) = (!queue.is_empty()).then(|| queue.remove(0)) {
+            match output {
+                Output::Send(request) => {
+                    let id = swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_request(&peer, request.encode());
+                    self.requests.insert(id, Pending::Session(peer, subwiki));
+                    waiting = true;
+                }
+                Output::Store(entries) => {
+                    let count = entries.len() as u64;
+                    match core.accept(subwiki, entries) {
+                        Ok(_) => core.update_status(subwiki, |s| s.received += count),
+                        Err(e) => tracing::warn!(%subwiki, "fetched entries not stored: {e}"),
+                    }
+                }
+                Output::Invalid { count, first_error } => {
+                    tracing::warn!(%peer, %subwiki, count, "peer sent invalid entries: {first_error}");
+                    core.update_status(subwiki, |s| s.refused += count as u64);
+                    strikes.push((peer, u32::try_from(count).unwrap_or(u32::MAX)));
+                }
+                Output::NeedEntries(_) => {
+                    // Pull only: the peer runs its own session with us and fetches what it
+                    // lacks, so pushing the same entries would send them twice.
+                    match session.provide(Vec::new()) {
+                        Ok(more) => queue.extend(more),
+                        Err(e) => tracing::debug!(%subwiki, "session ended: {e}"),
+                    }
+                }
+                Output::Done(stats) => {
+                    core.update_status(subwiki, |s| {
+                        s.syncs += 1;
+                        s.last_sync = Some(now());
+                        s.bytes_received += stats.bytes_received;
+                        s.round_trips += u64::from(stats.rounds);
+                    });
+                    tracing::debug!(%peer, %subwiki, ?stats, "reconciled");
+                }
+            }
+        }
+        if waiting && !session.is_finished() {
+            self.sessions.insert((peer, subwiki), session);
+        }
+    }
+}

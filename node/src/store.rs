@@ -1,0 +1,259 @@
+//! Durable storage of signed entries, with indexes derived from them.
+//!
+//! The signed entries are the source of truth. Everything else is an index that
+//! [`Store::rebuild_indexes`] can recompute from them:
+//!
+//! - the reconciliation index, per subwiki: the `(claimed time, entry id)` items that set
+//!   reconciliation runs over ([`Store::items`]);
+//! - the feed index, per subwiki: `(creation time, post id)` of every post
+//!   ([`Store::feed`] merges the subwikis asked for, newest first);
+//! - compacted Automerge snapshots of documents ([`Store::put_snapshot`]), written by the node.
+//!
+//! Blobs (images) are kept by their blake3 hash and checked when read. Every write is durable
+//! when the call returns. An entry that no longer validates when read (a damaged disk) is
+//! reported, removed with its index keys so that reconciliation fetches it again from a peer,
+//! and skipped; it never crashes the node.
+//!
+//! Two implementations share one test suite: [`SledStore`] (on disk, the default) and
+//! [`MemoryStore`] (for tests and simulations).
+
+use agora_crdt::{BlobHash, DocId, DocKind, Entry, EntryId, Payload, SubwikiId, Timestamp};
+use thiserror::Error;
+
+mod memory;
+mod sled;
+#[cfg(test)]
+mod suite;
+
+pub use self::memory::MemoryStore;
+pub use self::sled::SledStore;
+
+/// The largest blob (image) kept: 5 MiB.
+pub const MAX_BLOB_BYTES: usize = 5 * 1024 * 1024;
+
+/// A storage failure.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The underlying database failed (disk full, permissions, IO error).
+    #[error("storage error: {0}")]
+    Io(String),
+    /// Another process has the store open.
+    #[error("the store at {0} is in use by another process (is `agora up` running?)")]
+    Locked(String),
+    /// A blob over [`MAX_BLOB_BYTES`].
+    #[error("blob is {len} bytes, over the limit of {max}")]
+    BlobTooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// A subwiki this node keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubwikiRecord {
+    /// Its id (the id of its genesis entry, which the store holds).
+    pub id: SubwikiId,
+    /// Whether its owner is a member now; a subwiki left keeps its entries until removed.
+    pub joined: bool,
+}
+
+/// What [`Store::put_entries`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Put {
+    /// Entries that were new, in the order given.
+    pub new: Vec<EntryId>,
+    /// Entries that were already held.
+    pub existing: usize,
+}
+
+/// The entries of a subwiki as read back, with any that were damaged.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Valid entries, oldest first (by claimed time, then id).
+    pub entries: Vec<Entry>,
+    /// Entries that no longer validated; they were removed so they can be fetched again.
+    pub corrupt: Vec<EntryId>,
+}
+
+/// A post in the feed index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FeedKey {
+    /// When it was created (claimed).
+    pub created_at: Timestamp,
+    /// The post.
+    pub post: DocId,
+    /// Its subwiki.
+    pub subwiki: SubwikiId,
+}
+
+/// What [`Store::rebuild_indexes`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Valid entries indexed.
+    pub entries: usize,
+    /// Posts in the feed index.
+    pub posts: usize,
+    /// Damaged entries removed.
+    pub corrupt: Vec<EntryId>,
+}
+
+/// Durable storage of entries and their indexes. See the module documentation.
+pub trait Store: Send + Sync {
+    /// Stores entries and their index keys; durable when it returns. Entries already held are
+    /// counted, and their index keys written again (which repairs a missing one).
+    fn put_entries(&self, entries: &[Entry]) -> Result<Put, StoreError>;
+
+    /// Removes entries and their index keys (entries a replica refused after all).
+    fn remove_entries(&self, ids: &[EntryId]) -> Result<(), StoreError>;
+
+    /// An entry, validated as it is read. A damaged entry is removed and reads as `None`.
+    fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError>;
+
+    /// Whether an entry is held, without reading it.
+    fn contains(&self, id: &EntryId) -> Result<bool, StoreError>;
+
+    /// Number of entries held.
+    fn len(&self) -> Result<usize, StoreError>;
+
+    /// True if no entry is held.
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// The reconciliation items of a subwiki, ascending.
+    fn items(&self, subwiki: &SubwikiId) -> Result<Vec<(Timestamp, EntryId)>, StoreError>;
+
+    /// Every entry of a subwiki, validated, oldest first.
+    fn load(&self, subwiki: &SubwikiId) -> Result<Loaded, StoreError>;
+
+    /// Posts of the given subwikis, newest first by (creation time, id), strictly older than
+    /// `before` if given, at most `limit`.
+    fn feed(
+        &self,
+        subwikis: &[SubwikiId],
+        before: Option<(Timestamp, DocId)>,
+        limit: usize,
+    ) -> Result<Vec<FeedKey>, StoreError>;
+
+    /// Records that a subwiki is kept, joined or not.
+    fn set_subwiki(&self, record: SubwikiRecord) -> Result<(), StoreError>;
+
+    /// The subwikis kept.
+    fn subwikis(&self) -> Result<Vec<SubwikiRecord>, StoreError>;
+
+    /// Stores a document's compacted Automerge snapshot (replaces the previous one).
+    fn put_snapshot(&self, doc: &DocId, snapshot: &[u8]) -> Result<(), StoreError>;
+
+    /// A document's latest snapshot.
+    fn snapshot(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores a blob and returns its hash.
+    fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError>;
+
+    /// A blob, checked against its hash; a damaged blob is removed and reads as `None`.
+    fn blob(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Recomputes every index from the entries; removes damaged entries.
+    fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError>;
+}
+
+/// Length of a reconciliation or feed index key: subwiki, time, id.
+const INDEX_KEY_LEN: usize = 32 + 8 + 32;
+
+/// `subwiki || time (big-endian) || id`: sorts by subwiki, then time, then id.
+fn index_key(subwiki: &SubwikiId, time: Timestamp, id: &[u8; 32]) -> [u8; INDEX_KEY_LEN] {
+    let mut key = [0u8; INDEX_KEY_LEN];
+    let (s, rest) = key.split_at_mut(32);
+    let (t, i) = rest.split_at_mut(8);
+    s.copy_from_slice(subwiki.as_bytes());
+    t.copy_from_slice(&time.0.to_be_bytes());
+    i.copy_from_slice(id);
+    key
+}
+
+/// Splits an index key back into its parts.
+fn parse_index_key(key: &[u8]) -> Option<(SubwikiId, Timestamp, [u8; 32])> {
+    let subwiki: [u8; 32] = key.get(..32)?.try_into().ok()?;
+    let time: [u8; 8] = key.get(32..40)?.try_into().ok()?;
+    let id: [u8; 32] = key.get(40..INDEX_KEY_LEN)?.try_into().ok()?;
+    Some((
+        SubwikiId::from_bytes(subwiki),
+        Timestamp(u64::from_be_bytes(time)),
+        id,
+    ))
+}
+
+/// The index keys an entry has: its reconciliation item, and a feed key if it creates a post.
+struct IndexKeys {
+    recon: [u8; INDEX_KEY_LEN],
+    feed: Option<[u8; INDEX_KEY_LEN]>,
+}
+
+fn index_keys(entry: &Entry) -> IndexKeys {
+    let subwiki = entry.subwiki();
+    let feed = match entry.payload() {
+        Payload::CreateDocument(c) if c.kind == DocKind::Post => Some(index_key(
+            &subwiki,
+            entry.timestamp(),
+            entry.id().as_bytes(),
+        )),
+        _ => None,
+    };
+    IndexKeys {
+        recon: index_key(&subwiki, entry.timestamp(), entry.id().as_bytes()),
+        feed,
+    }
+}
+
+/// Validates an entry read back from storage. The claimed-time check is for the network, not
+/// for what this node already accepted, so it is given the latest possible clock.
+fn check_stored(id: &EntryId, bytes: &[u8]) -> Option<Entry> {
+    agora_crdt::validate(bytes, Timestamp(u64::MAX))
+        .ok()
+        .filter(|e| e.id() == *id)
+}
+
+/// Merges per-subwiki feed iterators (each newest first) into one page, newest first.
+fn merge_feed(
+    mut sources: Vec<std::iter::Peekable<Box<dyn Iterator<Item = FeedKey> + '_>>>,
+    limit: usize,
+) -> Vec<FeedKey> {
+    let mut out = Vec::with_capacity(limit.min(1024));
+    while out.len() < limit {
+        let best = sources
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.peek().map(|k| (*k, i)))
+            .max();
+        let Some((key, i)) = best else { break };
+        out.push(key);
+        if let Some(source) = sources.get_mut(i) {
+            source.next();
+        }
+    }
+    out
+}
+
+fn feed_key_from_index(key: &[u8]) -> Option<FeedKey> {
+    let (subwiki, created_at, id) = parse_index_key(key)?;
+    Some(FeedKey {
+        created_at,
+        post: DocId::from_bytes(id),
+        subwiki,
+    })
+}
+
+/// The exclusive upper bound of a subwiki's feed range for `before`.
+fn feed_upper(subwiki: &SubwikiId, before: Option<(Timestamp, DocId)>) -> [u8; INDEX_KEY_LEN] {
+    match before {
+        Some((time, doc)) => index_key(subwiki, time, doc.as_bytes()),
+        None => index_key(subwiki, Timestamp(u64::MAX), &[0xff; 32]),
+    }
+}
+
+fn subwiki_lower(subwiki: &SubwikiId) -> [u8; INDEX_KEY_LEN] {
+    index_key(subwiki, Timestamp(0), &[0; 32])
+}

@@ -1,0 +1,295 @@
+//! One test suite, run against every store implementation.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use agora_crdt::{
+    AuthorKey, DocId, Entry, EntryId, Policy, PostContent, Replica, SubwikiId, Timestamp,
+    VoteTarget, VoteValue,
+};
+
+use super::{MAX_BLOB_BYTES, MemoryStore, SledStore, Store, SubwikiRecord};
+
+const T0: u64 = 1_700_000_000_000;
+
+fn key(n: u8) -> AuthorKey {
+    AuthorKey::from_secret([n; 32], [n; 8])
+}
+
+/// A subwiki with `posts` posts (one edit and one vote each); returns its replica and every
+/// entry, genesis first.
+fn subwiki(founder: u8, name: &str, posts: u64, start: u64) -> (Replica, Vec<Entry>) {
+    let k = key(founder);
+    let (mut r, genesis) = Replica::found(&k, Timestamp(T0), name, "", Policy::default()).unwrap();
+    let mut entries = vec![genesis];
+    for i in 0..posts {
+        let t = Timestamp(T0 + start + i * 10);
+        let post = PostContent {
+            title: format!("{name} {i}"),
+            body: "body".into(),
+            ..Default::default()
+        };
+        let created = r.create_post(&k, t, post.clone()).unwrap();
+        let id: DocId = created.id().into();
+        entries.push(created);
+        let edited = PostContent {
+            body: "body, edited".into(),
+            ..post
+        };
+        entries.push(
+            r.edit_post(&k, Timestamp(t.0 + 1), id, edited)
+                .unwrap()
+                .unwrap(),
+        );
+        entries.push(
+            r.vote(
+                &k,
+                Timestamp(t.0 + 2),
+                VoteTarget::Post(id),
+                VoteValue::Keep,
+                "",
+            )
+            .unwrap(),
+        );
+    }
+    (r, entries)
+}
+
+fn both(test: impl Fn(&dyn Store)) {
+    test(&MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    test(&SledStore::open(dir.path()).unwrap());
+}
+
+#[test]
+fn entries_round_trip_and_duplicates_are_counted() {
+    both(|store| {
+        let (_, entries) = subwiki(1, "a", 3, 100);
+        let put = store.put_entries(&entries).unwrap();
+        assert_eq!(put.new.len(), entries.len());
+        assert_eq!(put.existing, 0);
+        let again = store.put_entries(&entries[..2]).unwrap();
+        assert!(again.new.is_empty());
+        assert_eq!(again.existing, 2);
+        assert_eq!(store.len().unwrap(), entries.len());
+        for e in &entries {
+            assert!(store.contains(&e.id()).unwrap());
+            assert_eq!(store.entry(&e.id()).unwrap().unwrap().bytes(), e.bytes());
+        }
+        assert!(
+            store
+                .entry(&EntryId::from_bytes([9; 32]))
+                .unwrap()
+                .is_none()
+        );
+    });
+}
+
+#[test]
+fn items_are_the_subwikis_entries_in_time_order() {
+    both(|store| {
+        let (a, ea) = subwiki(1, "a", 3, 100);
+        let (b, eb) = subwiki(2, "b", 2, 50);
+        store.put_entries(&eb).unwrap();
+        store.put_entries(&ea).unwrap();
+        let items = store.items(&a.id()).unwrap();
+        let mut expected: Vec<(Timestamp, EntryId)> =
+            ea.iter().map(|e| (e.timestamp(), e.id())).collect();
+        expected.sort();
+        assert_eq!(items, expected);
+        assert_eq!(store.items(&b.id()).unwrap().len(), eb.len());
+        let loaded = store.load(&a.id()).unwrap();
+        assert!(loaded.corrupt.is_empty());
+        let ids: Vec<(Timestamp, EntryId)> = loaded
+            .entries
+            .iter()
+            .map(|e| (e.timestamp(), e.id()))
+            .collect();
+        assert_eq!(ids, expected);
+        assert!(
+            store
+                .items(&SubwikiId::from_bytes([0; 32]))
+                .unwrap()
+                .is_empty()
+        );
+    });
+}
+
+#[test]
+fn the_feed_merges_subwikis_newest_first_and_pages() {
+    both(|store| {
+        let (a, ea) = subwiki(1, "a", 5, 100);
+        let (b, eb) = subwiki(2, "b", 5, 105);
+        let (c, ec) = subwiki(3, "c", 5, 0);
+        for e in [&ea, &eb, &ec] {
+            store.put_entries(e).unwrap();
+        }
+        let mut expected: Vec<(Timestamp, DocId)> = Vec::new();
+        for r in [&a, &b] {
+            expected.extend(
+                r.feed(None, 100)
+                    .items
+                    .iter()
+                    .map(|p| (p.meta.created_at, p.meta.id)),
+            );
+        }
+        expected.sort();
+        expected.reverse();
+        let wanted = [a.id(), b.id()];
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store.feed(&wanted, before, 3).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            seen.extend(page.iter().map(|k| (k.created_at, k.post)));
+            let last = page.last().unwrap();
+            assert!(wanted.contains(&last.subwiki));
+            before = Some((last.created_at, last.post));
+        }
+        assert_eq!(seen, expected);
+        assert_eq!(store.feed(&[c.id()], None, 100).unwrap().len(), 5);
+        assert!(store.feed(&[], None, 100).unwrap().is_empty());
+    });
+}
+
+#[test]
+fn removed_entries_leave_no_index_keys() {
+    both(|store| {
+        let (a, ea) = subwiki(1, "a", 2, 100);
+        store.put_entries(&ea).unwrap();
+        let post = ea[1].id();
+        store.remove_entries(&[post]).unwrap();
+        assert!(!store.contains(&post).unwrap());
+        assert!(
+            !store
+                .items(&a.id())
+                .unwrap()
+                .iter()
+                .any(|(_, id)| *id == post)
+        );
+        assert_eq!(store.feed(&[a.id()], None, 10).unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn subwikis_snapshots_and_blobs() {
+    both(|store| {
+        let id = SubwikiId::from_bytes([4; 32]);
+        store
+            .set_subwiki(SubwikiRecord { id, joined: true })
+            .unwrap();
+        assert_eq!(
+            store.subwikis().unwrap(),
+            vec![SubwikiRecord { id, joined: true }]
+        );
+        store
+            .set_subwiki(SubwikiRecord { id, joined: false })
+            .unwrap();
+        assert_eq!(
+            store.subwikis().unwrap(),
+            vec![SubwikiRecord { id, joined: false }]
+        );
+
+        let doc = DocId::from_bytes([5; 32]);
+        assert!(store.snapshot(&doc).unwrap().is_none());
+        store.put_snapshot(&doc, b"one").unwrap();
+        store.put_snapshot(&doc, b"two").unwrap();
+        assert_eq!(store.snapshot(&doc).unwrap().as_deref(), Some(&b"two"[..]));
+
+        let hash = store.put_blob(b"image bytes").unwrap();
+        assert_eq!(
+            store.blob(&hash).unwrap().as_deref(),
+            Some(&b"image bytes"[..])
+        );
+        let too_big = vec![0u8; MAX_BLOB_BYTES + 1];
+        assert!(store.put_blob(&too_big).is_err());
+    });
+}
+
+#[test]
+fn rebuilding_the_indexes_gives_the_same_indexes() {
+    both(|store| {
+        let (a, ea) = subwiki(1, "a", 4, 100);
+        store.put_entries(&ea).unwrap();
+        let items = store.items(&a.id()).unwrap();
+        let feed = store.feed(&[a.id()], None, 100).unwrap();
+        let rebuilt = store.rebuild_indexes().unwrap();
+        assert_eq!(rebuilt.entries, ea.len());
+        assert_eq!(rebuilt.posts, 4);
+        assert!(rebuilt.corrupt.is_empty());
+        assert_eq!(store.items(&a.id()).unwrap(), items);
+        assert_eq!(store.feed(&[a.id()], None, 100).unwrap(), feed);
+    });
+}
+
+/// Damages one entry's bytes through `damage`, then checks it is reported, skipped and
+/// removed with its index keys (so reconciliation fetches it again), and nothing else is lost.
+fn check_corruption(store: &dyn Store, damage: impl Fn(&EntryId, Vec<u8>)) {
+    let (a, ea) = subwiki(1, "a", 3, 100);
+    store.put_entries(&ea).unwrap();
+    let victim = ea[4].id();
+    let mut bytes = ea[4].bytes().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    damage(&victim, bytes);
+    let loaded = store.load(&a.id()).unwrap();
+    assert_eq!(loaded.corrupt, vec![victim]);
+    assert_eq!(loaded.entries.len(), ea.len() - 1);
+    assert!(!store.contains(&victim).unwrap());
+    assert!(
+        !store
+            .items(&a.id())
+            .unwrap()
+            .iter()
+            .any(|(_, id)| *id == victim)
+    );
+    // Fetched again from a peer, it is whole again.
+    store.put_entries(&ea[4..5]).unwrap();
+    assert_eq!(store.load(&a.id()).unwrap().entries.len(), ea.len());
+}
+
+#[test]
+fn a_damaged_entry_is_reported_skipped_and_refetchable_in_memory() {
+    let store = MemoryStore::new();
+    check_corruption(&store, |id, bytes| store.damage(id, bytes));
+}
+
+#[test]
+fn a_damaged_entry_is_reported_skipped_and_refetchable_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    check_corruption(&store, |id, bytes| {
+        store.raw_entries().insert(id.as_bytes(), bytes).unwrap();
+    });
+}
+
+#[test]
+fn the_sled_store_keeps_everything_across_reopening_and_refuses_a_second_opener() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, ea) = subwiki(1, "a", 3, 100);
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        store.put_entries(&ea).unwrap();
+        store
+            .set_subwiki(SubwikiRecord {
+                id: a.id(),
+                joined: true,
+            })
+            .unwrap();
+        let second = SledStore::open(dir.path());
+        assert!(
+            matches!(second, Err(super::StoreError::Locked(_))),
+            "{second:?}"
+        );
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.len().unwrap(), ea.len());
+    assert_eq!(store.items(&a.id()).unwrap().len(), ea.len());
+    assert_eq!(store.feed(&[a.id()], None, 10).unwrap().len(), 3);
+    assert_eq!(store.subwikis().unwrap().len(), 1);
+}

@@ -1,0 +1,206 @@
+//! Real nodes replicate over loopback TCP: join by id, gossip, reconciliation, offline edits,
+//! catch-up after absence.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use agora_crdt::{DocId, Policy, PostContent};
+use agora_node::Node;
+use support::*;
+
+fn post(title: &str, body: &str) -> PostContent {
+    PostContent {
+        title: title.into(),
+        body: body.into(),
+        ..Default::default()
+    }
+}
+
+fn titles(node: &Node) -> Vec<String> {
+    node.feed(None, None, 1000)
+        .map(|f| f.into_iter().map(|i| i.post.content.title).collect())
+        .unwrap_or_default()
+}
+
+fn body(node: &Node, id: DocId) -> Option<String> {
+    node.post(id).ok().map(|p| p.post.content.body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_reach_the_same_feed_and_text() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), vec![]).await;
+    let a_addr = addr(&a).await;
+    let subwiki = a
+        .create_subwiki("rust", "All things Rust", Policy::default())
+        .await
+        .unwrap();
+    let mut posts = Vec::new();
+    for i in 0..3 {
+        posts.push(
+            a.create_post(subwiki, post(&format!("post {i}"), "hello"))
+                .await
+                .unwrap(),
+        );
+    }
+
+    let b = start(dirs[1].path(), vec![]).await;
+    let c = start(dirs[2].path(), vec![]).await;
+    b.join(subwiki, vec![a_addr.clone()]).await.unwrap();
+    c.join(subwiki, vec![a_addr.clone()]).await.unwrap();
+    let expected = titles(&a);
+    assert_eq!(expected.len(), 3);
+    until(&b, "B has A's posts", |n| titles(n) == expected).await;
+    until(&c, "C has A's posts", |n| titles(n) == expected).await;
+
+    // New posts and edits travel by gossip (and reconciliation) to everyone.
+    let newer = b
+        .create_post(subwiki, post("from B", "b's text"))
+        .await
+        .unwrap();
+    c.edit_post(posts[0], post("post 0", "hello, improved by C"))
+        .await
+        .unwrap();
+    for node in [&a, &b, &c] {
+        until(node, "B's post everywhere", |n| {
+            body(n, newer).as_deref() == Some("b's text")
+        })
+        .await;
+        until(node, "C's edit everywhere", |n| {
+            body(n, posts[0]).as_deref() == Some("hello, improved by C")
+        })
+        .await;
+    }
+    let feed_a = titles(&a);
+    assert_eq!(feed_a[0], "from B");
+    assert_eq!(titles(&b), feed_a);
+    assert_eq!(titles(&c), feed_a);
+    for node in [&a, &b, &c] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_edits_merge_when_the_node_comes_back() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = start(dir_a.path(), vec![]).await;
+    let a_addr = addr(&a).await;
+    let subwiki = a
+        .create_subwiki("notes", "", Policy::default())
+        .await
+        .unwrap();
+    let text = "First paragraph.\n\nSecond paragraph.";
+    let id = a.create_post(subwiki, post("Shared", text)).await.unwrap();
+
+    let b = start(dir_b.path(), vec![]).await;
+    b.join(subwiki, vec![a_addr.clone()]).await.unwrap();
+    until(&b, "B has the post", |n| {
+        body(n, id).as_deref() == Some(text)
+    })
+    .await;
+    b.shutdown().await;
+    drop(b);
+
+    // B edits offline, with the store opened directly; A edits the other paragraph meanwhile.
+    {
+        let offline = Node::open_offline(dir_b.path()).unwrap();
+        let edited = text.replace("First paragraph.", "First paragraph, edited offline by B.");
+        offline
+            .edit_post(id, post("Shared", &edited))
+            .await
+            .unwrap();
+    }
+    let edited = text.replace("Second paragraph.", "Second paragraph, edited by A.");
+    a.edit_post(id, post("Shared", &edited)).await.unwrap();
+
+    let b = start(dir_b.path(), vec![a_addr]).await;
+    let merged = "First paragraph, edited offline by B.\n\nSecond paragraph, edited by A.";
+    until(&a, "A has B's offline edit", |n| {
+        body(n, id).as_deref() == Some(merged)
+    })
+    .await;
+    until(&b, "B has A's edit", |n| {
+        body(n, id).as_deref() == Some(merged)
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_node_catches_up_by_reconciliation() {
+    const ENTRIES: usize = 1000;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), vec![]).await;
+    let a_addr = addr(&a).await;
+    let subwiki = a
+        .create_subwiki("busy", "", Policy::default())
+        .await
+        .unwrap();
+    let b = start(dirs[1].path(), vec![]).await;
+    b.join(subwiki, vec![a_addr.clone()]).await.unwrap();
+    let c = start(dirs[2].path(), vec![]).await;
+    c.join(subwiki, vec![a_addr.clone()]).await.unwrap();
+    until(&c, "C has the subwiki", |n| {
+        n.subwikis().unwrap().iter().any(|s| s.genesis.is_some())
+    })
+    .await;
+    c.shutdown().await;
+    drop(c);
+
+    // While C is away, A and B write 1,000 entries between them: posts and edits.
+    let mut ids = [Vec::new(), Vec::new()];
+    for i in 0..ENTRIES {
+        let (writer, own) = if i % 2 == 0 {
+            (&a, &mut ids[0])
+        } else {
+            (&b, &mut ids[1])
+        };
+        if i % 5 < 2 || own.is_empty() {
+            own.push(
+                writer
+                    .create_post(subwiki, post(&format!("p{i}"), "x"))
+                    .await
+                    .unwrap(),
+            );
+        } else {
+            let id = own[i % own.len()];
+            writer
+                .edit_post(id, post("edited", &format!("x{i}")))
+                .await
+                .unwrap();
+        }
+    }
+    let entries = |n: &Node| {
+        n.subwikis()
+            .unwrap()
+            .iter()
+            .find(|s| s.id == subwiki)
+            .map_or(0, |s| s.entries)
+    };
+    // Genesis, plus everything written.
+    let total = ENTRIES + 1;
+    until(&a, "A has B's half", |n| entries(n) == total).await;
+    until(&b, "B has A's half", |n| entries(n) == total).await;
+
+    let c = start(dirs[2].path(), vec![a_addr]).await;
+    until(&c, "C caught up", |n| entries(n) >= total).await;
+    until(&a, "A has everything", |n| entries(n) == total).await;
+    assert_eq!(titles(&c), titles(&a));
+    let status = c.sync_status();
+    let s = status.get(&subwiki).cloned().unwrap_or_default();
+    eprintln!(
+        "catch-up of {total} entries: {} bytes received by reconciliation, {} round trips, {} syncs",
+        s.bytes_received, s.round_trips, s.syncs
+    );
+    assert!(s.syncs >= 1);
+    for node in [&a, &b, &c] {
+        node.shutdown().await;
+    }
+}
