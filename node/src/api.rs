@@ -202,9 +202,14 @@ impl Core {
         self.identity.node.clone()
     }
 
-    /// Bumped whenever entries are stored.
+    /// Bumped whenever entries are stored or peers come and go.
     pub(crate) fn generation(&self) -> u64 {
         *self.changes.borrow()
+    }
+
+    /// Tells watchers that something changed (see [`Node::changes`]).
+    pub(crate) fn notify(&self) {
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// The subwikis the owner is a member of.
@@ -431,7 +436,8 @@ impl Node {
         self.peer_id
     }
 
-    /// A receiver that changes whenever entries are stored: wait on it instead of sleeping.
+    /// A receiver that changes whenever entries are stored or a peer connects or disconnects:
+    /// wait on it instead of sleeping.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.core.changes.subscribe()
     }

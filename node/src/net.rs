@@ -292,6 +292,7 @@ impl Actor {
             } => {
                 tracing::info!(peer = %peer_id, "disconnected");
                 self.sync.disconnected(&peer_id);
+                self.core.notify();
             }
             SwarmEvent::Behaviour(event) => self.handle_behaviour(event),
             _ => {}

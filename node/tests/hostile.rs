@@ -1,0 +1,197 @@
+//! A peer that sends forged or malformed entries, by gossip and through reconciliation, has
+//! none of them stored or forwarded and is blocked; honest traffic keeps flowing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use agora_crdt::{BlobHash, DocId, Entry, EntryId, Policy, PostContent, SubwikiId, Timestamp};
+use agora_node::home::Home;
+use agora_node::store::{
+    FeedKey, Loaded, MemoryStore, Put, Rebuilt, Store, StoreError, SubwikiRecord,
+};
+use agora_node::{Config, Node};
+use support::*;
+
+/// A store that advertises, in one subwiki, an entry that belongs to another: a peer fetching
+/// it gets a valid entry of the wrong subwiki. Everything else is an honest memory store.
+struct LyingStore {
+    inner: MemoryStore,
+    smuggled: Mutex<Option<(SubwikiId, Timestamp, Entry)>>,
+}
+
+impl Store for LyingStore {
+    fn put_entries(&self, entries: &[Entry]) -> Result<Put, StoreError> {
+        self.inner.put_entries(entries)
+    }
+    fn remove_entries(&self, ids: &[EntryId]) -> Result<(), StoreError> {
+        self.inner.remove_entries(ids)
+    }
+    fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        self.inner.entry(id)
+    }
+    fn contains(&self, id: &EntryId) -> Result<bool, StoreError> {
+        self.inner.contains(id)
+    }
+    fn len(&self) -> Result<usize, StoreError> {
+        self.inner.len()
+    }
+    fn items(&self, subwiki: &SubwikiId) -> Result<Vec<(Timestamp, EntryId)>, StoreError> {
+        let mut items = self.inner.items(subwiki)?;
+        if let Some((target, time, entry)) = self.smuggled.lock().unwrap().as_ref() {
+            if target == subwiki {
+                items.push((*time, entry.id()));
+                items.sort();
+            }
+        }
+        Ok(items)
+    }
+    fn load(&self, subwiki: &SubwikiId) -> Result<Loaded, StoreError> {
+        self.inner.load(subwiki)
+    }
+    fn feed(
+        &self,
+        subwikis: &[SubwikiId],
+        before: Option<(Timestamp, DocId)>,
+        limit: usize,
+    ) -> Result<Vec<FeedKey>, StoreError> {
+        self.inner.feed(subwikis, before, limit)
+    }
+    fn set_subwiki(&self, record: SubwikiRecord) -> Result<(), StoreError> {
+        self.inner.set_subwiki(record)
+    }
+    fn subwikis(&self) -> Result<Vec<SubwikiRecord>, StoreError> {
+        self.inner.subwikis()
+    }
+    fn put_snapshot(&self, doc: &DocId, snapshot: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_snapshot(doc, snapshot)
+    }
+    fn snapshot(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.snapshot(doc)
+    }
+    fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {
+        self.inner.put_blob(bytes)
+    }
+    fn blob(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.blob(hash)
+    }
+    fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError> {
+        self.inner.rebuild_indexes()
+    }
+}
+
+fn post(title: &str) -> PostContent {
+    PostContent {
+        title: title.into(),
+        body: "text".into(),
+        ..Default::default()
+    }
+}
+
+fn entries_in(node: &Node, subwiki: SubwikiId) -> usize {
+    node.subwikis()
+        .unwrap()
+        .iter()
+        .find(|s| s.id == subwiki)
+        .map_or(0, |s| s.entries)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_by_gossip_is_refused_and_its_sender_blocked() {
+    hostile_peer(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_entry_by_reconciliation_is_refused_and_its_sender_blocked() {
+    hostile_peer(true).await;
+}
+
+async fn hostile_peer(smuggle: bool) {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), vec![]).await;
+    let a_addr = addr(&a).await;
+    let subwiki = a
+        .create_subwiki("target", "", Policy::default())
+        .await
+        .unwrap();
+    let first = a.create_post(subwiki, post("first")).await.unwrap();
+
+    // The hostile node: a real node whose store lies during reconciliation.
+    let lying = Arc::new(LyingStore {
+        inner: MemoryStore::new(),
+        smuggled: Mutex::new(None),
+    });
+    let identity = Home::new(dirs[1].path()).load_or_init().unwrap();
+    let mut config = Config::new(dirs[1].path());
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    config.mdns = false;
+    config.resync_interval = std::time::Duration::from_secs(2);
+    let h = Node::start_with(lying.clone(), identity, &config)
+        .await
+        .unwrap();
+    let other = h
+        .create_subwiki("elsewhere", "", Policy::default())
+        .await
+        .unwrap();
+    let foreign = h.create_post(other, post("smuggled")).await.unwrap();
+    let foreign_entry = lying.inner.entry(&foreign.into()).unwrap().unwrap();
+    if smuggle {
+        *lying.smuggled.lock().unwrap() = Some((subwiki, foreign_entry.timestamp(), foreign_entry));
+    }
+    h.join(subwiki, vec![a_addr.clone()]).await.unwrap();
+    if !smuggle {
+        // Wait until H is in A's gossip mesh for the topic, so its messages reach A.
+        until(&h, "H has the target subwiki", |n| n.post(first).is_ok()).await;
+    }
+
+    if !smuggle {
+        // Garbage by gossip: random bytes, valid entries with a broken signature, forgeries.
+        let valid = lying.inner.entry(&first.into()).unwrap().unwrap();
+        let last = valid.bytes().len() - 1;
+        for i in 0..12u8 {
+            let mut garbage = valid.bytes().to_vec();
+            match i % 3 {
+                0 => garbage = vec![i; 200],
+                1 => garbage[last - usize::from(i)] ^= 1,
+                _ => garbage[40] ^= i + 1,
+            }
+            h.publish_unchecked(subwiki, garbage).await;
+        }
+    }
+
+    // A blocks H, having stored nothing of what it sent.
+    let h_id = h.peer_id();
+    until(&a, "A blocks the hostile peer", |_| {
+        futures::executor::block_on(a.peers())
+            .iter()
+            .all(|p| p.peer != h_id)
+    })
+    .await;
+    assert_eq!(
+        entries_in(&a, subwiki),
+        2,
+        "genesis and the first post only"
+    );
+    assert!(
+        a.post(foreign).is_err(),
+        "the smuggled entry was not stored"
+    );
+
+    // Honest traffic keeps flowing.
+    let b = start(dirs[2].path(), vec![]).await;
+    b.join(subwiki, vec![a_addr]).await.unwrap();
+    until(&b, "B has the first post", |n| n.post(first).is_ok()).await;
+    let honest = b.create_post(subwiki, post("honest")).await.unwrap();
+    until(&a, "A has B's post", |n| n.post(honest).is_ok()).await;
+    assert_eq!(entries_in(&a, subwiki), 3);
+    assert!(a.peers().await.iter().any(|p| p.peer == b.peer_id()));
+    for node in [&a, &b, &h] {
+        node.shutdown().await;
+    }
+}
