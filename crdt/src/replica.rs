@@ -691,7 +691,11 @@ impl Replica {
         if !matches!(entry.payload(), Payload::CreateDocument(_)) {
             // Changes that named this entry as their document were waiting for a document that
             // will never come: refuse them now, as they would have been had this come first.
-            for waiting in self.waiting.remove(&DocId::from(entry.id())).unwrap_or_default() {
+            for waiting in self
+                .waiting
+                .remove(&DocId::from(entry.id()))
+                .unwrap_or_default()
+            {
                 self.entries.remove(&waiting);
                 report.accepted.retain(|a| *a != waiting);
                 report

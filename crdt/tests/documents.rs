@@ -252,7 +252,8 @@ fn concurrent_tag_additions_both_survive() {
         tags: vec!["a".into(), tag.into()],
         ..tagged.clone()
     };
-    a.edit_post(&alice, Timestamp(T0 + 2), id, with("b")).unwrap();
+    a.edit_post(&alice, Timestamp(T0 + 2), id, with("b"))
+        .unwrap();
     b.edit_post(&bob, Timestamp(T0 + 3), id, with("c")).unwrap();
     sync(&a, &mut b);
     sync(&b, &mut a);
@@ -281,9 +282,16 @@ fn a_change_naming_a_non_document_is_refused_in_either_order() {
             "",
         )
         .unwrap();
-    let post_entry = a.create_post(&alice, Timestamp(T0 + 2), post("t", "x")).unwrap();
+    let post_entry = a
+        .create_post(&alice, Timestamp(T0 + 2), post("t", "x"))
+        .unwrap();
     let edit = a
-        .edit_post(&alice, Timestamp(T0 + 3), post_entry.id().into(), post("t", "xy"))
+        .edit_post(
+            &alice,
+            Timestamp(T0 + 3),
+            post_entry.id().into(),
+            post("t", "xy"),
+        )
         .unwrap()
         .unwrap();
     // The same change bytes, pointed at the vote instead of the post.

@@ -44,11 +44,11 @@ impl Store for LyingStore {
     }
     fn items(&self, subwiki: &SubwikiId) -> Result<Vec<(Timestamp, EntryId)>, StoreError> {
         let mut items = self.inner.items(subwiki)?;
-        if let Some((target, time, entry)) = self.smuggled.lock().unwrap().as_ref() {
-            if target == subwiki {
-                items.push((*time, entry.id()));
-                items.sort();
-            }
+        if let Some((target, time, entry)) = self.smuggled.lock().unwrap().as_ref()
+            && target == subwiki
+        {
+            items.push((*time, entry.id()));
+            items.sort();
         }
         Ok(items)
     }
