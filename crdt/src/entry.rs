@@ -14,6 +14,7 @@
 //! by a [`crate::Replica`].
 
 use std::fmt;
+use std::panic::catch_unwind;
 use std::sync::Arc;
 
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -720,8 +721,11 @@ fn check_change(author: &AuthorId, bytes: &[u8]) -> Result<automerge::Change, En
             ));
         }
     }
-    let change = automerge::Change::try_from(bytes)
-        .map_err(|e| EntryError::MalformedChange(e.to_string()))?;
+    // Automerge's decoder can panic on some malformed changes (an op id counter overflowing,
+    // found by fuzzing): contain it, this runs on bytes from the network.
+    let decoded = catch_unwind(|| automerge::Change::try_from(bytes))
+        .map_err(|_| EntryError::MalformedChange("automerge's decoder panicked".into()))?;
+    let change = decoded.map_err(|e| EntryError::MalformedChange(e.to_string()))?;
     // Automerge's chunk checksum is the first four bytes of the change hash, which `try_from`
     // recomputes from the contents but does not compare.
     if change.hash().0.get(..4) != bytes.get(4..8) {
