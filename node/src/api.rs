@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agora_crdt::{
-    CommentView, Content, DocId, Entry, EntryError, EntryId, FeedCursor, Genesis, HistoryItem,
-    LocalError, Payload, Policy, PostContent, PostView, Replica, SubwikiId, Timestamp,
+    BlobHash, CommentView, Content, DocId, Entry, EntryError, EntryId, FeedCursor, Genesis,
+    HistoryItem, LocalError, Payload, Policy, PostContent, PostView, Replica, SubwikiId, Timestamp,
 };
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
@@ -675,6 +675,24 @@ impl Node {
     /// Replication state per subwiki.
     pub fn sync_status(&self) -> HashMap<SubwikiId, SyncStatus> {
         lock(&self.core.status).clone()
+    }
+
+    /// Stores an image (at most [`crate::store::MAX_BLOB_BYTES`]) and returns the hash to put
+    /// in a post's `images`.
+    pub fn add_image(&self, bytes: &[u8]) -> Result<BlobHash, NodeError> {
+        Ok(self.core.store.put_blob(bytes)?)
+    }
+
+    /// An image by hash: from the store, or else fetched from connected peers, checked against
+    /// its hash and kept. `None` if no one has it.
+    pub async fn image(&self, hash: BlobHash) -> Result<Option<Vec<u8>>, NodeError> {
+        if let Some(bytes) = self.core.store.blob(&hash)? {
+            return Ok(Some(bytes));
+        }
+        Ok(self
+            .ask(|reply| Command::FetchBlob { hash, reply })
+            .await
+            .flatten())
     }
 
     /// Connected peers.

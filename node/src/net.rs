@@ -17,9 +17,10 @@ mod sync;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use agora_crdt::{EntryId, Genesis, Payload, SubwikiId};
+use agora_crdt::{BlobHash, EntryId, Genesis, Payload, SubwikiId};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
+use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
 use tokio::sync::{mpsc, oneshot};
@@ -64,8 +65,20 @@ pub(crate) enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     /// Subwikis heard of on the directory topic.
     Discovered(oneshot::Sender<Vec<(SubwikiId, Genesis)>>),
+    /// Find a blob at connected peers; answers `None` if none has it.
+    FetchBlob {
+        hash: BlobHash,
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
     /// Stop.
     Shutdown(oneshot::Sender<()>),
+}
+
+/// A blob being looked for: the peers still to ask and who waits for it.
+struct BlobSearch {
+    hash: BlobHash,
+    untried: Vec<PeerId>,
+    reply: oneshot::Sender<Option<Vec<u8>>>,
 }
 
 /// Builds the swarm, starts listening and dialing, and spawns the task.
@@ -88,6 +101,7 @@ pub(crate) async fn spawn(
         discovered: BTreeMap::new(),
         sync: sync::Syncer::default(),
         listen_waiters: Vec::new(),
+        blob_searches: HashMap::new(),
     };
     actor.subscribe_directory();
     for subwiki in actor.core.joined()? {
@@ -113,6 +127,8 @@ struct Actor {
     sync: sync::Syncer,
     /// Callers waiting for a first listen address.
     listen_waiters: Vec<oneshot::Sender<Vec<Multiaddr>>>,
+    /// Blob requests in flight.
+    blob_searches: HashMap<OutboundRequestId, BlobSearch>,
 }
 
 impl Actor {
@@ -197,7 +213,76 @@ impl Actor {
                         .collect(),
                 );
             }
+            Command::FetchBlob { hash, reply } => {
+                let untried = self.swarm.connected_peers().copied().collect();
+                self.ask_next_peer(BlobSearch {
+                    hash,
+                    untried,
+                    reply,
+                });
+            }
             Command::Shutdown(_) => {}
+        }
+    }
+
+    /// Asks the next untried peer for a blob, or answers `None` when none is left.
+    fn ask_next_peer(&mut self, mut search: BlobSearch) {
+        match search.untried.pop() {
+            Some(peer) => {
+                let request = search.hash.as_bytes().to_vec();
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .blobs
+                    .send_request(&peer, request);
+                self.blob_searches.insert(id, search);
+            }
+            None => {
+                let _ = search.reply.send(None);
+            }
+        }
+    }
+
+    fn handle_blob_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message { message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let blob = <[u8; 32]>::try_from(request.as_slice())
+                        .ok()
+                        .map(BlobHash::from_bytes)
+                        .and_then(|hash| self.core.store().blob(&hash).ok().flatten())
+                        .unwrap_or_default();
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .blobs
+                        .send_response(channel, blob);
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    let Some(search) = self.blob_searches.remove(&request_id) else {
+                        return;
+                    };
+                    // Kept only if it is what was asked for; otherwise ask someone else.
+                    if BlobHash::of(&response) == search.hash
+                        && self.core.store().put_blob(&response).is_ok()
+                    {
+                        let _ = search.reply.send(Some(response));
+                    } else {
+                        self.ask_next_peer(search);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, .. } => {
+                if let Some(search) = self.blob_searches.remove(&request_id) {
+                    self.ask_next_peer(search);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -280,6 +365,7 @@ impl Actor {
                 tracing::info!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
                 self.sync
                     .connected(peer_id, endpoint.get_remote_address().clone());
+                self.core.notify();
                 for subwiki in self.core.joined().unwrap_or_default() {
                     self.sync
                         .start(&mut self.swarm, &self.core, peer_id, subwiki);
@@ -328,6 +414,7 @@ impl Actor {
                     self.strike(peer, count);
                 }
             }
+            BehaviourEvent::Blobs(event) => self.handle_blob_event(event),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let kad_protocol = behaviour::kad_protocol();
                 if info.protocols.contains(&kad_protocol) {
@@ -383,6 +470,7 @@ impl Actor {
                 Payload::Genesis(genesis) => {
                     if self.discovered.len() < MAX_DISCOVERED {
                         self.discovered.insert(entry.subwiki(), genesis.clone());
+                        self.core.notify();
                     }
                     MessageAcceptance::Accept
                 }

@@ -204,3 +204,87 @@ async fn a_returning_node_catches_up_by_reconciliation() {
         node.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_are_fetched_from_peers_and_checked() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = start(dir_a.path(), vec![]).await;
+    let a_addr = addr(&a).await;
+    let subwiki = a
+        .create_subwiki("pics", "", Policy::default())
+        .await
+        .unwrap();
+    let image: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let hash = a.add_image(&image).unwrap();
+    let with_image = PostContent {
+        images: vec![hash],
+        ..post("a picture", "look")
+    };
+    let id = a.create_post(subwiki, with_image).await.unwrap();
+    // Over the size cap: refused.
+    assert!(
+        a.add_image(&vec![0u8; agora_node::store::MAX_BLOB_BYTES + 1])
+            .is_err()
+    );
+
+    let b = start(dir_b.path(), vec![]).await;
+    b.join(subwiki, vec![a_addr]).await.unwrap();
+    until(&b, "B has the post", |n| n.post(id).is_ok()).await;
+    let wanted = b.post(id).unwrap().post.content.images;
+    assert_eq!(wanted, vec![hash]);
+    let fetched = b.image(hash).await.unwrap();
+    assert_eq!(fetched.as_deref(), Some(image.as_slice()));
+    // Kept: a second read needs no peer.
+    a.shutdown().await;
+    assert_eq!(
+        b.image(hash).await.unwrap().as_deref(),
+        Some(image.as_slice())
+    );
+    // A blob nobody has is `None`, not an error.
+    let unknown = agora_crdt::BlobHash::of(b"nobody has this");
+    assert_eq!(b.image(unknown).await.unwrap(), None);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_subwikis_are_announced_in_the_directory() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = start(dir_a.path(), vec![]).await;
+    let a_addr = addr(&a).await;
+    let b = start(dir_b.path(), vec![a_addr]).await;
+    // Wait until the two are connected, so the announcement has someone to reach.
+    until_connected(&a, b.peer_id()).await;
+    let mut found = Vec::new();
+    for attempt in 0..50 {
+        let subwiki = a
+            .create_subwiki(
+                &format!("announced {attempt}"),
+                "a new community",
+                Policy::default(),
+            )
+            .await
+            .unwrap();
+        let mut changes = b.changes();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while tokio::time::Instant::now() < deadline {
+            found = b.discovered().await;
+            if found.iter().any(|(id, _)| *id == subwiki) {
+                break;
+            }
+            let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+        }
+        if !found.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        found
+            .iter()
+            .any(|(_, g)| g.description == "a new community"),
+        "B heard of A's subwiki: {found:?}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -52,3 +52,20 @@ pub async fn until(node: &Node, what: &str, mut check: impl FnMut(&Node) -> bool
         }
     }
 }
+
+/// Waits until `node` is connected to `peer`.
+pub async fn until_connected(node: &Node, peer: libp2p::PeerId) {
+    let mut changes = node.changes();
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        let peers = node.peers().await;
+        if peers.iter().any(|p| p.peer == peer) {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => panic!("node stopped while waiting for a connection"),
+            Err(_) => panic!("timed out waiting for a connection to {peer}"),
+        }
+    }
+}

@@ -17,6 +17,9 @@ use crate::api::{Config, NodeError};
 pub const KAD_PROTOCOL: &str = "/agora/kad/1.0.0";
 /// The reconciliation request-response protocol.
 pub const SYNC_PROTOCOL: &str = "/agora/sync/1.0.0";
+/// The blob (image) request-response protocol: a 32-byte blake3 hash asked, the bytes (or
+/// nothing) answered.
+pub const BLOB_PROTOCOL: &str = "/agora/blob/1.0.0";
 /// identify's protocol version string.
 pub const PROTOCOL_VERSION: &str = "/agora/1.0.0";
 
@@ -49,6 +52,7 @@ pub(crate) struct Behaviour {
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) gossipsub: Gossipsub,
     pub(crate) sync: request_response::Behaviour<Codec>,
+    pub(crate) blobs: request_response::Behaviour<Codec>,
     pub(crate) relay: relay::client::Behaviour,
     pub(crate) dcutr: dcutr::Behaviour,
     pub(crate) autonat: autonat::Behaviour,
@@ -138,6 +142,16 @@ pub(crate) fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behavio
                     .with_request_timeout(Duration::from_secs(30))
                     .with_max_concurrent_streams(64),
             );
+            let blobs = request_response::Behaviour::with_codec(
+                Codec,
+                [(
+                    StreamProtocol::new(BLOB_PROTOCOL),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(60))
+                    .with_max_concurrent_streams(16),
+            );
             let limits = connection_limits::ConnectionLimits::default()
                 .with_max_established(Some(MAX_CONNECTIONS))
                 .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER));
@@ -153,6 +167,7 @@ pub(crate) fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behavio
                 mdns: Toggle::from(mdns),
                 gossipsub: gossipsub_behaviour().map_err(Box::new)?,
                 sync,
+                blobs,
                 relay,
                 dcutr: dcutr::Behaviour::new(peer_id),
                 autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
