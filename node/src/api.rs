@@ -265,6 +265,9 @@ impl Core {
     /// Makes a local entry durable after the replica took it; on a storage failure the replica
     /// is dropped from memory so that it reloads from what is really stored.
     fn persist(&self, subwiki: SubwikiId, entries: &[Entry]) -> Result<(), NodeError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
         match self.store.put_entries(entries) {
             Ok(_) => {
                 self.changes.send_modify(|n| *n += 1);

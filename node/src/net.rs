@@ -489,8 +489,9 @@ impl Actor {
                 self.core.update_status(subwiki, |s| s.received += 1);
                 MessageAcceptance::Accept
             }
-            Ok(accepted) if !accepted.refused.is_empty() => MessageAcceptance::Reject,
-            // Already held, or the subwiki's genesis is not here yet (catch-up brings both).
+            // Refused for context (a change to someone else's comment, say), already held, or
+            // the subwiki's genesis is not here yet: not forwarded, and no fault of the
+            // forwarder, who may simply lack the context.
             Ok(_) | Err(_) => MessageAcceptance::Ignore,
         }
     }

@@ -26,7 +26,8 @@ pub const PROTOCOL_VERSION: &str = "/agora/1.0.0";
 /// Connections in total, and per peer.
 const MAX_CONNECTIONS: u32 = 256;
 const MAX_CONNECTIONS_PER_PEER: u32 = 2;
-/// Topics a node may be subscribed to (gossipsub's own default is 100).
+/// Topics a remote peer may be subscribed to, as far as this node keeps track (gossipsub's own
+/// filter would stop at 100). A node in more subwikis than this is not fully seen by its peers.
 pub const MAX_TOPICS: usize = 500;
 /// Gossip messages are single entries, plus framing.
 const MAX_GOSSIP_BYTES: usize = agora_crdt::limits::MAX_ENTRY_BYTES + 1024;

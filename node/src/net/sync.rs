@@ -192,11 +192,14 @@ impl Syncer {
                 };
             }
         };
+        // Only entries of the subwiki asked about (and the responder only answers for
+        // subwikis this node is in).
         let load = |id: &EntryId| {
             core.store()
                 .entry(id)
                 .ok()
                 .flatten()
+                .filter(|e| e.subwiki() == subwiki)
                 .map(|e| e.bytes().to_vec())
         };
         let reply = responder.handle(request, snapshot, load, now());
@@ -264,16 +267,26 @@ impl Syncer {
             return;
         };
         let genesis: EntryId = subwiki.into();
-        let found = entries
-            .iter()
-            .filter_map(|bytes| agora_crdt::validate(bytes, now()).ok())
-            .find(|e| e.id() == genesis);
+        let mut invalid = false;
+        let mut found = None;
+        for bytes in &entries {
+            match agora_crdt::validate(bytes, now()) {
+                Ok(entry) if entry.id() == genesis => found = Some(entry),
+                Ok(_) => {}
+                Err(e) => invalid |= !e.is_retriable(),
+            }
+        }
+        if invalid {
+            strikes.push((peer, 1));
+        }
         match found {
-            Some(entry) => match core.accept(subwiki, vec![entry]) {
-                Ok(_) => self.start(swarm, core, peer, subwiki),
-                Err(e) => tracing::warn!(%subwiki, "genesis not stored: {e}"),
-            },
-            None if !entries.is_empty() => strikes.push((peer, 1)),
+            Some(entry) if matches!(entry.payload(), agora_crdt::Payload::Genesis(_)) => {
+                match core.accept(subwiki, vec![entry]) {
+                    Ok(_) => self.start(swarm, core, peer, subwiki),
+                    Err(e) => tracing::warn!(%subwiki, "genesis not stored: {e}"),
+                }
+            }
+            Some(_) => tracing::warn!(%subwiki, "this id names an entry that is not a subwiki"),
             None => {}
         }
     }
