@@ -99,6 +99,24 @@ pub enum Field {
     Description,
 }
 
+impl Field {
+    /// The field stored under a root key of a document, if the schema has one.
+    pub fn from_key(key: &str) -> Option<Field> {
+        Some(match key {
+            "title" => Field::Title,
+            "body" => Field::Body,
+            "link" => Field::Link,
+            "images" => Field::Images,
+            "tags" => Field::Tags,
+            "text" => Field::Text,
+            "name" => Field::Name,
+            "bio" => Field::Bio,
+            "description" => Field::Description,
+            _ => return None,
+        })
+    }
+}
+
 impl Content {
     /// An empty document of the given kind.
     pub fn empty(kind: DocKind) -> Self {

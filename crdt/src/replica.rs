@@ -130,8 +130,8 @@ pub struct DocMeta {
 pub enum Exclusion {
     /// Its actor signed another change with the same sequence number.
     Equivocation,
-    /// Automerge refused it (a hostile or broken change); it is tried again when the document
-    /// gets new changes.
+    /// Automerge refused it (a hostile or broken change); it is tried again whenever the
+    /// document grows.
     Invalid,
     /// It depends on an excluded change.
     DependsOnExcluded,
@@ -268,7 +268,7 @@ struct DocState {
     meta: DocMeta,
     changes: HashMap<ChangeHash, ChangeRecord>,
     by_actor_seq: BTreeMap<(Vec<u8>, u64), BTreeSet<ChangeHash>>,
-    /// Changes Automerge refused in the latest settle; retried at the next.
+    /// Changes Automerge refused; retried whenever the document grows.
     failing: BTreeSet<ChangeHash>,
     excluded: BTreeMap<ChangeHash, Exclusion>,
     applied: HashSet<ChangeHash>,
@@ -414,7 +414,7 @@ impl DocState {
     /// because it uses an operation from a change it does not declare as a dependency therefore
     /// ends up applied on every replica once that change is held, whatever the arrival order.
     fn settle(&mut self) {
-        self.failing.clear();
+        let mut grew = false;
         loop {
             let excluded = self.compute_exclusions();
             let reset = excluded.keys().any(|h| self.applied.contains(h));
@@ -424,33 +424,71 @@ impl DocState {
                 self.applied.clear();
             }
             let ready = self.ready();
-            if ready.is_empty() {
-                return;
-            }
-            let batch: Vec<Change> = ready
-                .iter()
-                .filter_map(|h| self.changes.get(h).map(|r| r.change.clone()))
-                .collect();
-            if Self::apply(&mut self.doc, batch) {
-                self.applied.extend(ready);
-                return;
-            }
-            // Something in the batch does not apply. Go back to what is known to apply, then
-            // add the batch one change at a time in a fixed order to find the culprit.
-            self.rebuild();
-            for hash in self.ready_sorted(ready) {
-                let Some(change) = self.changes.get(&hash).map(|r| r.change.clone()) else {
-                    continue;
-                };
-                if Self::apply(&mut self.doc, vec![change]) {
-                    self.applied.insert(hash);
+            if !ready.is_empty() {
+                let batch: Vec<Change> = ready
+                    .iter()
+                    .filter_map(|h| self.changes.get(h).map(|r| r.change.clone()))
+                    .collect();
+                if Self::apply(&mut self.doc, batch) {
+                    self.applied.extend(ready);
+                    grew = true;
                 } else {
-                    self.failing.insert(hash);
-                    // A failed apply may have left the document half-changed.
+                    // Something in the batch does not apply. Go back to what is known to
+                    // apply, then try each change of the batch on a copy first, in a fixed
+                    // order: a refused change costs a copy of the document, not a rebuild.
                     self.rebuild();
-                    break;
+                    for hash in self.ready_sorted(ready) {
+                        if self.try_apply(hash) {
+                            grew = true;
+                        } else {
+                            self.failing.insert(hash);
+                        }
+                    }
+                }
+                continue;
+            }
+            // Nothing else is ready. Changes refused earlier get another chance only when the
+            // document grew: what they lacked may have arrived.
+            if !grew || self.failing.is_empty() {
+                return;
+            }
+            grew = false;
+            let retry: Vec<ChangeHash> = self
+                .failing
+                .iter()
+                .filter(|h| {
+                    self.changes.get(h).is_some_and(|r| {
+                        self.dependencies(&r.change)
+                            .iter()
+                            .all(|d| self.applied.contains(d))
+                    })
+                })
+                .copied()
+                .collect();
+            for hash in retry {
+                if self.try_apply(hash) {
+                    self.failing.remove(&hash);
+                    grew = true;
                 }
             }
+            if !grew {
+                return;
+            }
+        }
+    }
+
+    /// Applies one change on a copy of the document and keeps the copy if it worked.
+    fn try_apply(&mut self, hash: ChangeHash) -> bool {
+        let Some(change) = self.changes.get(&hash).map(|r| r.change.clone()) else {
+            return false;
+        };
+        let mut trial = self.doc.fork();
+        if Self::apply(&mut trial, vec![change]) {
+            self.doc = trial;
+            self.applied.insert(hash);
+            true
+        } else {
+            false
         }
     }
 
@@ -496,6 +534,60 @@ impl DocState {
 
     fn content(&self) -> Content {
         Content::read(self.meta.kind, &self.doc, None)
+    }
+
+    /// The schema fields each applied change touches, read from the changes' operations in
+    /// one pass (an operation on a nested object counts for the root field holding it).
+    fn fields_touched(&self) -> HashMap<ChangeHash, Vec<Field>> {
+        use automerge::legacy::{Key, ObjectId, OpId, OpType};
+        let decoded: Vec<(ChangeHash, automerge::ExpandedChange)> = self
+            .applied
+            .iter()
+            .filter_map(|h| self.changes.get(h).map(|r| (*h, r.change.decode())))
+            .collect();
+        // Where each object was made: its parent object and key.
+        let mut parents: HashMap<OpId, (ObjectId, Key)> = HashMap::new();
+        for (_, change) in &decoded {
+            for (i, op) in change.operations.iter().enumerate() {
+                if matches!(op.action, OpType::Make(_)) {
+                    let id = OpId(
+                        change.start_op.get().saturating_add(i as u64),
+                        change.actor_id.clone(),
+                    );
+                    parents.insert(id, (op.obj.clone(), op.key.clone()));
+                }
+            }
+        }
+        let root_field = |obj: &ObjectId, key: &Key| {
+            let (mut obj, mut key) = (obj.clone(), key.clone());
+            for _ in 0..32 {
+                match obj {
+                    ObjectId::Root => {
+                        return match key {
+                            Key::Map(name) => Field::from_key(&name),
+                            Key::Seq(_) => None,
+                        };
+                    }
+                    ObjectId::Id(id) => {
+                        let (o, k) = parents.get(&id)?.clone();
+                        obj = o;
+                        key = k;
+                    }
+                }
+            }
+            None
+        };
+        decoded
+            .iter()
+            .map(|(hash, change)| {
+                let fields: BTreeSet<Field> = change
+                    .operations
+                    .iter()
+                    .filter_map(|op| root_field(&op.obj, &op.key))
+                    .collect();
+                (*hash, fields.into_iter().collect())
+            })
+            .collect()
     }
 
     fn heads(&self) -> Vec<ChangeHash> {
@@ -971,6 +1063,7 @@ impl Replica {
     /// when, and whether it is part of the document.
     pub fn history(&self, doc: &DocId) -> Option<Vec<HistoryItem>> {
         let state = self.docs.get(doc)?;
+        let touched = state.fields_touched();
         let mut items: Vec<HistoryItem> = state
             .changes
             .iter()
@@ -978,14 +1071,7 @@ impl Replica {
                 let (timestamp, version) = record.first();
                 let status = state.status(hash);
                 let fields = if status == ChangeStatus::Applied {
-                    let deps = record.change.deps();
-                    let before = if deps.is_empty() {
-                        Content::empty(state.meta.kind)
-                    } else {
-                        Content::read(state.meta.kind, &state.doc, Some(deps))
-                    };
-                    let after = Content::read(state.meta.kind, &state.doc, Some(&[*hash]));
-                    before.changed_fields(&after)
+                    touched.get(hash).cloned().unwrap_or_default()
                 } else {
                     Vec::new()
                 };

@@ -9,15 +9,16 @@
 //! Everything works offline: local writes are stored at once and sent when peers appear
 //! (reconciliation picks up whatever gossip missed).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agora_crdt::{
-    BlobHash, CommentView, Content, DocId, Entry, EntryError, EntryId, FeedCursor, Genesis,
-    HistoryItem, LocalError, Payload, Policy, PostContent, PostView, Replica, SubwikiId, Timestamp,
+    AuthorId, BlobHash, CommentView, Content, DocId, DocKind, Entry, EntryError, EntryId,
+    FeedCursor, Genesis, HistoryItem, LocalError, Payload, Policy, PostContent, PostView, Replica,
+    SubwikiId, Timestamp,
 };
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::home::{Home, HomeError, Identity};
 use crate::net::{self, Command};
 use crate::store::{SledStore, Store, StoreError, SubwikiRecord};
+use crate::view;
 
 /// Something a node could not do.
 #[derive(Debug, Error)]
@@ -168,6 +170,62 @@ pub(crate) struct Core {
     changes: watch::Sender<u64>,
 }
 
+/// The posts whose rendered view `entries` may have changed: posts created or changed, posts
+/// commented on, and every post of an author whose profile changed.
+fn affected_posts<'a>(
+    replica: &Replica,
+    entries: impl Iterator<Item = &'a Entry>,
+) -> BTreeSet<DocId> {
+    let mut posts = BTreeSet::new();
+    for entry in entries {
+        let doc = match entry.payload() {
+            Payload::CreateDocument(c) => match c.kind {
+                DocKind::Post => Some(DocId::from(entry.id())),
+                DocKind::Comment => c.parent,
+                DocKind::Profile => {
+                    posts.extend(authored_posts(replica, entry.author()));
+                    None
+                }
+                DocKind::Info => None,
+            },
+            Payload::Change(c) => match replica.doc_meta(&c.doc).map(|m| m.kind) {
+                Some(DocKind::Post) => Some(c.doc),
+                Some(DocKind::Profile) => {
+                    posts.extend(authored_posts(replica, entry.author()));
+                    None
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        posts.extend(doc);
+    }
+    posts
+}
+
+fn authored_posts(replica: &Replica, author: AuthorId) -> Vec<DocId> {
+    replica
+        .feed_keys()
+        .filter(|(_, id)| replica.doc_meta(id).is_some_and(|m| m.creator == author))
+        .map(|(_, id)| *id)
+        .collect()
+}
+
+/// Renders the views of the posts `entries` affected, for the store.
+fn render_views<'a>(
+    replica: &Replica,
+    subwiki: SubwikiId,
+    entries: impl Iterator<Item = &'a Entry>,
+) -> Vec<(DocId, Vec<u8>)> {
+    affected_posts(replica, entries)
+        .into_iter()
+        .filter_map(|id| {
+            let post = replica.post(&id)?;
+            Some((id, view::encode(&FeedItem { subwiki, post })))
+        })
+        .collect()
+}
+
 /// The current time as an entry timestamp.
 pub(crate) fn now() -> Timestamp {
     let ms = SystemTime::now()
@@ -290,9 +348,14 @@ impl Core {
             Timestamp,
         ) -> Result<Option<Entry>, LocalError>,
     ) -> Result<Option<Entry>, NodeError> {
-        let entry = self.with_replica(subwiki, |r| Ok(f(r, &self.identity.author, now())?))?;
+        let (entry, views) = self.with_replica(subwiki, |r| {
+            let entry = f(r, &self.identity.author, now())?;
+            let views = render_views(r, subwiki, entry.iter());
+            Ok((entry, views))
+        })?;
         if let Some(entry) = &entry {
             self.persist(subwiki, std::slice::from_ref(entry))?;
+            self.store.put_views(&views)?;
         }
         Ok(entry)
     }
@@ -329,16 +392,18 @@ impl Core {
             }
             return Ok(accepted);
         }
-        let (report, fresh) = self.with_replica(subwiki, |replica| {
+        let (report, fresh, views) = self.with_replica(subwiki, |replica| {
             let report = replica.ingest(entries.iter().cloned());
             let fresh: Vec<Entry> = entries
                 .iter()
                 .filter(|e| report.accepted.contains(&e.id()))
                 .cloned()
                 .collect();
-            Ok((report, fresh))
+            let views = render_views(replica, subwiki, fresh.iter());
+            Ok((report, fresh, views))
         })?;
         self.persist(subwiki, &fresh)?;
+        self.store.put_views(&views)?;
         // Entries that waited for their document and turned out to break its rules.
         let late: Vec<EntryId> = report.rejected.iter().map(|(id, _)| *id).collect();
         if !late.is_empty() {
@@ -662,14 +727,30 @@ impl Node {
                 .feed(&subwikis, before.map(|c| (c.created_at, c.post)), limit)?;
         let mut items = Vec::with_capacity(keys.len());
         for key in keys {
-            if let Some(post) = self
+            // The stored view when there is one: no replay of the subwiki for a feed page.
+            if let Some(item) = self
                 .core
-                .with_replica(key.subwiki, |r| Ok(r.post(&key.post)))?
+                .store
+                .view(&key.post)?
+                .as_deref()
+                .and_then(view::decode)
             {
-                items.push(FeedItem {
+                items.push(item);
+                continue;
+            }
+            // None yet (or a damaged one): render it from the replica, and keep it.
+            let post = self
+                .core
+                .with_replica(key.subwiki, |r| Ok(r.post(&key.post)))?;
+            if let Some(post) = post {
+                let item = FeedItem {
                     subwiki: key.subwiki,
                     post,
-                });
+                };
+                self.core
+                    .store
+                    .put_views(&[(key.post, view::encode(&item))])?;
+                items.push(item);
             }
         }
         Ok(items)
@@ -768,5 +849,58 @@ impl Node {
     /// Stops the network task cleanly; everything acknowledged is already durable.
     pub async fn shutdown(&self) {
         let _ = self.ask(Command::Shutdown).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn post(title: &str) -> PostContent {
+        PostContent {
+            title: title.into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reopened_node_shows_its_feed_without_replaying_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let subwiki = {
+            let node = Node::open_offline(dir.path()).unwrap();
+            let subwiki = node
+                .create_subwiki("s", "", Policy::default())
+                .await
+                .unwrap();
+            for i in 0..3 {
+                let id = node
+                    .create_post(subwiki, post(&format!("p{i}")))
+                    .await
+                    .unwrap();
+                node.comment(id, None, "c").await.unwrap();
+            }
+            subwiki
+        };
+        let node = Node::open_offline(dir.path()).unwrap();
+        let feed = node.feed(None, None, 10).unwrap();
+        assert_eq!(feed.len(), 3);
+        assert_eq!(feed[0].post.content.title, "p2");
+        assert_eq!(feed[0].post.comments, 1);
+        assert_eq!(feed[0].subwiki, subwiki);
+        assert!(
+            lock(&node.core.replicas).is_empty(),
+            "the feed loaded a replica"
+        );
+        // A post that changes gets a fresh view.
+        node.edit_post(feed[0].post.meta.id, post("p2, edited"))
+            .await
+            .unwrap();
+        let again = Node::open_offline(tempfile::tempdir().unwrap().path()).unwrap();
+        drop(again);
+        assert_eq!(
+            node.feed(None, None, 1).unwrap()[0].post.content.title,
+            "p2, edited"
+        );
     }
 }

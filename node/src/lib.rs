@@ -13,5 +13,6 @@ pub mod home;
 pub mod net;
 pub mod proto;
 pub mod store;
+mod view;
 
 pub use api::{Accepted, Config, FeedItem, Node, NodeError, PeerInfo, SubwikiInfo, SyncStatus};

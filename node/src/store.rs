@@ -7,7 +7,11 @@
 //!   reconciliation runs over ([`Store::items`]);
 //! - the feed index, per subwiki: `(creation time, post id)` of every post
 //!   ([`Store::feed`] merges the subwikis asked for, newest first);
-//! - compacted Automerge snapshots of documents ([`Store::put_snapshot`]), written by the node.
+//! - compacted Automerge snapshots of documents ([`Store::put_snapshot`]; not written by the
+//!   node yet);
+//! - rendered views of posts ([`Store::put_views`]): what the feed shows, written by the node
+//!   whenever a post changes, so that the first page needs no replay of the subwiki. Rebuilding
+//!   the indexes drops them; the node renders them again on first use.
 //!
 //! Blobs (images) are kept by their blake3 hash and checked when read. Every write is durable
 //! when the call returns. An entry that no longer validates when read (a damaged disk) is
@@ -150,13 +154,21 @@ pub trait Store: Send + Sync {
     /// A document's latest snapshot.
     fn snapshot(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// Stores the rendered views of documents (the node's cache of what a reader sees, so the
+    /// feed needs no replay); durable when it returns.
+    fn put_views(&self, views: &[(DocId, Vec<u8>)]) -> Result<(), StoreError>;
+
+    /// A document's rendered view, if one was stored.
+    fn view(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError>;
+
     /// Stores a blob and returns its hash.
     fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError>;
 
     /// A blob, checked against its hash; a damaged blob is removed and reads as `None`.
     fn blob(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// Recomputes every index from the entries; removes damaged entries.
+    /// Recomputes every index from the entries, drops the rendered views (the node renders them
+    /// again), removes damaged entries.
     fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError>;
 }
 

@@ -75,6 +75,12 @@ impl Store for LyingStore {
     fn snapshot(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.snapshot(doc)
     }
+    fn put_views(&self, views: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+        self.inner.put_views(views)
+    }
+    fn view(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.view(doc)
+    }
     fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {
         self.inner.put_blob(bytes)
     }

@@ -18,6 +18,7 @@ struct Inner {
     feed: BTreeSet<Vec<u8>>,
     subwikis: BTreeMap<SubwikiId, bool>,
     snapshots: BTreeMap<DocId, Vec<u8>>,
+    views: BTreeMap<DocId, Vec<u8>>,
     blobs: BTreeMap<BlobHash, Vec<u8>>,
 }
 
@@ -183,6 +184,18 @@ impl Store for MemoryStore {
         Ok(self.lock().snapshots.get(doc).cloned())
     }
 
+    fn put_views(&self, views: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for (doc, bytes) in views {
+            inner.views.insert(*doc, bytes.clone());
+        }
+        Ok(())
+    }
+
+    fn view(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().views.get(doc).cloned())
+    }
+
     fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {
         if bytes.len() > MAX_BLOB_BYTES {
             return Err(StoreError::BlobTooLarge {
@@ -208,6 +221,7 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         inner.recon.clear();
         inner.feed.clear();
+        inner.views.clear();
         let mut rebuilt = Rebuilt::default();
         let ids: Vec<EntryId> = inner.entries.keys().copied().collect();
         for id in ids {

@@ -1,7 +1,8 @@
 //! The on-disk store, on sled 0.34.
 //!
 //! Trees: `entries` (id → entry bytes), `recon` and `feed` (index keys → nothing), `subwikis`
-//! (id → joined flag), `snapshots` (document id → Automerge bytes), `blobs` (hash → bytes).
+//! (id → joined flag), `snapshots` (document id → Automerge bytes), `views` (document id →
+//! rendered view), `blobs` (hash → bytes).
 //! An entry and its index keys are written in one multi-tree transaction, then the database is
 //! flushed, so a write reported done survives a crash and never leaves an index key without
 //! its entry.
@@ -26,6 +27,7 @@ pub struct SledStore {
     feed: Tree,
     subwikis: Tree,
     snapshots: Tree,
+    views: Tree,
     blobs: Tree,
 }
 
@@ -59,6 +61,7 @@ impl SledStore {
             feed: tree("feed")?,
             subwikis: tree("subwikis")?,
             snapshots: tree("snapshots")?,
+            views: tree("views")?,
             blobs: tree("blobs")?,
             db,
         })
@@ -253,6 +256,26 @@ impl Store for SledStore {
             .map(|v| v.to_vec()))
     }
 
+    fn put_views(&self, views: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+        if views.is_empty() {
+            return Ok(());
+        }
+        let mut batch = ::sled::Batch::default();
+        for (doc, bytes) in views {
+            batch.insert(doc.as_bytes(), bytes.as_slice());
+        }
+        self.views.apply_batch(batch).map_err(io)?;
+        self.flush()
+    }
+
+    fn view(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .views
+            .get(doc.as_bytes())
+            .map_err(io)?
+            .map(|v| v.to_vec()))
+    }
+
     fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {
         if bytes.len() > MAX_BLOB_BYTES {
             return Err(StoreError::BlobTooLarge {
@@ -282,6 +305,7 @@ impl Store for SledStore {
     fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError> {
         self.recon.clear().map_err(io)?;
         self.feed.clear().map_err(io)?;
+        self.views.clear().map_err(io)?;
         let mut rebuilt = Rebuilt::default();
         let mut batch = Vec::new();
         for kv in self.entries.iter() {

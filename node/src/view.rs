@@ -1,0 +1,210 @@
+//! The stored form of a rendered post ([`FeedItem`]): what the feed shows, kept in the store so
+//! that a feed page needs no replay of its subwiki. Derived data: a view that does not decode
+//! is simply rendered again from the entries.
+//!
+//! Layout (all integers big-endian, strings and byte lists with a u32 length): version byte 1,
+//! subwiki, post id, creator, created at, title, body, link (0 or 1 then string), images (count
+//! then 32-byte hashes), tags (count then strings), author name (0 or 1 then string), edits,
+//! editors (count then 32-byte ids), comments, updated at.
+
+use std::collections::BTreeSet;
+
+use agora_crdt::{
+    AuthorId, BlobHash, DocId, DocKind, DocMeta, PostContent, PostView, SubwikiId, Timestamp,
+};
+
+use crate::api::FeedItem;
+
+const VERSION: u8 = 1;
+/// No list in a view is longer than this (a guard against a damaged record).
+const MAX_ITEMS: usize = 1 << 16;
+
+#[derive(Default)]
+struct Out(Vec<u8>);
+
+impl Out {
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn len(&mut self, n: usize) {
+        self.0
+            .extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes());
+    }
+    fn id(&mut self, v: &[u8; 32]) {
+        self.0.extend_from_slice(v);
+    }
+    fn str(&mut self, v: &str) {
+        self.len(v.len());
+        self.0.extend_from_slice(v.as_bytes());
+    }
+    fn opt_str(&mut self, v: Option<&str>) {
+        match v {
+            None => self.0.push(0),
+            Some(v) => {
+                self.0.push(1);
+                self.str(v);
+            }
+        }
+    }
+}
+
+struct In<'a>(&'a [u8]);
+
+impl<'a> In<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1)?.first().copied()
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn len(&mut self) -> Option<usize> {
+        let n = u32::from_be_bytes(self.take(4)?.try_into().ok()?) as usize;
+        (n <= self.0.len().max(MAX_ITEMS)).then_some(n)
+    }
+    fn id(&mut self) -> Option<[u8; 32]> {
+        self.take(32)?.try_into().ok()
+    }
+    fn str(&mut self) -> Option<String> {
+        let n = self.len()?;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+    fn opt_str(&mut self) -> Option<Option<String>> {
+        match self.u8()? {
+            0 => Some(None),
+            1 => self.str().map(Some),
+            _ => None,
+        }
+    }
+    fn list<T>(&mut self, mut each: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        let n = self.len()?;
+        (n <= MAX_ITEMS).then_some(())?;
+        (0..n).map(|_| each(self)).collect()
+    }
+}
+
+/// Encodes a rendered post.
+pub(crate) fn encode(item: &FeedItem) -> Vec<u8> {
+    let p = &item.post;
+    let mut out = Out::default();
+    out.0.push(VERSION);
+    out.id(item.subwiki.as_bytes());
+    out.id(p.meta.id.as_bytes());
+    out.id(p.meta.creator.as_bytes());
+    out.u64(p.meta.created_at.0);
+    out.str(&p.content.title);
+    out.str(&p.content.body);
+    out.opt_str(p.content.link.as_deref());
+    out.len(p.content.images.len());
+    for image in &p.content.images {
+        out.id(image.as_bytes());
+    }
+    out.len(p.content.tags.len());
+    for tag in &p.content.tags {
+        out.str(tag);
+    }
+    out.opt_str(p.author_name.as_deref());
+    out.u64(p.edits as u64);
+    out.len(p.editors.len());
+    for editor in &p.editors {
+        out.id(editor.as_bytes());
+    }
+    out.u64(p.comments as u64);
+    out.u64(p.updated_at.0);
+    out.0
+}
+
+/// Decodes a rendered post; `None` if the record is damaged or of another version.
+pub(crate) fn decode(bytes: &[u8]) -> Option<FeedItem> {
+    let mut r = In(bytes);
+    (r.u8()? == VERSION).then_some(())?;
+    let subwiki = SubwikiId::from_bytes(r.id()?);
+    let id = DocId::from_bytes(r.id()?);
+    let creator = AuthorId::from_bytes(r.id()?);
+    let created_at = Timestamp(r.u64()?);
+    let content = PostContent {
+        title: r.str()?,
+        body: r.str()?,
+        link: r.opt_str()?,
+        images: r.list(|r| r.id().map(BlobHash::from_bytes))?,
+        tags: r.list(In::str)?,
+    };
+    let author_name = r.opt_str()?;
+    let edits = usize::try_from(r.u64()?).ok()?;
+    let editors: BTreeSet<AuthorId> = r
+        .list(|r| r.id().map(AuthorId::from_bytes))?
+        .into_iter()
+        .collect();
+    let comments = usize::try_from(r.u64()?).ok()?;
+    let updated_at = Timestamp(r.u64()?);
+    r.0.is_empty().then_some(())?;
+    Some(FeedItem {
+        subwiki,
+        post: PostView {
+            meta: DocMeta {
+                id,
+                kind: DocKind::Post,
+                creator,
+                created_at,
+                parent: None,
+                reply_to: None,
+            },
+            content,
+            author_name,
+            edits,
+            editors,
+            comments,
+            updated_at,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn a_view_round_trips_and_damage_is_detected() {
+        let item = FeedItem {
+            subwiki: SubwikiId::from_bytes([1; 32]),
+            post: PostView {
+                meta: DocMeta {
+                    id: DocId::from_bytes([2; 32]),
+                    kind: DocKind::Post,
+                    creator: AuthorId::from_bytes([3; 32]),
+                    created_at: Timestamp(42),
+                    parent: None,
+                    reply_to: None,
+                },
+                content: PostContent {
+                    title: "t".into(),
+                    body: "b\u{e9}".into(),
+                    link: Some("https://example.org".into()),
+                    images: vec![BlobHash::from_bytes([4; 32])],
+                    tags: vec!["x".into(), "y".into()],
+                },
+                author_name: Some("Ann".into()),
+                edits: 3,
+                editors: [AuthorId::from_bytes([3; 32])].into_iter().collect(),
+                comments: 7,
+                updated_at: Timestamp(99),
+            },
+        };
+        let bytes = encode(&item);
+        assert_eq!(decode(&bytes), Some(item));
+        for cut in 0..bytes.len() {
+            assert_eq!(decode(&bytes[..cut]), None);
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode(&longer), None);
+    }
+}
