@@ -135,19 +135,22 @@ impl Actor {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>, resync: std::time::Duration) {
         let mut tick = tokio::time::interval(resync);
         tick.tick().await;
-        loop {
+        let done = loop {
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(Command::Shutdown(done)) => {
-                        let _ = done.send(());
-                        return;
-                    }
+                    Some(Command::Shutdown(done)) => break Some(done),
                     Some(command) => self.handle_command(command),
-                    None => return,
+                    None => break None,
                 },
                 event = self.swarm.select_next_some() => self.handle_event(event),
                 _ = tick.tick() => self.resync(),
             }
+        };
+        // Close the swarm and let go of the store before saying so, so that whoever asked can
+        // reopen the store at once.
+        drop(self);
+        if let Some(done) = done {
+            let _ = done.send(());
         }
     }
 
