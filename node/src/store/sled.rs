@@ -43,8 +43,9 @@ fn tx_error(e: TransactionError<()>) -> StoreError {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`. Does not read the entries: opening costs the
-    /// same with ten entries or a million.
+    /// Opens (or creates) the store in `dir`. Reads no entry: the cost is sled's page table,
+    /// which grows slowly with the store (measured: 1 ms at 1,000 entries, 8 ms at 100,000;
+    /// `docs/performance.md`).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = ::sled::Config::new().path(dir).open().map_err(|e| {
             let text = e.to_string();
