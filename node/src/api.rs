@@ -504,8 +504,8 @@ impl Node {
         self.peer_id
     }
 
-    /// A receiver that changes whenever entries are stored or a peer connects or disconnects:
-    /// wait on it instead of sleeping.
+    /// A receiver that changes whenever entries are stored, a peer connects or disconnects, or a
+    /// reconciliation finishes: wait on it instead of sleeping.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.core.changes.subscribe()
     }

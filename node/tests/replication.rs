@@ -193,6 +193,13 @@ async fn a_returning_node_catches_up_by_reconciliation() {
     until(&c, "C caught up", |n| entries(n) >= total).await;
     until(&a, "A has everything", |n| entries(n) == total).await;
     assert_eq!(titles(&c), titles(&a));
+    // The entries are stored before the session that fetched them reports it is done.
+    until(&c, "C's session done", |n| {
+        n.sync_status()
+            .get(&subwiki)
+            .is_some_and(|s| s.syncs >= 1 && s.bytes_received > 0)
+    })
+    .await;
     let status = c.sync_status();
     let s = status.get(&subwiki).cloned().unwrap_or_default();
     eprintln!(

@@ -354,6 +354,7 @@ impl Syncer {
                         s.round_trips += u64::from(stats.rounds);
                     });
                     tracing::debug!(%peer, %subwiki, ?stats, "reconciled");
+                    core.notify();
                 }
             }
         }
