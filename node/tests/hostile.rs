@@ -151,28 +151,36 @@ async fn hostile_peer(smuggle: bool) {
         *lying.smuggled.lock().unwrap() = Some((subwiki, foreign_entry.timestamp(), foreign_entry));
     }
     h.join(subwiki, vec![a_addr.clone()]).await.unwrap();
+    let h_id = h.peer_id();
     if !smuggle {
-        // Wait until H is in A's gossip mesh for the topic, so its messages reach A.
         until(&h, "H has the target subwiki", |n| n.post(first).is_ok()).await;
-    }
-
-    if !smuggle {
         // Garbage by gossip: random bytes, valid entries with a broken signature, forgeries.
+        // H's gossip may not know yet that A is on the topic, so H sends a few at a time, each
+        // round different, until A has blocked it (bounded: at most 50 rounds).
         let valid = lying.inner.entry(&first.into()).unwrap().unwrap();
         let last = valid.bytes().len() - 1;
-        for i in 0..12u8 {
-            let mut garbage = valid.bytes().to_vec();
-            match i % 3 {
-                0 => garbage = vec![i; 200],
-                1 => garbage[last - usize::from(i)] ^= 1,
-                _ => garbage[40] ^= i + 1,
+        let mut changes = a.changes();
+        for round in 0..50u8 {
+            for i in 0..4u8 {
+                let mut garbage = valid.bytes().to_vec();
+                match i % 3 {
+                    0 => garbage = vec![round; 200 + usize::from(i)],
+                    1 => garbage[last - usize::from(round)] ^= 1 << (i % 8),
+                    _ => garbage[40 + usize::from(i)] ^= round.wrapping_add(1),
+                }
+                h.publish_unchecked(subwiki, garbage).await;
             }
-            h.publish_unchecked(subwiki, garbage).await;
+            if !a.peers().await.iter().any(|p| p.peer == h_id) {
+                break;
+            }
+            // Wait for A to react (a block is a disconnection, which A reports), at most a
+            // moment before the next round.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(500), changes.changed())
+                .await;
         }
     }
 
     // A blocks H, having stored nothing of what it sent.
-    let h_id = h.peer_id();
     until(&a, "A blocks the hostile peer", |_| {
         futures::executor::block_on(a.peers())
             .iter()
