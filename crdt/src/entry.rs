@@ -592,6 +592,9 @@ pub enum EntryError {
     /// The signature does not verify.
     #[error("signature does not verify")]
     BadSignature,
+    /// Bytes read back from storage do not hash to the id they were stored under.
+    #[error("stored bytes do not match their id")]
+    IdMismatch,
 }
 
 impl EntryError {
@@ -742,10 +745,30 @@ fn check_change(author: &AuthorId, bytes: &[u8]) -> Result<automerge::Change, En
     Ok(change)
 }
 
-/// Checks raw entry bytes received from anywhere and returns the valid entry, or the first
-/// problem found. `now` is the receiver's clock: entries claiming a time more than
-/// [`limits::MAX_CLOCK_SKEW_MS`] ahead of it are refused as not yet acceptable.
-pub fn validate(bytes: &[u8], now: Timestamp) -> Result<Entry, EntryError> {
+/// Reads back an entry that this node validated before it stored it under `id`.
+///
+/// Everything [`validate`] checks is checked again except the signature and the claimed time:
+/// the bytes must decode, their changes must parse and match their author, and their blake3 hash
+/// must be `id`, which catches any damage on disk. The signature was verified when the entry
+/// was first accepted; checking it again on every read of the store was a quarter of the cost
+/// of loading a subwiki. Never use this for bytes from the network: they go through
+/// [`validate`].
+pub fn reopen(bytes: &[u8], id: &EntryId) -> Result<Entry, EntryError> {
+    let (body_bytes, body, change) = check_unsigned(bytes)?;
+    if blake3::hash(body_bytes).as_bytes() != id.as_bytes() {
+        return Err(EntryError::IdMismatch);
+    }
+    Ok(Entry {
+        id: *id,
+        bytes: bytes.into(),
+        body,
+        change,
+    })
+}
+
+/// The checks of [`validate`] that need no signature: size, body, Automerge change. Returns the
+/// body bytes, the body and the decoded change.
+fn check_unsigned(bytes: &[u8]) -> Result<(&[u8], Body, Option<automerge::Change>), EntryError> {
     if bytes.len() > limits::MAX_ENTRY_BYTES {
         return Err(EntryError::TooLarge {
             len: bytes.len(),
@@ -755,7 +778,7 @@ pub fn validate(bytes: &[u8], now: Timestamp) -> Result<Entry, EntryError> {
     let Some(split) = bytes.len().checked_sub(SIGNATURE_LEN).filter(|&n| n > 0) else {
         return Err(EntryError::TooShort(bytes.len()));
     };
-    let (body_bytes, signature) = bytes.split_at(split);
+    let body_bytes = bytes.get(..split).unwrap_or_default();
     let body = Body::decode(body_bytes)?;
     let change = match &body.payload {
         Payload::CreateDocument(c) => {
@@ -768,6 +791,15 @@ pub fn validate(bytes: &[u8], now: Timestamp) -> Result<Entry, EntryError> {
         Payload::Change(c) => Some(check_change(&body.author, &c.change)?),
         _ => None,
     };
+    Ok((body_bytes, body, change))
+}
+
+/// Checks raw entry bytes received from anywhere and returns the valid entry, or the first
+/// problem found. `now` is the receiver's clock: entries claiming a time more than
+/// [`limits::MAX_CLOCK_SKEW_MS`] ahead of it are refused as not yet acceptable.
+pub fn validate(bytes: &[u8], now: Timestamp) -> Result<Entry, EntryError> {
+    let (body_bytes, body, change) = check_unsigned(bytes)?;
+    let signature = bytes.get(body_bytes.len()..).unwrap_or_default();
     let key =
         VerifyingKey::from_bytes(body.author.as_bytes()).map_err(|_| EntryError::BadAuthorKey)?;
     if key.is_weak() {

@@ -41,7 +41,7 @@ pub use doc::{CommentContent, Content, Field, InfoContent, PostContent, ProfileC
 pub use entry::{
     Body, CreateDocument, DocChange, DocKind, EditPolicy, Entry, EntryError, Genesis, Payload,
     Policy, RoleAction, RoleStatement, Timestamp, Vote, VoteTarget, VoteValue, WritePolicy, limits,
-    validate,
+    reopen, validate,
 };
 pub use id::{AuthorId, BlobHash, DocId, EntryId, IdError, SubwikiId};
 pub use key::{AuthorKey, KeyFileError};

@@ -106,6 +106,8 @@ pub struct IngestReport {
     /// Entries refused, with the reason; this includes entries that were waiting and turned out
     /// to break a rule once their document arrived. None of them is held.
     pub rejected: Vec<(EntryId, IngestError)>,
+    /// Documents that started from a snapshot ([`Replica::ingest_with_snapshots`]).
+    pub from_snapshots: usize,
 }
 
 /// The fixed facts about a document, from its create-document entry.
@@ -477,6 +479,52 @@ impl DocState {
         }
     }
 
+    /// Starts the document from a saved Automerge snapshot instead of applying its changes one
+    /// by one. The snapshot is only a cache: it is taken if the document has applied nothing
+    /// yet, it loads, and the changes it holds are exactly a causally closed set of changes held
+    /// here, none of them excluded. Otherwise it is ignored and the changes are applied as
+    /// usual. Either way [`DocState::settle`] then applies whatever the snapshot lacks, so the
+    /// result is the same document as without it.
+    fn adopt(&mut self, snapshot: &[u8]) -> bool {
+        if !self.applied.is_empty() {
+            return false;
+        }
+        let Ok(Ok(doc)) = catch_unwind(|| Automerge::load(snapshot)) else {
+            return false;
+        };
+        self.excluded = self.compute_exclusions();
+        // The snapshot's changes are its heads and everything they depend on: walk that graph
+        // through the changes held here (the same hash is the same change, with the same deps).
+        let mut closure: HashSet<ChangeHash> = HashSet::new();
+        let mut stack = doc.get_heads();
+        while let Some(hash) = stack.pop() {
+            if !closure.insert(hash) {
+                continue;
+            }
+            let Some(record) = self.changes.get(&hash) else {
+                return false;
+            };
+            if self.excluded.contains_key(&hash) || self.failing.contains(&hash) {
+                return false;
+            }
+            stack.extend(record.change.deps().iter().copied());
+        }
+        // Each change's implicit dependency on its actor's previous change must be in too.
+        let closed = closure.iter().all(|hash| {
+            self.changes.get(hash).is_some_and(|record| {
+                self.dependencies(&record.change)
+                    .iter()
+                    .all(|d| closure.contains(d))
+            })
+        });
+        if !closed {
+            return false;
+        }
+        self.doc = doc;
+        self.applied = closure;
+        true
+    }
+
     /// Applies one change on a copy of the document and keeps the copy if it worked.
     fn try_apply(&mut self, hash: ChangeHash) -> bool {
         let Some(change) = self.changes.get(&hash).map(|r| r.change.clone()) else {
@@ -740,6 +788,19 @@ impl Replica {
     /// Takes in valid entries, in any order and with duplicates, and brings every document they
     /// touch up to date (one Automerge batch per document).
     pub fn ingest(&mut self, entries: impl IntoIterator<Item = Entry>) -> IngestReport {
+        self.ingest_with_snapshots(entries, |_| None)
+    }
+
+    /// Like [`Replica::ingest`], but a document that has nothing applied yet may start from a
+    /// saved snapshot (the bytes of [`Replica::save_document`]) that `snapshot` returns for it:
+    /// this is how a node reopens a subwiki without applying every change again. A snapshot
+    /// that does not load, or that does not hold exactly changes of this replica, is ignored;
+    /// the resulting replica is the same with or without snapshots.
+    pub fn ingest_with_snapshots(
+        &mut self,
+        entries: impl IntoIterator<Item = Entry>,
+        mut snapshot: impl FnMut(&DocId) -> Option<Vec<u8>>,
+    ) -> IngestReport {
         let mut report = IngestReport::default();
         let mut touched = BTreeSet::new();
         for entry in entries {
@@ -758,6 +819,13 @@ impl Replica {
         }
         for doc in touched {
             if let Some(state) = self.docs.get_mut(&doc) {
+                if state.applied.is_empty() {
+                    if let Some(bytes) = snapshot(&doc) {
+                        if state.adopt(&bytes) {
+                            report.from_snapshots += 1;
+                        }
+                    }
+                }
                 state.settle();
             }
         }

@@ -248,6 +248,88 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// A node reopens a subwiki from document snapshots saved when it held only part of the
+    /// entries (some of which may later turn out to be excluded, by an equivocation that
+    /// arrives afterwards), plus a damaged snapshot and one of another document: the state is
+    /// the same as ingesting every entry from scratch.
+    #[test]
+    fn snapshots_saved_at_any_point_give_the_same_state(
+        steps in proptest::collection::vec(step(), 1..30),
+        seed in any::<u64>(),
+        cut in 0.0f64..1.0,
+    ) {
+        let (genesis, entries) = play(&steps);
+        let mut reference = Replica::new(genesis.clone()).unwrap();
+        reference.ingest(entries.clone());
+        let expected = snapshot(&reference);
+
+        let mut order = entries.clone();
+        Rng(seed).shuffle(&mut order);
+        let held = (order.len() as f64 * cut) as usize;
+        let mut earlier = Replica::new(genesis.clone()).unwrap();
+        earlier.ingest(order[..held].to_vec());
+        let docs = earlier.doc_ids();
+        let mut saved: std::collections::HashMap<DocId, Vec<u8>> = docs
+            .iter()
+            .map(|d| (*d, earlier.save_document(d).unwrap()))
+            .collect();
+        // Damage one snapshot and give another document's snapshot to a second one.
+        if let Some(first) = docs.first() {
+            let bytes = saved.get_mut(first).unwrap();
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x40;
+        }
+        if let [_, a, b, ..] = docs.as_slice() {
+            let other = saved[b].clone();
+            saved.insert(*a, other);
+        }
+
+        let mut reopened = Replica::new(genesis.clone()).unwrap();
+        let report = reopened.ingest_with_snapshots(order, |d| saved.get(d).cloned());
+        prop_assert_eq!(&snapshot(&reopened), &expected);
+        // The spoiled snapshots (the first, and the second when there are three) are never taken.
+        let spoiled = match docs.len() {
+            0 => 0,
+            1 | 2 => 1,
+            _ => 2,
+        };
+        prop_assert!(report.from_snapshots <= docs.len() - spoiled);
+    }
+}
+
+#[test]
+fn a_snapshot_is_used_when_it_matches() {
+    let alice = key(1);
+    let mut a = founded(&alice);
+    let id: DocId = a
+        .create_post(&alice, Timestamp(T0 + 1), post("t", "one\n\ntwo"))
+        .unwrap()
+        .id()
+        .into();
+    for i in 0..20u64 {
+        let current = a.post(&id).unwrap().content;
+        let edited = PostContent {
+            body: format!("{} {i}", current.body),
+            ..current
+        };
+        a.edit_post(&alice, Timestamp(T0 + 2 + i), id, edited).unwrap();
+    }
+    let saved = a.save_document(&id).unwrap();
+    let entries: Vec<Entry> = a.entries().cloned().collect();
+    let mut calls = 0;
+    let mut b = fresh(&a);
+    let report = b.ingest_with_snapshots(entries, |d| {
+        calls += 1;
+        (*d == id).then(|| saved.clone())
+    });
+    assert_eq!(calls, 1, "asked once, for the one document");
+    assert_eq!(report.from_snapshots, 1);
+    assert_eq!(snapshot(&b), snapshot(&a));
+}
+
 #[test]
 fn twin_devices_equivocate_and_are_excluded_the_same_way_everywhere() {
     let alice = key(1);

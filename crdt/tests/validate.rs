@@ -10,7 +10,7 @@ mod support;
 
 use agora_crdt::{
     AuthorKey, Body, DocChange, DocId, Entry, EntryError, IngestError, Payload, Replica, Timestamp,
-    VoteTarget, VoteValue, limits, validate,
+    VoteTarget, VoteValue, limits, reopen, validate,
 };
 use proptest::prelude::*;
 use support::*;
@@ -113,6 +113,23 @@ fn a_flipped_bit_in_the_body_is_refused() {
     // The timestamp's lowest byte: still decodes, so the signature catches it.
     let bytes = flip(w.edit.bytes(), 1 + 1 + 32 + 7);
     assert_eq!(offer(&mut w.replica, &bytes), "entry: BadSignature");
+}
+
+#[test]
+fn stored_bytes_reopen_only_under_their_own_id() {
+    let w = world();
+    let id = w.edit.id();
+    assert_eq!(reopen(w.edit.bytes(), &id).unwrap(), w.edit);
+    // Damage anywhere in the body: the id no longer matches (or the body no longer decodes).
+    for index in [1 + 1 + 32 + 7, CHANGE_OFFSET + 20, body_len(&w.edit) - 1] {
+        let damaged = flip(w.edit.bytes(), index);
+        assert!(reopen(&damaged, &id).is_err(), "byte {index}");
+    }
+    assert_eq!(
+        reopen(w.edit.bytes(), &w.post.into()),
+        Err(EntryError::IdMismatch)
+    );
+    assert!(matches!(reopen(&[], &id), Err(EntryError::TooShort(0))));
 }
 
 #[test]

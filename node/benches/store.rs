@@ -30,6 +30,9 @@
 //!   the other (`load_and_ingest`). The node builds a subwiki's replica this way the first
 //!   time it needs it after starting (`Core::with_replica` in `api.rs`): to accept entries
 //!   from a peer, to write one, or to show a post whose rendered view is not stored.
+//!   `ingest_from_snapshots` is the same ingest with each document starting from its saved
+//!   Automerge snapshot, as the node does since it writes them ([`Replica::ingest_with_snapshots`]).
+//!   `load` reads entries back with [`agora_crdt::reopen`] (no signature check).
 
 #![allow(
     missing_docs,
@@ -306,6 +309,29 @@ fn bench_feed(c: &mut Criterion) {
             |entries| {
                 let mut replica = Replica::new(genesis.clone()).unwrap();
                 replica.ingest(entries);
+                replica
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    // What a reopened node does: the same entries, each document starting from its saved
+    // snapshot (held in memory here; reading them from sled is one get per document).
+    let snapshots: std::collections::HashMap<_, _> = {
+        let mut replica = Replica::new(genesis.clone()).unwrap();
+        replica.ingest(store.load(&subwikis[0]).unwrap().entries);
+        replica
+            .doc_ids()
+            .into_iter()
+            .map(|d| (d, replica.save_document(&d).unwrap()))
+            .collect()
+    };
+    group.bench_function("ingest_from_snapshots", |b| {
+        b.iter_batched(
+            || store.load(&subwikis[0]).unwrap().entries,
+            |entries| {
+                let mut replica = Replica::new(genesis.clone()).unwrap();
+                let report = replica.ingest_with_snapshots(entries, |d| snapshots.get(d).cloned());
+                assert_eq!(report.from_snapshots, snapshots.len());
                 replica
             },
             BatchSize::PerIteration,

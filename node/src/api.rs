@@ -226,6 +226,24 @@ fn render_views<'a>(
         .collect()
 }
 
+/// The documents `entries` create or change.
+fn touched_docs<'a>(entries: impl Iterator<Item = &'a Entry>) -> BTreeSet<DocId> {
+    entries
+        .filter_map(|entry| match entry.payload() {
+            Payload::CreateDocument(_) => Some(DocId::from(entry.id())),
+            Payload::Change(c) => Some(c.doc),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Compacted snapshots of the given documents, for the store.
+fn save_documents(replica: &Replica, docs: impl IntoIterator<Item = DocId>) -> Vec<(DocId, Vec<u8>)> {
+    docs.into_iter()
+        .filter_map(|doc| Some((doc, replica.save_document(&doc)?)))
+        .collect()
+}
+
 /// The current time as an entry timestamp.
 pub(crate) fn now() -> Timestamp {
     let ms = SystemTime::now()
@@ -294,12 +312,14 @@ impl Core {
         let mut replicas = lock(&self.replicas);
         let replica = match replicas.entry(subwiki) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.load_replica(subwiki)?),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.load_replica(subwiki)?.0),
         };
         f(replica)
     }
 
-    fn load_replica(&self, subwiki: SubwikiId) -> Result<Replica, NodeError> {
+    /// Loads a subwiki's replica from the store, its documents from their snapshots where
+    /// possible; returns it with the number of documents that came from a snapshot.
+    fn load_replica(&self, subwiki: SubwikiId) -> Result<(Replica, usize), NodeError> {
         let loaded = self.store.load(&subwiki)?;
         if !loaded.corrupt.is_empty() {
             tracing::warn!(%subwiki, corrupt = loaded.corrupt.len(), "damaged entries dropped; they will be fetched again");
@@ -312,12 +332,25 @@ impl Core {
             .cloned()
             .ok_or(NodeError::UnknownSubwiki(subwiki))?;
         let mut replica = Replica::new(genesis).map_err(LocalError::from)?;
-        let report = replica.ingest(loaded.entries);
+        let store = &self.store;
+        let report = replica.ingest_with_snapshots(loaded.entries, |doc| {
+            store.snapshot(doc).unwrap_or_else(|e| {
+                tracing::warn!(%doc, error = %e, "cannot read a snapshot; applying the changes");
+                None
+            })
+        });
         if !report.rejected.is_empty() {
             let ids: Vec<EntryId> = report.rejected.iter().map(|(id, _)| *id).collect();
             self.store.remove_entries(&ids)?;
         }
-        Ok(replica)
+        let docs = replica.doc_ids();
+        tracing::debug!(%subwiki, docs = docs.len(), from_snapshots = report.from_snapshots, "subwiki loaded");
+        if report.from_snapshots < docs.len() {
+            // Some documents had no usable snapshot (a store written before snapshots, a
+            // rebuild, a damaged one): save them all now so the next open is fast.
+            self.store.put_snapshots(&save_documents(&replica, docs))?;
+        }
+        Ok((replica, report.from_snapshots))
     }
 
     /// Makes a local entry durable after the replica took it; on a storage failure the replica
@@ -348,14 +381,16 @@ impl Core {
             Timestamp,
         ) -> Result<Option<Entry>, LocalError>,
     ) -> Result<Option<Entry>, NodeError> {
-        let (entry, views) = self.with_replica(subwiki, |r| {
+        let (entry, views, snapshots) = self.with_replica(subwiki, |r| {
             let entry = f(r, &self.identity.author, now())?;
             let views = render_views(r, subwiki, entry.iter());
-            Ok((entry, views))
+            let snapshots = save_documents(r, touched_docs(entry.iter()));
+            Ok((entry, views, snapshots))
         })?;
         if let Some(entry) = &entry {
             self.persist(subwiki, std::slice::from_ref(entry))?;
             self.store.put_views(&views)?;
+            self.store.put_snapshots(&snapshots)?;
         }
         Ok(entry)
     }
@@ -392,7 +427,7 @@ impl Core {
             }
             return Ok(accepted);
         }
-        let (report, fresh, views) = self.with_replica(subwiki, |replica| {
+        let (report, fresh, views, snapshots) = self.with_replica(subwiki, |replica| {
             let report = replica.ingest(entries.iter().cloned());
             let fresh: Vec<Entry> = entries
                 .iter()
@@ -400,10 +435,12 @@ impl Core {
                 .cloned()
                 .collect();
             let views = render_views(replica, subwiki, fresh.iter());
-            Ok((report, fresh, views))
+            let snapshots = save_documents(replica, touched_docs(fresh.iter()));
+            Ok((report, fresh, views, snapshots))
         })?;
         self.persist(subwiki, &fresh)?;
         self.store.put_views(&views)?;
+        self.store.put_snapshots(&snapshots)?;
         // Entries that waited for their document and turned out to break its rules.
         let late: Vec<EntryId> = report.rejected.iter().map(|(id, _)| *id).collect();
         if !late.is_empty() {
@@ -902,5 +939,39 @@ mod tests {
             node.feed(None, None, 1).unwrap()[0].post.content.title,
             "p2, edited"
         );
+    }
+
+    #[tokio::test]
+    async fn a_reopened_subwiki_loads_its_documents_from_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let (subwiki, first) = {
+            let node = Node::open_offline(dir.path()).unwrap();
+            let subwiki = node
+                .create_subwiki("s", "", Policy::default())
+                .await
+                .unwrap();
+            let first = node.create_post(subwiki, post("p0")).await.unwrap();
+            node.create_post(subwiki, post("p1")).await.unwrap();
+            node.comment(first, None, "c").await.unwrap();
+            node.edit_post(first, post("p0, edited")).await.unwrap();
+            (subwiki, first)
+        };
+        let node = Node::open_offline(dir.path()).unwrap();
+        let (replica, from_snapshots) = node.core.load_replica(subwiki).unwrap();
+        // Two posts and a comment; the subwiki's info page has no document.
+        assert_eq!(replica.doc_ids().len(), 3);
+        assert_eq!(from_snapshots, 3);
+        assert_eq!(replica.post(&first).unwrap().content.title, "p0, edited");
+        assert_eq!(replica.history(&first).unwrap().len(), 2);
+
+        // Damaged snapshots are ignored, the documents rebuilt from their changes, and the
+        // snapshots written again.
+        let damaged: Vec<(DocId, Vec<u8>)> =
+            replica.doc_ids().into_iter().map(|d| (d, b"junk".to_vec())).collect();
+        node.core.store().put_snapshots(&damaged).unwrap();
+        let (again, from_snapshots) = node.core.load_replica(subwiki).unwrap();
+        assert_eq!(from_snapshots, 0);
+        assert_eq!(again.post(&first).unwrap().content.title, "p0, edited");
+        assert_eq!(node.core.load_replica(subwiki).unwrap().1, 3);
     }
 }

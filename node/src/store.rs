@@ -7,8 +7,9 @@
 //!   reconciliation runs over ([`Store::items`]);
 //! - the feed index, per subwiki: `(creation time, post id)` of every post
 //!   ([`Store::feed`] merges the subwikis asked for, newest first);
-//! - compacted Automerge snapshots of documents ([`Store::put_snapshot`]; not written by the
-//!   node yet);
+//! - compacted Automerge snapshots of documents ([`Store::put_snapshots`]), written by the node
+//!   whenever documents change, so that reopening a subwiki loads each document instead of
+//!   applying all its changes again;
 //! - rendered views of posts ([`Store::put_views`]): what the feed shows, written by the node
 //!   whenever a post changes, so that the first page needs no replay of the subwiki. Rebuilding
 //!   the indexes drops them; the node renders them again on first use.
@@ -149,8 +150,10 @@ pub trait Store: Send + Sync {
     /// The subwikis kept.
     fn subwikis(&self) -> Result<Vec<SubwikiRecord>, StoreError>;
 
-    /// Stores a document's compacted Automerge snapshot (replaces the previous one).
-    fn put_snapshot(&self, doc: &DocId, snapshot: &[u8]) -> Result<(), StoreError>;
+    /// Stores documents' compacted Automerge snapshots, replacing earlier ones. Snapshots are a
+    /// cache: they need not be durable when this returns (a lost one only costs a replay), and
+    /// the replica checks each against the entries before using it.
+    fn put_snapshots(&self, snapshots: &[(DocId, Vec<u8>)]) -> Result<(), StoreError>;
 
     /// A document's latest snapshot.
     fn snapshot(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError>;
@@ -168,8 +171,8 @@ pub trait Store: Send + Sync {
     /// A blob, checked against its hash; a damaged blob is removed and reads as `None`.
     fn blob(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// Recomputes every index from the entries, drops the rendered views (the node renders them
-    /// again), removes damaged entries.
+    /// Recomputes every index from the entries, drops the rendered views and the snapshots (the
+    /// node makes them again), removes damaged entries.
     fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError>;
 }
 
@@ -224,9 +227,7 @@ fn index_keys(entry: &Entry) -> IndexKeys {
 /// Validates an entry read back from storage. The claimed-time check is for the network, not
 /// for what this node already accepted, so it is given the latest possible clock.
 fn check_stored(id: &EntryId, bytes: &[u8]) -> Option<Entry> {
-    agora_crdt::validate(bytes, Timestamp(u64::MAX))
-        .ok()
-        .filter(|e| e.id() == *id)
+    agora_crdt::reopen(bytes, id).ok()
 }
 
 /// Merges per-subwiki feed iterators (each newest first) into one page, newest first.

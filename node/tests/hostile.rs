@@ -69,8 +69,8 @@ impl Store for LyingStore {
     fn subwikis(&self) -> Result<Vec<SubwikiRecord>, StoreError> {
         self.inner.subwikis()
     }
-    fn put_snapshot(&self, doc: &DocId, snapshot: &[u8]) -> Result<(), StoreError> {
-        self.inner.put_snapshot(doc, snapshot)
+    fn put_snapshots(&self, snapshots: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+        self.inner.put_snapshots(snapshots)
     }
     fn snapshot(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.snapshot(doc)

@@ -175,8 +175,8 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn put_snapshot(&self, doc: &DocId, snapshot: &[u8]) -> Result<(), StoreError> {
-        self.lock().snapshots.insert(*doc, snapshot.to_vec());
+    fn put_snapshots(&self, snapshots: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+        self.lock().snapshots.extend(snapshots.iter().cloned());
         Ok(())
     }
 
@@ -222,6 +222,7 @@ impl Store for MemoryStore {
         inner.recon.clear();
         inner.feed.clear();
         inner.views.clear();
+        inner.snapshots.clear();
         let mut rebuilt = Rebuilt::default();
         let ids: Vec<EntryId> = inner.entries.keys().copied().collect();
         for id in ids {

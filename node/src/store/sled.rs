@@ -242,11 +242,13 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn put_snapshot(&self, doc: &DocId, snapshot: &[u8]) -> Result<(), StoreError> {
-        self.snapshots
-            .insert(doc.as_bytes(), snapshot)
-            .map_err(io)?;
-        self.flush()
+    fn put_snapshots(&self, snapshots: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut batch = ::sled::Batch::default();
+        for (doc, bytes) in snapshots {
+            batch.insert(doc.as_bytes(), bytes.as_slice());
+        }
+        // Not flushed: a cache, made durable by the next flush of entries or views.
+        self.snapshots.apply_batch(batch).map_err(io)
     }
 
     fn snapshot(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
@@ -307,6 +309,7 @@ impl Store for SledStore {
         self.recon.clear().map_err(io)?;
         self.feed.clear().map_err(io)?;
         self.views.clear().map_err(io)?;
+        self.snapshots.clear().map_err(io)?;
         let mut rebuilt = Rebuilt::default();
         let mut batch = Vec::new();
         for kv in self.entries.iter() {

@@ -197,9 +197,11 @@ fn subwikis_snapshots_and_blobs() {
 
         let doc = DocId::from_bytes([5; 32]);
         assert!(store.snapshot(&doc).unwrap().is_none());
-        store.put_snapshot(&doc, b"one").unwrap();
-        store.put_snapshot(&doc, b"two").unwrap();
+        store.put_snapshots(&[(doc, b"one".to_vec())]).unwrap();
+        store.put_snapshots(&[(doc, b"two".to_vec())]).unwrap();
         assert_eq!(store.snapshot(&doc).unwrap().as_deref(), Some(&b"two"[..]));
+        store.rebuild_indexes().unwrap();
+        assert!(store.snapshot(&doc).unwrap().is_none(), "a rebuild drops snapshots");
 
         let hash = store.put_blob(b"image bytes").unwrap();
         assert_eq!(
