@@ -40,8 +40,8 @@ pub use codec::DecodeError;
 pub use doc::{CommentContent, Content, Field, InfoContent, PostContent, ProfileContent};
 pub use entry::{
     Body, CreateDocument, DocChange, DocKind, EditPolicy, Entry, EntryError, Genesis, Payload,
-    Policy, RoleAction, RoleStatement, Timestamp, Vote, VoteTarget, VoteValue, WritePolicy, limits,
-    reopen, validate,
+    Policy, REOPEN_BATCH, RoleAction, RoleStatement, Timestamp, Vote, VoteTarget, VoteValue,
+    WritePolicy, limits, reopen, validate,
 };
 pub use id::{AuthorId, BlobHash, DocId, EntryId, IdError, SubwikiId};
 pub use key::{AuthorKey, KeyFileError};

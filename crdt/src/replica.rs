@@ -819,12 +819,11 @@ impl Replica {
         }
         for doc in touched {
             if let Some(state) = self.docs.get_mut(&doc) {
-                if state.applied.is_empty() {
-                    if let Some(bytes) = snapshot(&doc) {
-                        if state.adopt(&bytes) {
-                            report.from_snapshots += 1;
-                        }
-                    }
+                if state.applied.is_empty()
+                    && let Some(bytes) = snapshot(&doc)
+                    && state.adopt(&bytes)
+                {
+                    report.from_snapshots += 1;
                 }
                 state.settle();
             }

@@ -315,7 +315,8 @@ fn a_snapshot_is_used_when_it_matches() {
             body: format!("{} {i}", current.body),
             ..current
         };
-        a.edit_post(&alice, Timestamp(T0 + 2 + i), id, edited).unwrap();
+        a.edit_post(&alice, Timestamp(T0 + 2 + i), id, edited)
+            .unwrap();
     }
     let saved = a.save_document(&id).unwrap();
     let entries: Vec<Entry> = a.entries().cloned().collect();

@@ -9,8 +9,8 @@
 mod support;
 
 use agora_crdt::{
-    AuthorKey, Body, DocChange, DocId, Entry, EntryError, IngestError, Payload, Replica, Timestamp,
-    VoteTarget, VoteValue, limits, reopen, validate,
+    AuthorKey, Body, DocChange, DocId, Entry, EntryError, EntryId, IngestError, Payload,
+    REOPEN_BATCH, Replica, Timestamp, VoteTarget, VoteValue, limits, reopen, validate,
 };
 use proptest::prelude::*;
 use support::*;
@@ -116,20 +116,49 @@ fn a_flipped_bit_in_the_body_is_refused() {
 }
 
 #[test]
-fn stored_bytes_reopen_only_under_their_own_id() {
+fn stored_bytes_reopen_only_whole_and_under_their_own_id() {
     let w = world();
+    let good: Vec<Entry> = w.replica.entries().cloned().collect();
+    let reopen_one = |bytes: &[u8], id: EntryId| reopen(&[(id, bytes)]).pop().unwrap();
     let id = w.edit.id();
-    assert_eq!(reopen(w.edit.bytes(), &id).unwrap(), w.edit);
-    // Damage anywhere in the body: the id no longer matches (or the body no longer decodes).
-    for index in [1 + 1 + 32 + 7, CHANGE_OFFSET + 20, body_len(&w.edit) - 1] {
+    assert_eq!(reopen_one(w.edit.bytes(), id).unwrap(), w.edit);
+    // Damage anywhere: the id no longer matches, the body no longer decodes, or the
+    // signature no longer verifies.
+    let last = w.edit.bytes().len() - 1;
+    for index in [
+        1 + 1 + 32 + 7,
+        CHANGE_OFFSET + 20,
+        body_len(&w.edit) - 1,
+        last - 10,
+    ] {
         let damaged = flip(w.edit.bytes(), index);
-        assert!(reopen(&damaged, &id).is_err(), "byte {index}");
+        assert!(reopen_one(&damaged, id).is_err(), "byte {index}");
     }
     assert_eq!(
-        reopen(w.edit.bytes(), &w.post.into()),
+        reopen_one(w.edit.bytes(), w.post.into()),
         Err(EntryError::IdMismatch)
     );
-    assert!(matches!(reopen(&[], &id), Err(EntryError::TooShort(0))));
+    assert!(matches!(reopen_one(&[], id), Err(EntryError::TooShort(0))));
+
+    // Many at once, over several signature batches: exactly the damaged ones fail.
+    let mut stored: Vec<(EntryId, Vec<u8>)> = Vec::new();
+    for i in 0..(2 * REOPEN_BATCH + 7) {
+        let e = &good[i % good.len()];
+        let mut bytes = e.bytes().to_vec();
+        if i % 97 == 5 {
+            let n = bytes.len() - 3;
+            bytes[n] ^= 0x10;
+        }
+        stored.push((e.id(), bytes));
+    }
+    let refs: Vec<(EntryId, &[u8])> = stored.iter().map(|(id, b)| (*id, b.as_slice())).collect();
+    for (i, result) in reopen(&refs).into_iter().enumerate() {
+        if i % 97 == 5 {
+            assert_eq!(result, Err(EntryError::BadSignature), "{i}");
+        } else {
+            assert_eq!(result.unwrap().id(), stored[i].0);
+        }
+    }
 }
 
 #[test]

@@ -72,12 +72,19 @@ pub struct Config {
     pub home: PathBuf,
     /// Addresses to listen on; empty means no listening (a node that only dials out).
     pub listen: Vec<Multiaddr>,
+    /// Addresses at which others can reach this node (a public IP, a port forward), announced
+    /// in DHT provider records. Listen addresses on a specific IP are announced as well.
+    pub external: Vec<Multiaddr>,
     /// Peers to dial at start (bootstrap peers, friends), with their `/p2p/` id.
     pub bootstrap: Vec<Multiaddr>,
     /// Find peers on the local network with mDNS.
     pub mdns: bool,
     /// How often to reconcile every joined subwiki with connected peers again.
     pub resync_interval: Duration,
+    /// Answer other nodes' Kademlia queries (hold provider records, route lookups) from the
+    /// start. Off by default: a personal node switches to server mode by itself once AutoNAT
+    /// confirms it is reachable; bootstrap peers and always-on nodes turn it on.
+    pub dht_server: bool,
 }
 
 impl Config {
@@ -95,9 +102,11 @@ impl Config {
                     .with(Protocol::Udp(0))
                     .with(Protocol::QuicV1),
             ],
+            external: Vec::new(),
             bootstrap: Vec::new(),
             mdns: true,
             resync_interval: Duration::from_secs(60),
+            dht_server: false,
         }
     }
 }
@@ -238,7 +247,10 @@ fn touched_docs<'a>(entries: impl Iterator<Item = &'a Entry>) -> BTreeSet<DocId>
 }
 
 /// Compacted snapshots of the given documents, for the store.
-fn save_documents(replica: &Replica, docs: impl IntoIterator<Item = DocId>) -> Vec<(DocId, Vec<u8>)> {
+fn save_documents(
+    replica: &Replica,
+    docs: impl IntoIterator<Item = DocId>,
+) -> Vec<(DocId, Vec<u8>)> {
     docs.into_iter()
         .filter_map(|doc| Some((doc, replica.save_document(&doc)?)))
         .collect()
@@ -966,8 +978,11 @@ mod tests {
 
         // Damaged snapshots are ignored, the documents rebuilt from their changes, and the
         // snapshots written again.
-        let damaged: Vec<(DocId, Vec<u8>)> =
-            replica.doc_ids().into_iter().map(|d| (d, b"junk".to_vec())).collect();
+        let damaged: Vec<(DocId, Vec<u8>)> = replica
+            .doc_ids()
+            .into_iter()
+            .map(|d| (d, b"junk".to_vec()))
+            .collect();
         node.core.store().put_snapshots(&damaged).unwrap();
         let (again, from_snapshots) = node.core.load_replica(subwiki).unwrap();
         assert_eq!(from_snapshots, 0);

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use agora_crdt::{BlobHash, EntryId, Genesis, Payload, SubwikiId};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
+use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
@@ -87,6 +88,9 @@ pub(crate) async fn spawn(
     config: &Config,
 ) -> Result<mpsc::Sender<Command>, NodeError> {
     let mut swarm = behaviour::build_swarm(core.identity_keypair(), config)?;
+    for addr in &config.external {
+        swarm.add_external_address(addr.clone());
+    }
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -102,6 +106,8 @@ pub(crate) async fn spawn(
         sync: sync::Syncer::default(),
         listen_waiters: Vec::new(),
         blob_searches: HashMap::new(),
+        dht_peers: HashSet::new(),
+        advertise_listen: config.listen.iter().all(is_specific),
     };
     actor.subscribe_directory();
     for subwiki in actor.core.joined()? {
@@ -115,6 +121,19 @@ pub(crate) async fn spawn(
     Ok(tx)
 }
 
+/// True if the address names one IP rather than all interfaces.
+fn is_specific(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => !ip.is_unspecified(),
+        Protocol::Ip6(ip) => !ip.is_unspecified(),
+        Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) => true,
+        _ => false,
+    })
+}
+
+/// Up to this many DHT peers, every new one triggers a new announcement of the joined subwikis.
+const SMALL_DHT: usize = 8;
+
 struct Actor {
     swarm: Swarm<Behaviour>,
     core: Arc<Core>,
@@ -127,6 +146,12 @@ struct Actor {
     sync: sync::Syncer,
     /// Callers waiting for a first listen address.
     listen_waiters: Vec<oneshot::Sender<Vec<Multiaddr>>>,
+    /// Whether listen addresses are advertised as this node's addresses (in DHT provider
+    /// records): when every configured listen address names a specific IP. An address on all
+    /// interfaces says nothing about which of them others can reach; AutoNAT decides those.
+    advertise_listen: bool,
+    /// Connected peers known to speak Agora's Kademlia protocol (from identify).
+    dht_peers: HashSet<PeerId>,
     /// Blob requests in flight.
     blob_searches: HashMap<OutboundRequestId, BlobSearch>,
 }
@@ -316,12 +341,7 @@ impl Actor {
         if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&topic) {
             tracing::warn!(%subwiki, "cannot subscribe: {e}");
         }
-        let key = kad::RecordKey::new(subwiki.as_bytes());
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        if let Err(e) = kad.start_providing(key.clone()) {
-            tracing::debug!(%subwiki, "not announced in the DHT: {e}");
-        }
-        kad.get_providers(key);
+        self.announce(subwiki);
         for addr in peers {
             self.dial(addr);
         }
@@ -331,7 +351,26 @@ impl Actor {
         }
     }
 
+    /// Announces this node as a provider of the subwiki in the DHT and looks for the others.
+    fn announce(&mut self, subwiki: SubwikiId) {
+        let key = kad::RecordKey::new(subwiki.as_bytes());
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if let Err(e) = kad.start_providing(key.clone()) {
+            tracing::debug!(%subwiki, "not announced in the DHT: {e}");
+        }
+        kad.get_providers(key);
+    }
+
+    /// Looks up the providers of every joined subwiki again (peers come and go).
+    fn find_providers(&mut self) {
+        for subwiki in self.core.joined().unwrap_or_default() {
+            let key = kad::RecordKey::new(subwiki.as_bytes());
+            self.swarm.behaviour_mut().kad.get_providers(key);
+        }
+    }
+
     fn resync(&mut self) {
+        self.find_providers();
         let joined = self.core.joined().unwrap_or_default();
         let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         for subwiki in joined {
@@ -357,6 +396,9 @@ impl Actor {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
+                if self.advertise_listen {
+                    self.swarm.add_external_address(address);
+                }
                 let addrs = self.listen_addrs();
                 for waiter in self.listen_waiters.drain(..) {
                     let _ = waiter.send(addrs.clone());
@@ -381,6 +423,7 @@ impl Actor {
             } => {
                 tracing::info!(peer = %peer_id, "disconnected");
                 self.sync.disconnected(&peer_id);
+                self.dht_peers.remove(&peer_id);
                 self.core.notify();
             }
             SwarmEvent::Behaviour(event) => self.handle_behaviour(event),
@@ -423,6 +466,16 @@ impl Actor {
                 if info.protocols.contains(&kad_protocol) {
                     for addr in info.listen_addrs {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                    // While the DHT this node sees is small, each new DHT peer may be one of
+                    // the closest to a subwiki's key: announce again so that provider records
+                    // made before any peer was known (a subwiki created offline, then a
+                    // bootstrap peer reached) land somewhere. Past that, Kademlia's own
+                    // republishing and the periodic lookups take over.
+                    if self.dht_peers.insert(peer_id) && self.dht_peers.len() <= SMALL_DHT {
+                        for subwiki in self.core.joined().unwrap_or_default() {
+                            self.announce(subwiki);
+                        }
                     }
                 }
             }

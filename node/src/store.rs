@@ -227,7 +227,27 @@ fn index_keys(entry: &Entry) -> IndexKeys {
 /// Validates an entry read back from storage. The claimed-time check is for the network, not
 /// for what this node already accepted, so it is given the latest possible clock.
 fn check_stored(id: &EntryId, bytes: &[u8]) -> Option<Entry> {
-    agora_crdt::reopen(bytes, id).ok()
+    agora_crdt::reopen(&[(*id, bytes)]).pop()?.ok()
+}
+
+/// Checks many entries read back from storage at once (signatures in batches, see
+/// [`agora_crdt::reopen`]); entries missing (`None`) or damaged are reported as corrupt.
+fn check_stored_all<B: AsRef<[u8]>>(read: Vec<(EntryId, Option<B>)>) -> Loaded {
+    let mut loaded = Loaded::default();
+    let present: Vec<(EntryId, &[u8])> = read
+        .iter()
+        .filter_map(|(id, bytes)| Some((*id, bytes.as_ref()?.as_ref())))
+        .collect();
+    loaded
+        .corrupt
+        .extend(read.iter().filter(|(_, b)| b.is_none()).map(|(id, _)| *id));
+    for ((id, _), checked) in present.iter().zip(agora_crdt::reopen(&present)) {
+        match checked {
+            Ok(entry) => loaded.entries.push(entry),
+            Err(_) => loaded.corrupt.push(*id),
+        }
+    }
+    loaded
 }
 
 /// Merges per-subwiki feed iterators (each newest first) into one page, newest first.

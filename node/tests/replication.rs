@@ -295,3 +295,28 @@ async fn new_subwikis_are_announced_in_the_directory() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A and B know only a third node H, which holds nothing of the subwiki. B joins by id with no
+/// address: the DHT (provider records on H) leads it to A, and it syncs from A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subwiki_is_found_through_the_dht() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let h = start_with(dirs[0].path(), vec![], |c| c.dht_server = true).await;
+    let h_addr = addr(&h).await;
+    let a = start(dirs[1].path(), vec![h_addr.clone()]).await;
+    let subwiki = a
+        .create_subwiki("found by key", "", Policy::default())
+        .await
+        .unwrap();
+    a.create_post(subwiki, post("from A", "hello"))
+        .await
+        .unwrap();
+
+    let b = start(dirs[2].path(), vec![h_addr]).await;
+    b.join(subwiki, vec![]).await.unwrap();
+    until(&b, "B finds A's post through the DHT", |n| {
+        titles(n) == vec!["from A".to_owned()]
+    })
+    .await;
+    assert!(h.subwikis().unwrap().is_empty(), "H holds nothing");
+}

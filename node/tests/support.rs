@@ -14,6 +14,15 @@ pub const GUARD: Duration = Duration::from_secs(60);
 
 /// Starts a node in `home` listening on a free loopback port, mDNS off.
 pub async fn start(home: &Path, bootstrap: Vec<Multiaddr>) -> Node {
+    start_with(home, bootstrap, |_| {}).await
+}
+
+/// Like [`start`], with a change to the configuration.
+pub async fn start_with(
+    home: &Path,
+    bootstrap: Vec<Multiaddr>,
+    change: impl FnOnce(&mut Config),
+) -> Node {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -23,6 +32,7 @@ pub async fn start(home: &Path, bootstrap: Vec<Multiaddr>) -> Node {
     config.mdns = false;
     config.bootstrap = bootstrap;
     config.resync_interval = Duration::from_secs(5);
+    change(&mut config);
     Node::start(config).await.expect("node starts")
 }
 

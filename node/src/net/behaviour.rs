@@ -103,6 +103,7 @@ fn gossipsub_behaviour() -> Result<Gossipsub, NodeError> {
 pub(crate) fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NodeError> {
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let mdns_enabled = config.mdns;
+    let dht_server = config.dht_server;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -120,11 +121,14 @@ pub(crate) fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behavio
             let peer_id = key.public().to_peer_id();
             let mut kad_config = kad::Config::new(kad_protocol());
             kad_config.set_periodic_bootstrap_interval(Some(Duration::from_secs(300)));
-            let kad = kad::Behaviour::with_config(
+            let mut kad = kad::Behaviour::with_config(
                 peer_id,
                 kad::store::MemoryStore::new(peer_id),
                 kad_config,
             );
+            if dht_server {
+                kad.set_mode(Some(kad::Mode::Server));
+            }
             let mdns = if mdns_enabled {
                 Some(mdns::tokio::Behaviour::new(
                     mdns::Config::default(),

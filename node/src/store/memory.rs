@@ -8,7 +8,8 @@ use agora_crdt::{BlobHash, DocId, Entry, EntryId, SubwikiId, Timestamp};
 
 use super::{
     FeedKey, Loaded, MAX_BLOB_BYTES, Put, Rebuilt, Store, StoreError, SubwikiRecord, check_stored,
-    feed_key_from_index, feed_upper, index_keys, merge_feed, parse_index_key, subwiki_lower,
+    check_stored_all, feed_key_from_index, feed_upper, index_keys, merge_feed, parse_index_key,
+    subwiki_lower,
 };
 
 #[derive(Debug, Default)]
@@ -122,13 +123,11 @@ impl Store for MemoryStore {
     fn load(&self, subwiki: &SubwikiId) -> Result<Loaded, StoreError> {
         let items = self.items(subwiki)?;
         let mut inner = self.lock();
-        let mut loaded = Loaded::default();
-        for (_, id) in items {
-            match inner.entries.get(&id).and_then(|b| check_stored(&id, b)) {
-                Some(entry) => loaded.entries.push(entry),
-                None => loaded.corrupt.push(id),
-            }
-        }
+        let read = items
+            .into_iter()
+            .map(|(_, id)| (id, inner.entries.get(&id).cloned()))
+            .collect();
+        let loaded = check_stored_all(read);
         for id in &loaded.corrupt {
             inner.drop_entry(id);
         }

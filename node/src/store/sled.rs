@@ -15,7 +15,8 @@ use agora_crdt::{BlobHash, DocId, Entry, EntryId, SubwikiId, Timestamp};
 
 use super::{
     FeedKey, Loaded, MAX_BLOB_BYTES, Put, Rebuilt, Store, StoreError, SubwikiRecord, check_stored,
-    feed_key_from_index, feed_upper, index_keys, merge_feed, parse_index_key, subwiki_lower,
+    check_stored_all, feed_key_from_index, feed_upper, index_keys, merge_feed, parse_index_key,
+    subwiki_lower,
 };
 
 /// The sled store. Cheap to clone; clones share the database.
@@ -42,19 +43,31 @@ fn tx_error(e: TransactionError<()>) -> StoreError {
     }
 }
 
+/// How long [`SledStore::open`] waits for a lock that this process may be releasing.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
 impl SledStore {
     /// Opens (or creates) the store in `dir`. Reads no entry: the cost is sled's page table,
     /// which grows slowly with the store (measured: 1 ms at 1,000 entries, 8 ms at 100,000;
     /// `docs/performance.md`).
+    ///
+    /// A store held by another process is [`StoreError::Locked`]. A store that was just closed
+    /// in this process can stay locked for a moment, until sled's background flusher has
+    /// finished: the open is retried for up to [`LOCK_WAIT`] before giving up.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = ::sled::Config::new().path(dir).open().map_err(|e| {
-            let text = e.to_string();
-            if text.contains("could not acquire lock") {
-                StoreError::Locked(dir.display().to_string())
-            } else {
-                io(e)
+        let started = std::time::Instant::now();
+        let db = loop {
+            match ::sled::Config::new().path(dir).open() {
+                Ok(db) => break db,
+                Err(e) if e.to_string().contains("could not acquire lock") => {
+                    if started.elapsed() >= LOCK_WAIT {
+                        return Err(StoreError::Locked(dir.display().to_string()));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(io(e)),
             }
-        })?;
+        };
         let tree = |name: &str| db.open_tree(name).map_err(io);
         Ok(Self {
             entries: tree("entries")?,
@@ -180,17 +193,14 @@ impl Store for SledStore {
     }
 
     fn load(&self, subwiki: &SubwikiId) -> Result<Loaded, StoreError> {
-        let mut loaded = Loaded::default();
-        for (_, id) in self.items(subwiki)? {
-            match self.entries.get(id.as_bytes()).map_err(io)? {
-                Some(bytes) => match check_stored(&id, &bytes) {
-                    Some(entry) => loaded.entries.push(entry),
-                    None => loaded.corrupt.push(id),
-                },
-                // An index key without its entry: drop the key so the entry is fetched again.
-                None => loaded.corrupt.push(id),
-            }
-        }
+        // An index key without its entry reads as `None`: it is dropped with the damaged
+        // entries, so that the entry is fetched again.
+        let read = self
+            .items(subwiki)?
+            .into_iter()
+            .map(|(_, id)| Ok((id, self.entries.get(id.as_bytes()).map_err(io)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let loaded = check_stored_all(read);
         for id in &loaded.corrupt {
             self.drop_corrupt(id)?;
         }

@@ -201,7 +201,10 @@ fn subwikis_snapshots_and_blobs() {
         store.put_snapshots(&[(doc, b"two".to_vec())]).unwrap();
         assert_eq!(store.snapshot(&doc).unwrap().as_deref(), Some(&b"two"[..]));
         store.rebuild_indexes().unwrap();
-        assert!(store.snapshot(&doc).unwrap().is_none(), "a rebuild drops snapshots");
+        assert!(
+            store.snapshot(&doc).unwrap().is_none(),
+            "a rebuild drops snapshots"
+        );
 
         let hash = store.put_blob(b"image bytes").unwrap();
         assert_eq!(
