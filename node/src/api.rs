@@ -85,6 +85,20 @@ pub struct Config {
     /// start. Off by default: a personal node switches to server mode by itself once AutoNAT
     /// confirms it is reachable; bootstrap peers and always-on nodes turn it on.
     pub dht_server: bool,
+    /// Serve as a circuit relay (v2) for other nodes, within these limits, so that nodes behind
+    /// NAT can be reached through this one. Off (`None`) for personal nodes; bootstrap peers
+    /// turn it on.
+    pub relay_server: Option<net::RelayLimits>,
+    /// Relays to be reachable through, each with its `/p2p/` id: the node reserves a slot at
+    /// each and listens on `<relay>/p2p-circuit`; that address is announced like an external
+    /// one (DHT provider records, identify), and DCUtR upgrades connections made through it.
+    pub relay_via: Vec<Multiaddr>,
+    /// Connection, memory and request-rate limits.
+    pub limits: net::Limits,
+    /// A Prometheus registry to record libp2p's and Agora's network metrics in (feature
+    /// `metrics`); `None` records nothing.
+    #[cfg(feature = "metrics")]
+    pub metrics: Option<net::MetricsRegistry>,
 }
 
 impl Config {
@@ -107,6 +121,11 @@ impl Config {
             mdns: true,
             resync_interval: Duration::from_secs(60),
             dht_server: false,
+            relay_server: None,
+            relay_via: Vec::new(),
+            limits: net::Limits::default(),
+            #[cfg(feature = "metrics")]
+            metrics: None,
         }
     }
 }
@@ -157,6 +176,12 @@ pub struct SyncStatus {
     pub bytes_received: u64,
     /// Reconciliation round trips.
     pub round_trips: u64,
+    /// Bytes of the entries received from peers, by gossip or reconciliation, duplicates
+    /// included: with the held entries' bytes, what replication cost in payload.
+    pub entry_bytes: u64,
+    /// Entries received from peers that were already held (fetched twice, or by gossip and by
+    /// reconciliation).
+    pub duplicates: u64,
 }
 
 /// What happened to entries offered to the node.
@@ -705,6 +730,25 @@ impl Node {
             .ok_or(NodeError::UnknownDocument(post))?;
         self.publish(subwiki, &entry).await;
         Ok(entry.id().into())
+    }
+
+    /// Sets the owner's profile (display name, bio) in a subwiki. Returns the new version, or
+    /// `None` if it already read that way.
+    pub async fn set_profile(
+        &self,
+        subwiki: SubwikiId,
+        profile: agora_crdt::ProfileContent,
+    ) -> Result<Option<EntryId>, NodeError> {
+        if !self.core.store.contains(&subwiki.into())? {
+            return Err(NodeError::UnknownSubwiki(subwiki));
+        }
+        let entry = self
+            .core
+            .local(subwiki, |r, key, t| r.set_profile(key, t, profile))?;
+        if let Some(entry) = &entry {
+            self.publish(subwiki, entry).await;
+        }
+        Ok(entry.map(|e| e.id()))
     }
 
     async fn publish(&self, subwiki: SubwikiId, entry: &Entry) {

@@ -102,11 +102,22 @@ impl Home {
 
     /// Creates the directory and a new identity; refuses to replace an existing one.
     pub fn init(&self) -> Result<Identity, HomeError> {
+        let author = AuthorKey::from_secret(random::<32>()?, random::<DEVICE_SUFFIX_LEN>()?);
+        self.init_with(author)
+    }
+
+    /// Creates the directory and an identity for an existing author key on a new device: the
+    /// key gets this device's own random suffix (so its changes never collide with another
+    /// device's) and a new node key is made. Refuses to replace an existing identity.
+    pub fn init_device(&self, author: &AuthorKey) -> Result<Identity, HomeError> {
+        self.init_with(author.for_device(random::<DEVICE_SUFFIX_LEN>()?))
+    }
+
+    fn init_with(&self, author: AuthorKey) -> Result<Identity, HomeError> {
         if self.author_key().exists() || self.node_key().exists() {
             return Err(HomeError::Exists(self.dir.clone()));
         }
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let author = AuthorKey::from_secret(random::<32>()?, random::<DEVICE_SUFFIX_LEN>()?);
         author.save(&self.author_key())?;
         let node = Keypair::generate_ed25519();
         let encoded = node

@@ -1,0 +1,266 @@
+//! The command line, as clap definitions. The names here are the contract with users and
+//! scripts: `docs/user-guide.md` documents them, the man page and completions are generated
+//! from them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A personal node of Agora, the peer-to-peer network of topic communities.
+///
+/// Every command works whether or not `agora up` is running for the home: with a node running
+/// it goes through the node's local API, without one it opens the store itself and what it
+/// writes is sent when the node next runs.
+#[derive(Debug, Parser)]
+#[command(name = "agora", version, propagate_version = true)]
+pub struct Cli {
+    /// The node's home directory (keys, store). Default: the platform's data directory for
+    /// "agora" (on Linux `~/.local/share/agora`).
+    #[arg(long, global = true, env = "AGORA_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// Machine-readable output: one JSON document on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output on stderr (repeat for more); `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the author key and the node key in the home.
+    Init {
+        /// The name others see next to your posts (with a key fingerprint).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show who this node writes as: author id, display name, node peer id.
+    Whoami,
+    /// Run the node in the foreground until interrupted (Ctrl-C or SIGTERM).
+    Up(UpArgs),
+    /// Found, join, leave and list subwikis.
+    #[command(subcommand)]
+    Subwiki(SubwikiCommand),
+    /// Write, edit and read posts.
+    #[command(subcommand)]
+    Post(PostCommand),
+    /// Comment on a post.
+    Comment {
+        /// The post.
+        post: String,
+        /// What to say.
+        text: String,
+    },
+    /// The feed of the joined subwikis, newest first.
+    Feed {
+        /// Only this subwiki.
+        #[arg(long)]
+        subwiki: Option<String>,
+        /// How many posts.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Continue after this cursor (printed at the end of a page).
+        #[arg(long)]
+        before: Option<String>,
+    },
+    /// Peers the running node is connected to.
+    Peers,
+    /// Sync state per subwiki: entries held, peers, last sync.
+    Status,
+    /// Write a subwiki's signed entries to a file.
+    Export {
+        /// The subwiki.
+        subwiki: String,
+        /// The file to write.
+        file: PathBuf,
+    },
+    /// Read a file of signed entries; every entry is checked, a bad file changes nothing.
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Move your author key to another device, protected by a passphrase.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Print shell completions for the given shell.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// Options of `agora up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Address to listen on (repeatable). Default: TCP and QUIC on all interfaces, ports
+    /// chosen by the system.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+    /// A peer to dial at start, with its /p2p/ id (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<String>,
+    /// Do not look for peers on the local network.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Where the local API listens; loopback only.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub api: String,
+}
+
+/// `agora subwiki ...`
+#[derive(Debug, Subcommand)]
+pub enum SubwikiCommand {
+    /// Found a subwiki; prints its id.
+    Create {
+        /// Its name.
+        name: String,
+        /// What it is about.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Who may edit others' posts.
+        #[arg(long, value_enum, default_value_t = EditPolicyArg::Open)]
+        edit_policy: EditPolicyArg,
+    },
+    /// Join a subwiki by id or by an invite from `agora subwiki invite`, and catch up.
+    Join {
+        /// The subwiki id, or an invite.
+        id: String,
+        /// A peer that has it (repeatable).
+        #[arg(long, value_name = "MULTIADDR")]
+        peer: Vec<String>,
+        /// How long to wait for peers and the catch-up, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Stop replicating a subwiki.
+    Leave {
+        /// The subwiki.
+        id: String,
+    },
+    /// The subwikis kept on this node.
+    List,
+    /// A subwiki's name, description, policy and size.
+    Show {
+        /// The subwiki.
+        id: String,
+    },
+    /// Subwikis announced on the network that this node has heard of.
+    Discover,
+    /// Print an invite: the subwiki id with this node's addresses, for `agora subwiki join`.
+    Invite {
+        /// The subwiki.
+        id: String,
+    },
+}
+
+/// The edit policy of a new subwiki.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EditPolicyArg {
+    /// Every member may improve every post.
+    Open,
+    /// Only trusted members may edit posts they did not write.
+    Trusted,
+}
+
+/// `agora post ...`
+#[derive(Debug, Subcommand)]
+pub enum PostCommand {
+    /// Write a post; prints its id. Without --body or --body-file on a terminal, opens $EDITOR.
+    New {
+        /// The subwiki.
+        subwiki: String,
+        /// Its title.
+        #[arg(long)]
+        title: String,
+        /// The body.
+        #[command(flatten)]
+        body: BodyArgs,
+        /// A link it shares.
+        #[arg(long)]
+        link: Option<String>,
+        /// An image file to attach (at most 5 MiB).
+        #[arg(long)]
+        image: Option<PathBuf>,
+    },
+    /// Edit any post, wiki-style: the change is a diff, so concurrent edits merge. Without body
+    /// options on a terminal, opens $EDITOR on the current text.
+    Edit {
+        /// The post.
+        post: String,
+        /// A new title.
+        #[arg(long)]
+        title: Option<String>,
+        /// The body.
+        #[command(flatten)]
+        body: BodyArgs,
+    },
+    /// Show a post with its comments, now or at an earlier version.
+    Show {
+        /// The post.
+        post: String,
+        /// A version (from `agora post history`).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Every change to a post: version, who, when, which fields.
+    History {
+        /// The post.
+        post: String,
+    },
+    /// Restore a post to an earlier version (as a new change).
+    Revert {
+        /// The post.
+        post: String,
+        /// The version to restore.
+        version: String,
+    },
+    /// Write the post as a standard Automerge file, which any Automerge implementation opens.
+    Export {
+        /// The post.
+        post: String,
+        /// The file to write.
+        file: PathBuf,
+    },
+}
+
+/// Where a post's body comes from.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct BodyArgs {
+    /// The body text.
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Read the body from a file (`-` for standard input).
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+}
+
+/// `agora key ...`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write the author key to a file, encrypted with a passphrase (asked on the terminal, or
+    /// taken from AGORA_PASSPHRASE).
+    Export {
+        /// The file to write.
+        file: PathBuf,
+    },
+    /// Use an exported author key on this device (a new home): this device writes as the same
+    /// author, with its own device suffix.
+    Import {
+        /// The exported key file.
+        file: PathBuf,
+    },
+}

@@ -1,0 +1,136 @@
+//! `agora up`: the personal node in the foreground, with its local API.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use agora_node::home::Home;
+use agora_node::{Config, Node, NodeError};
+use libp2p::Multiaddr;
+use serde_json::json;
+
+use crate::api::{self, Endpoint, Files};
+use crate::args::UpArgs;
+use crate::call::{CallError, Kind};
+
+/// How long `up` waits for its first listen address.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn usage(e: impl std::fmt::Display) -> CallError {
+    CallError::new(Kind::Usage, e.to_string())
+}
+
+fn failed(e: impl std::fmt::Display) -> CallError {
+    CallError::new(Kind::Failed, e.to_string())
+}
+
+/// Prints a line on stdout at once (scripts and tests read it while the node runs).
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Runs the node until Ctrl-C or SIGTERM.
+pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), CallError> {
+    let api_addr: SocketAddr = args
+        .api
+        .parse()
+        .map_err(|e| usage(format!("malformed --api address {:?}: {e}", args.api)))?;
+    if !api_addr.ip().is_loopback() {
+        return Err(usage(format!(
+            "--api {api_addr}: the local API only listens on loopback (127.0.0.1 or ::1)"
+        )));
+    }
+    let parse = |list: &[String], what: &str| -> Result<Vec<Multiaddr>, CallError> {
+        list.iter()
+            .map(|a| {
+                a.parse()
+                    .map_err(|e| usage(format!("malformed {what} address {a:?}: {e}")))
+            })
+            .collect()
+    };
+    let mut config = Config::new(home);
+    if !args.listen.is_empty() {
+        config.listen = parse(&args.listen, "--listen")?;
+    }
+    config.bootstrap = parse(&args.bootstrap, "--bootstrap")?;
+    config.mdns = !args.no_mdns;
+
+    let fresh = !Home::new(home).is_initialised();
+    let node = match Node::start(config).await {
+        Ok(node) => node,
+        Err(NodeError::Store(agora_node::store::StoreError::Locked(_))) => {
+            let hint = Files::new(home)
+                .read()
+                .map(|(e, _)| format!(" (pid {}, API on {})", e.pid, e.addr))
+                .unwrap_or_default();
+            return Err(CallError::new(
+                Kind::Locked,
+                format!(
+                    "another agora node is already running for {}{hint}",
+                    home.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(CallError::from(e)),
+    };
+    if fresh {
+        tracing::info!(home = %home.display(), "new identity created");
+    }
+    let listener = tokio::net::TcpListener::bind(api_addr)
+        .await
+        .map_err(|e| failed(format!("cannot listen for the API on {api_addr}: {e}")))?;
+    let bound = listener.local_addr().map_err(failed)?;
+    let files = Files::new(home);
+    let token = files
+        .publish(&Endpoint {
+            addr: bound,
+            pid: std::process::id(),
+        })
+        .map_err(|e| failed(format!("cannot write the API files in {}: {e}", home.display())))?;
+    let server = tokio::spawn(api::serve(listener, node.clone(), token));
+
+    let addrs = tokio::time::timeout(LISTEN_TIMEOUT, node.listen_addrs())
+        .await
+        .unwrap_or_default();
+    if json_out {
+        say(&json!({
+            "peer_id": node.peer_id().to_string(),
+            "author": node.author().to_string(),
+            "listen": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "api": bound.to_string(),
+        })
+        .to_string());
+    } else {
+        say(&format!("peer {}", node.peer_id()));
+        say(&format!("author {}", node.author()));
+        for addr in &addrs {
+            say(&format!("listening {addr}"));
+        }
+        say(&format!("api {bound}"));
+    }
+
+    let result = wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.abort();
+    files.remove();
+    node.shutdown().await;
+    result
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> Result<(), CallError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(failed)?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map_err(failed),
+        _ = term.recv() => Ok(()),
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> Result<(), CallError> {
+    tokio::signal::ctrl_c().await.map_err(failed)
+}
