@@ -107,7 +107,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Compares two tokens in time independent of where they differ.
 fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// A parsed request.
@@ -238,7 +242,11 @@ async fn write_response(stream: &mut TcpStream, response: &Response) -> std::io:
 }
 
 async fn answer(node: &Node, token: &str, request: Request) -> Response {
-    if !request.token.as_deref().is_some_and(|t| same_token(t, token)) {
+    if !request
+        .token
+        .as_deref()
+        .is_some_and(|t| same_token(t, token))
+    {
         return Response::error(401, Kind::Usage, "missing or wrong API token");
     }
     match (request.method.as_str(), request.path.as_str()) {
@@ -280,13 +288,12 @@ pub async fn serve(listener: TcpListener, node: Node, token: String) {
         let node = node.clone();
         let token = token.clone();
         tokio::spawn(async move {
-            let response = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream))
-                .await
-            {
-                Ok(Ok(request)) => answer(&node, &token, request).await,
-                Ok(Err(response)) => response,
-                Err(_) => Response::error(400, Kind::Usage, "request timed out"),
-            };
+            let response =
+                match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
+                    Ok(Ok(request)) => answer(&node, &token, request).await,
+                    Ok(Err(response)) => response,
+                    Err(_) => Response::error(400, Kind::Usage, "request timed out"),
+                };
             if let Err(e) = write_response(&mut stream, &response).await {
                 tracing::debug!(%peer, "API response not sent: {e}");
             }
@@ -352,7 +359,7 @@ pub async fn request(
     if status == 200 {
         return Ok(value);
     }
-    match serde_json::from_value::<CallError>(value["error"].clone()) {
+    match serde_json::from_value::<CallError>(value.get("error").unwrap_or(&Value::Null).clone()) {
         Ok(e) => Err(ClientError::Call(e)),
         Err(_) => Err(ClientError::Broken(format!("status {status}"))),
     }

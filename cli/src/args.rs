@@ -225,6 +225,7 @@ pub enum PostCommand {
         /// The post.
         post: String,
         /// The version to restore.
+        #[arg(id = "target_version", value_name = "VERSION")]
         version: String,
     },
     /// Write the post as a standard Automerge file, which any Automerge implementation opens.
@@ -246,6 +247,16 @@ pub struct BodyArgs {
     /// Read the body from a file (`-` for standard input).
     #[arg(long, value_name = "FILE")]
     pub body_file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }
 
 /// `agora key ...`

@@ -236,6 +236,13 @@ fn addr(text: &str) -> Result<Multiaddr, CallError> {
     parse("address", text)
 }
 
+/// Sets a key of a JSON object (does nothing on anything else).
+pub fn set(value: &mut Value, key: &str, v: Value) {
+    if let Some(object) = value.as_object_mut() {
+        object.insert(key.to_owned(), v);
+    }
+}
+
 /// The display of a time for JSON: milliseconds since the epoch.
 fn ms(t: Timestamp) -> u64 {
     t.0
@@ -311,8 +318,8 @@ fn subwiki_json(node: &Node, id: SubwikiId) -> CallResult {
         .find(|s| s.id == id)
         .ok_or_else(|| CallError::new(Kind::NotFound, format!("unknown subwiki {id}")))?;
     let mut value = genesis_json(id, info.genesis.as_ref());
-    value["joined"] = json!(info.joined);
-    value["entries"] = json!(info.entries);
+    set(&mut value, "joined", json!(info.joined));
+    set(&mut value, "entries", json!(info.entries));
     Ok(value)
 }
 
@@ -442,19 +449,23 @@ async fn join(
         // Reach at least one of the given peers first: a join that cannot reach anyone it was
         // told about fails and changes nothing.
         for a in &peers {
+            if peer_of(a).is_none() {
+                return Err(CallError::new(
+                    Kind::Usage,
+                    format!("{a}: a peer address must end with /p2p/<peer id>"),
+                ));
+            }
             node.dial(a.clone()).await;
         }
         let wanted: Vec<libp2p::PeerId> = peers.iter().filter_map(peer_of).collect();
+        // A connection refused or timed out is not reported to us; a given peer that does not
+        // connect within the time is unreachable.
         let mut connected = false;
         let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT.min(timeout);
         let mut changes = node.changes();
         loop {
             let now_peers = node.peers().await;
-            if now_peers
-                .iter()
-                .any(|p| wanted.is_empty() || wanted.contains(&p.peer))
-                && !now_peers.is_empty()
-            {
+            if now_peers.iter().any(|p| wanted.contains(&p.peer)) {
                 connected = true;
                 break;
             }
@@ -473,7 +484,8 @@ async fn join(
             ));
         }
     }
-    node.join(id, peers).await?;
+    // The given peers are connected by now: joining starts the catch-up with them.
+    node.join(id, Vec::new()).await?;
     // Wait for a first reconciliation of this subwiki with a peer (the catch-up); the genesis
     // entry arrives with it.
     let caught_up = wait_for(node, timeout, |n| {
@@ -490,8 +502,8 @@ async fn join(
         publish_profile(node, id, profile_name).await;
     }
     let mut value = subwiki_json(node, id)?;
-    value["caught_up"] = json!(caught_up);
-    value["already_joined"] = json!(was_joined);
+    set(&mut value, "caught_up", json!(caught_up));
+    set(&mut value, "already_joined", json!(was_joined));
     Ok(value)
 }
 
@@ -563,8 +575,8 @@ pub async fn execute(node: &Node, call: Call) -> CallResult {
                 .into_iter()
                 .map(|s| {
                     let mut v = genesis_json(s.id, s.genesis.as_ref());
-                    v["joined"] = json!(s.joined);
-                    v["entries"] = json!(s.entries);
+                    set(&mut v, "joined", json!(s.joined));
+                    set(&mut v, "entries", json!(s.entries));
                     v
                 })
                 .collect();
@@ -627,7 +639,7 @@ pub async fn execute(node: &Node, call: Call) -> CallResult {
             };
             let version = node.edit_post(id, edited).await?;
             let mut value = post_json(&node.post(id)?);
-            value["version"] = json!(version.map(|v| v.to_string()));
+            set(&mut value, "version", json!(version.map(|v| v.to_string())));
             Ok(value)
         }
         Call::PostShow { post, at } => {
@@ -637,13 +649,13 @@ pub async fn execute(node: &Node, call: Call) -> CallResult {
             if let Some(at) = at {
                 let version: EntryId = parse("version", &at)?;
                 let content = node.post_at(id, version)?;
-                value["title"] = json!(content.title);
-                value["body"] = json!(content.body);
-                value["link"] = json!(content.link);
-                value["version"] = json!(version.to_string());
+                set(&mut value, "title", json!(content.title));
+                set(&mut value, "body", json!(content.body));
+                set(&mut value, "link", json!(content.link));
+                set(&mut value, "version", json!(version.to_string()));
             }
             let comments: Vec<Value> = node.comments(id)?.iter().map(comment_json).collect();
-            value["comment_list"] = Value::Array(comments);
+            set(&mut value, "comment_list", Value::Array(comments));
             Ok(value)
         }
         Call::PostHistory { post } => {
@@ -656,15 +668,14 @@ pub async fn execute(node: &Node, call: Call) -> CallResult {
             let version: EntryId = parse("version", &version)?;
             let new = node.revert(id, version).await?;
             let mut value = post_json(&node.post(id)?);
-            value["version"] = json!(new.map(|v| v.to_string()));
+            set(&mut value, "version", json!(new.map(|v| v.to_string())));
             Ok(value)
         }
         Call::PostExport { post, file } => {
             let id: DocId = parse("post id", &post)?;
             let bytes = node.export_post(id)?;
-            std::fs::write(&file, &bytes).map_err(|e| {
-                CallError::new(Kind::Failed, format!("{}: {e}", file.display()))
-            })?;
+            std::fs::write(&file, &bytes)
+                .map_err(|e| CallError::new(Kind::Failed, format!("{}: {e}", file.display())))?;
             Ok(json!({ "id": id.to_string(), "file": file, "bytes": bytes.len() }))
         }
         Call::Comment { post, text } => {
@@ -702,14 +713,12 @@ pub async fn execute(node: &Node, call: Call) -> CallResult {
                 .iter()
                 .map(|item| {
                     let mut value = post_json(item);
-                    value["subwiki_name"] = json!(names.get(&item.subwiki));
-                    value["cursor"] = json!(
-                        FeedCursor {
-                            created_at: item.post.meta.created_at,
-                            post: item.post.meta.id,
-                        }
-                        .to_string()
-                    );
+                    set(&mut value, "subwiki_name", json!(names.get(&item.subwiki)));
+                    let cursor = FeedCursor {
+                        created_at: item.post.meta.created_at,
+                        post: item.post.meta.id,
+                    };
+                    set(&mut value, "cursor", json!(cursor.to_string()));
                     value
                 })
                 .collect();
@@ -749,7 +758,9 @@ pub async fn execute(node: &Node, call: Call) -> CallResult {
                     })
                 })
                 .collect();
-            Ok(json!({ "peer_id": node.peer_id().to_string(), "peers": peers, "subwikis": subwikis }))
+            Ok(
+                json!({ "peer_id": node.peer_id().to_string(), "peers": peers, "subwikis": subwikis }),
+            )
         }
         Call::Export { subwiki, file } => {
             let id: SubwikiId = parse("subwiki id", &subwiki)?;

@@ -47,7 +47,13 @@ pub enum KeyExportError {
     Random(String),
 }
 
-fn derive(passphrase: &str, salt: &[u8], m: u32, t: u32, p: u32) -> Result<[u8; 32], KeyExportError> {
+fn derive(
+    passphrase: &str,
+    salt: &[u8],
+    m: u32,
+    t: u32,
+    p: u32,
+) -> Result<[u8; 32], KeyExportError> {
     let params = Params::new(m, t, p, Some(32)).map_err(|_| KeyExportError::Format("kdf"))?;
     let mut key = [0u8; 32];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
@@ -171,7 +177,10 @@ mod tests {
         // Any change to the header is caught by the authentication tag.
         let tampered = text.replace("t=2", "t=3");
         assert!(open(&tampered, "correct horse").is_err());
-        assert!(matches!(seal(&key, "short"), Err(KeyExportError::WeakPassphrase)));
+        assert!(matches!(
+            seal(&key, "short"),
+            Err(KeyExportError::WeakPassphrase)
+        ));
         assert!(matches!(
             open("hello", "correct horse"),
             Err(KeyExportError::Format(_))

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 
 use crate::api::{ClientError, Files};
 use crate::args::{BodyArgs, Cli, Command, KeyCommand, PostCommand, SubwikiCommand};
-use crate::call::{Call, CallError, Kind};
+use crate::call::{Call, CallError, Kind, set};
 
 /// The profile kept in the home: the display name published in each subwiki joined.
 const PROFILE_FILE: &str = "profile.json";
@@ -103,7 +103,11 @@ fn home_dir(cli: &Cli) -> Result<PathBuf, CallError> {
 fn read_profile_name(home: &Path) -> Option<String> {
     let bytes = std::fs::read(home.join(PROFILE_FILE)).ok()?;
     let value: Value = serde_json::from_slice(&bytes).ok()?;
-    value["name"].as_str().map(str::to_owned)
+    value
+        .get("name")
+        .unwrap_or(&Value::Null)
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, CallError> {
@@ -202,8 +206,16 @@ fn init(home: &Path, name: Option<String>, json_out: bool) -> Result<(), CallErr
         println!(
             "Created an identity in {}\nauthor   {}\npeer id  {}",
             home.display(),
-            value["author"].as_str().unwrap_or_default(),
-            value["peer_id"].as_str().unwrap_or_default()
+            value
+                .get("author")
+                .unwrap_or(&Value::Null)
+                .as_str()
+                .unwrap_or_default(),
+            value
+                .get("peer_id")
+                .unwrap_or(&Value::Null)
+                .as_str()
+                .unwrap_or_default()
         );
     }
     Ok(())
@@ -263,8 +275,8 @@ fn key_export(home: &Path, file: &Path, json_out: bool) -> Result<(), CallError>
 }
 
 fn key_import(home: &Path, file: &Path, json_out: bool) -> Result<(), CallError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| usage(format!("{}: {e}", file.display())))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| usage(format!("{}: {e}", file.display())))?;
     if Home::new(home).is_initialised() {
         return Err(CallError::new(
             Kind::Failed,
@@ -287,7 +299,11 @@ fn key_import(home: &Path, file: &Path, json_out: bool) -> Result<(), CallError>
         println!(
             "This device now writes as {} (with its own device key)\npeer id  {}",
             identity.author.id(),
-            value["peer_id"].as_str().unwrap_or_default()
+            value
+                .get("peer_id")
+                .unwrap_or(&Value::Null)
+                .as_str()
+                .unwrap_or_default()
         );
     }
     Ok(())
@@ -336,7 +352,9 @@ fn edit(text: &str) -> Result<String, CallError> {
         .status()
         .map_err(|e| failed(format!("cannot run the editor {editor:?}: {e}")))?;
     if !status.success() {
-        return Err(failed(format!("the editor {editor:?} failed; nothing saved")));
+        return Err(failed(format!(
+            "the editor {editor:?} failed; nothing saved"
+        )));
     }
     std::fs::read_to_string(&path).map_err(failed)
 }
@@ -458,7 +476,12 @@ fn futures_current_body(home: &Path, post: &str) -> Result<String, CallError> {
         .join()
         .unwrap_or_else(|_| Err(failed("reading the post failed")))
     })?;
-    Ok(value["body"].as_str().unwrap_or_default().to_owned())
+    Ok(value
+        .get("body")
+        .unwrap_or(&Value::Null)
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 /// Runs a call: through the running node's API if there is one, else on the store directly.
@@ -480,7 +503,7 @@ pub async fn dispatch(home: &Path, call: Call, progress: bool) -> Result<Value, 
         match result {
             Ok(mut value) => {
                 if matches!(call, Call::Status) {
-                    value["running"] = json!(true);
+                    set(&mut value, "running", json!(true));
                 }
                 return Ok(value);
             }
@@ -522,7 +545,7 @@ pub async fn dispatch(home: &Path, call: Call, progress: bool) -> Result<Value, 
     node.shutdown().await;
     let mut value = result?;
     if matches!(call, Call::Status) {
-        value["running"] = json!(false);
+        set(&mut value, "running", json!(false));
     }
     Ok(value)
 }
@@ -555,7 +578,7 @@ where
             }
             _ = tick.tick() => {
                 if let Some(status) = probe().await {
-                    let entries: u64 = status["subwikis"]
+                    let entries: u64 = status.get("subwikis").unwrap_or(&Value::Null)
                         .as_array()
                         .into_iter()
                         .flatten()

@@ -123,7 +123,11 @@ fn post(p: &Value) -> String {
         let _ = writeln!(out, "\n{body}");
     }
     if let Some(comments) = p["comment_list"].as_array() {
-        let _ = writeln!(out, "\n{}", plural(comments.len() as u64, "comment", "comments"));
+        let _ = writeln!(
+            out,
+            "\n{}",
+            plural(comments.len() as u64, "comment", "comments")
+        );
         for c in comments {
             let author = &c["author"];
             let _ = writeln!(
@@ -150,7 +154,11 @@ fn subwiki(v: &Value) -> String {
         let _ = writeln!(out, "edit policy: {policy}");
     }
     let _ = writeln!(out, "entries:     {}", n(v, "entries"));
-    let _ = writeln!(out, "joined:      {}", v["joined"].as_bool().unwrap_or(false));
+    let _ = writeln!(
+        out,
+        "joined:      {}",
+        v["joined"].as_bool().unwrap_or(false)
+    );
     out
 }
 
@@ -182,7 +190,9 @@ pub fn render(call: &Call, v: &Value) -> String {
         Call::Whoami { .. } => format!(
             "author   {}\nname     {}\nfinger   {}\npeer id  {}\n",
             s(v, "author"),
-            v["name"].as_str().unwrap_or("(none; set one with agora init --name)"),
+            v["name"]
+                .as_str()
+                .unwrap_or("(none; set one with agora init --name)"),
             s(v, "fingerprint"),
             s(v, "peer_id"),
         ),
@@ -220,7 +230,10 @@ pub fn render(call: &Call, v: &Value) -> String {
                     s(i, "id").to_owned(),
                     truncate(i["name"].as_str().unwrap_or("?"), 40),
                     i["edit_policy"].as_str().unwrap_or("?").to_owned(),
-                    i["entries"].as_u64().map(|e| e.to_string()).unwrap_or_default(),
+                    i["entries"]
+                        .as_u64()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default(),
                 ]);
             }
             table(rows)
@@ -228,7 +241,9 @@ pub fn render(call: &Call, v: &Value) -> String {
         Call::SubwikiInvite { .. } => {
             let mut out = format!("{}\n", s(v, "invite"));
             if v["addresses"].as_array().is_none_or(Vec::is_empty) {
-                out.push_str("(no addresses: run `agora up` so that friends can reach this node)\n");
+                out.push_str(
+                    "(no addresses: run `agora up` so that friends can reach this node)\n",
+                );
             }
             out
         }

@@ -89,7 +89,12 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), CallEr
             addr: bound,
             pid: std::process::id(),
         })
-        .map_err(|e| failed(format!("cannot write the API files in {}: {e}", home.display())))?;
+        .map_err(|e| {
+            failed(format!(
+                "cannot write the API files in {}: {e}",
+                home.display()
+            ))
+        })?;
     let server = tokio::spawn(api::serve(listener, node.clone(), token));
 
     let addrs = tokio::time::timeout(LISTEN_TIMEOUT, node.listen_addrs())
