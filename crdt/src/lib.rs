@@ -33,6 +33,7 @@ pub mod doc;
 pub mod entry;
 pub mod id;
 pub mod key;
+pub mod moderation;
 pub mod replica;
 
 pub use automerge::ChangeHash;
@@ -45,6 +46,10 @@ pub use entry::{
 };
 pub use id::{AuthorId, BlobHash, DocId, EntryId, IdError, SubwikiId};
 pub use key::{AuthorKey, KeyFileError};
+pub use moderation::{
+    AuthorOutcome, Contribution, Hidden, LogItem, Moderation, NotCounted, Overrides, PostOutcome,
+    Role, Roles, Standing, Statement, Tally,
+};
 pub use replica::{
     ChangeStatus, CommentView, DocMeta, Equivocation, Exclusion, FeedCursor, FeedPage, HistoryItem,
     IngestError, IngestReport, LocalError, PostView, Replica,

@@ -14,6 +14,18 @@
 //! (directly, through Automerge dependencies, or through the implicit dependency of a change on
 //! the same actor's previous sequence number). Every replica that holds the same entries
 //! excludes the same changes, whatever order they came in.
+//!
+//! # Edit policy `trusted`
+//!
+//! In a subwiki founded with [`EditPolicy::Trusted`], a change to a post by someone who is
+//! neither its creator nor counted in the final roles ([`Replica::roles`], computed from every
+//! role statement held) is excluded as [`Exclusion::Untrusted`], with everything that depends
+//! on it, and kept as evidence. The roles are recomputed whenever a role statement arrives, and
+//! the posts whose editors' standing changed are settled again, so the view follows the final
+//! roles: a vouch that arrives late brings the change in, a revocation takes it out.
+//! Local edits are made on the view (the applied changes only), so they never depend on a
+//! change the view leaves out; [`Replica::edit`] refuses an edit the policy would exclude
+//! ([`LocalError::NotTrusted`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -21,17 +33,18 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::str::FromStr;
 
 use automerge::transaction::CommitOptions;
-use automerge::{Automerge, AutomergeError, Change, ChangeHash};
+use automerge::{ActorId, Automerge, AutomergeError, Change, ChangeHash};
 use thiserror::Error;
 
 use crate::Entry;
 use crate::doc::{CommentContent, Content, Field, PostContent, ProfileContent};
 use crate::entry::{
-    CreateDocument, DocChange, DocKind, EntryError, Genesis, Payload, Policy, RoleAction,
-    RoleStatement, Timestamp, Vote, VoteTarget, VoteValue, WritePolicy,
+    CreateDocument, DocChange, DocKind, EditPolicy, EntryError, Genesis, Payload, Policy,
+    RoleAction, RoleStatement, Timestamp, Vote, VoteTarget, VoteValue, WritePolicy,
 };
 use crate::id::{AuthorId, DocId, EntryId, IdError, SubwikiId};
-use crate::key::AuthorKey;
+use crate::key::{AuthorKey, DEVICE_SUFFIX_LEN};
+use crate::moderation::{Moderation, Overrides, Roles};
 
 /// Why a valid entry does not belong in this replica.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -85,6 +98,14 @@ pub enum LocalError {
     /// The version named is not a change of this document, or is not part of its view.
     #[error("{0} is not a version of this document")]
     UnknownVersion(EntryId),
+    /// The subwiki's edit policy is `trusted` and the author, who did not create this post,
+    /// is not trusted (as far as this replica knows): the change would be left out of every
+    /// view.
+    #[error("only trusted members may edit others' posts in this subwiki ({doc})")]
+    NotTrusted {
+        /// The post.
+        doc: DocId,
+    },
     /// Automerge refused the edit.
     #[error("automerge: {0}")]
     Automerge(#[from] AutomergeError),
@@ -137,6 +158,9 @@ pub enum Exclusion {
     Invalid,
     /// It depends on an excluded change.
     DependsOnExcluded,
+    /// A change to someone else's post, in a subwiki whose edit policy is `trusted`, by an
+    /// author who is not trusted in the final roles. Applied once they are.
+    Untrusted,
 }
 
 /// Where a change stands in its document.
@@ -275,6 +299,10 @@ struct DocState {
     excluded: BTreeMap<ChangeHash, Exclusion>,
     applied: HashSet<ChangeHash>,
     doc: Automerge,
+    /// Everyone who signed a change held, creator included.
+    authors: BTreeSet<AuthorId>,
+    /// Authors whose changes are left out under the `trusted` edit policy.
+    barred: BTreeSet<AuthorId>,
 }
 
 impl DocState {
@@ -287,7 +315,30 @@ impl DocState {
             excluded: BTreeMap::new(),
             applied: HashSet::new(),
             doc: Automerge::new(),
+            authors: BTreeSet::new(),
+            barred: BTreeSet::new(),
         }
+    }
+
+    /// Sets the authors whose changes the edit policy leaves out: for a post in a `trusted`
+    /// subwiki, every author of a change held who is neither its creator nor counted in
+    /// `roles`. Returns whether that changed (and the document must be settled again).
+    fn gate(&mut self, policy: EditPolicy, roles: &Roles) -> bool {
+        let barred: BTreeSet<AuthorId> =
+            if policy == EditPolicy::Trusted && self.meta.kind == DocKind::Post {
+                self.authors
+                    .iter()
+                    .filter(|a| **a != self.meta.creator && !roles.counts(a))
+                    .copied()
+                    .collect()
+            } else {
+                BTreeSet::new()
+            };
+        if barred == self.barred {
+            return false;
+        }
+        self.barred = barred;
+        true
     }
 
     fn add(&mut self, entry: &Entry, change: &Change) {
@@ -301,6 +352,7 @@ impl DocState {
             .entry((change.actor_id().to_bytes().to_vec(), change.seq()))
             .or_default()
             .insert(hash);
+        self.authors.insert(entry.author());
         self.changes.insert(
             hash,
             ChangeRecord {
@@ -330,6 +382,13 @@ impl DocState {
         let mut excluded: BTreeMap<ChangeHash, Exclusion> = BTreeMap::new();
         for hashes in self.by_actor_seq.values().filter(|h| h.len() > 1) {
             excluded.extend(hashes.iter().map(|h| (*h, Exclusion::Equivocation)));
+        }
+        if !self.barred.is_empty() {
+            for (hash, record) in &self.changes {
+                if self.barred.contains(&record.author) {
+                    excluded.entry(*hash).or_insert(Exclusion::Untrusted);
+                }
+            }
         }
         for hash in &self.failing {
             excluded.entry(*hash).or_insert(Exclusion::Invalid);
@@ -459,11 +518,13 @@ impl DocState {
                 .failing
                 .iter()
                 .filter(|h| {
-                    self.changes.get(h).is_some_and(|r| {
-                        self.dependencies(&r.change)
-                            .iter()
-                            .all(|d| self.applied.contains(d))
-                    })
+                    // Only changes left out for being refused: not those the rules exclude.
+                    matches!(self.excluded.get(h), None | Some(Exclusion::Invalid))
+                        && self.changes.get(h).is_some_and(|r| {
+                            self.dependencies(&r.change)
+                                .iter()
+                                .all(|d| self.applied.contains(d))
+                        })
                 })
                 .copied()
                 .collect();
@@ -654,6 +715,35 @@ impl DocState {
         }
     }
 
+    /// The Automerge actor a local edit by `key` uses. Normally this device's actor. But if
+    /// changes of that actor are held and not part of the view (left out because the author
+    /// lost trust, or because they built on a change that was later left out), a new change
+    /// made on the view would reuse their sequence numbers and look like an equivocation. The
+    /// edit then uses the first actor of a fixed sequence derived from this device's actor
+    /// (same author key, suffix `blake3(tag || actor || n)[..8]`) all of whose held changes
+    /// are in the view.
+    fn actor_for(&self, key: &AuthorKey) -> ActorId {
+        let base = key.actor().to_bytes().to_vec();
+        let mut candidate = base.clone();
+        for n in 0..MAX_ACTOR_ROTATIONS {
+            let in_view = self
+                .by_actor_seq
+                .range((candidate.clone(), 0)..=(candidate.clone(), u64::MAX))
+                .flat_map(|(_, hashes)| hashes)
+                .all(|h| self.applied.contains(h));
+            if in_view {
+                break;
+            }
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(ACTOR_ROTATION_TAG);
+            hasher.update(&base);
+            hasher.update(&n.to_be_bytes());
+            candidate = key.id().as_bytes().to_vec();
+            candidate.extend(hasher.finalize().as_bytes().iter().take(DEVICE_SUFFIX_LEN));
+        }
+        ActorId::from(candidate)
+    }
+
     fn find_version(&self, version: EntryId) -> Option<ChangeHash> {
         self.changes
             .iter()
@@ -661,6 +751,12 @@ impl DocState {
             .map(|(h, _)| *h)
     }
 }
+
+/// Domain tag of the actors a device derives for itself ([`DocState::actor_for`]).
+const ACTOR_ROTATION_TAG: &[u8] = b"agora-actor-rotation-v1";
+/// How many derived actors a device tries for one document before giving up and using the
+/// last one (its change will then be left out like the earlier ones).
+const MAX_ACTOR_ROTATIONS: u32 = 64;
 
 /// A replica of one subwiki. See the module documentation.
 pub struct Replica {
@@ -675,6 +771,8 @@ pub struct Replica {
     profiles: HashMap<AuthorId, BTreeSet<(Timestamp, DocId)>>,
     votes: BTreeSet<(Timestamp, EntryId)>,
     roles: BTreeSet<(Timestamp, EntryId)>,
+    /// Roles computed from the role statements held; recomputed when one arrives.
+    computed_roles: Roles,
 }
 
 impl fmt::Debug for Replica {
@@ -695,6 +793,7 @@ impl Replica {
         };
         let mut entries = HashMap::new();
         entries.insert(genesis.id(), genesis.clone());
+        let computed_roles = Roles::founder_only(genesis.author());
         Ok(Self {
             genesis,
             genesis_body: body,
@@ -706,6 +805,7 @@ impl Replica {
             profiles: HashMap::new(),
             votes: BTreeSet::new(),
             roles: BTreeSet::new(),
+            computed_roles,
         })
     }
 
@@ -785,6 +885,43 @@ impl Replica {
         self.roles.iter().filter_map(|(_, id)| self.entries.get(id))
     }
 
+    /// The roles computed from the role statements held (see [`crate::moderation`]). Kept up
+    /// to date by [`Replica::ingest`]; the same on every replica holding the same entries.
+    pub fn roles(&self) -> &Roles {
+        &self.computed_roles
+    }
+
+    /// Moderation as a reader with these personal `overrides` sees it: roles, the outcome of
+    /// every voted post and author, and the log. Computed from the role statements and votes
+    /// held, in O(n log n); with [`Overrides::none`] it is the same on every replica holding the
+    /// same entries.
+    pub fn moderation(&self, overrides: &Overrides) -> Moderation {
+        Moderation::compute(
+            self.founder(),
+            &self.genesis_body.policy,
+            self.role_statements().chain(self.votes()),
+            overrides,
+        )
+    }
+
+    /// Whether a change by `author` to `doc` would be part of the document's view, as far as
+    /// this replica knows: a document that only its creator may change, by its creator; a post
+    /// in an `open` subwiki, by anyone; a post in a `trusted` subwiki, by its creator or by the
+    /// founder, a moderator or a trusted member. False for a document not held.
+    pub fn may_edit(&self, author: &AuthorId, doc: &DocId) -> bool {
+        let Some(state) = self.docs.get(doc) else {
+            return false;
+        };
+        *author == state.meta.creator
+            || match state.meta.kind.write_policy() {
+                WritePolicy::Owner => false,
+                WritePolicy::Wiki => {
+                    self.genesis_body.policy.edit == EditPolicy::Open
+                        || self.computed_roles.counts(author)
+                }
+            }
+    }
+
     /// Takes in valid entries, in any order and with duplicates, and brings every document they
     /// touch up to date (one Automerge batch per document).
     pub fn ingest(&mut self, entries: impl IntoIterator<Item = Entry>) -> IngestReport {
@@ -803,22 +940,51 @@ impl Replica {
     ) -> IngestReport {
         let mut report = IngestReport::default();
         let mut touched = BTreeSet::new();
+        let mut roles_changed = false;
         for entry in entries {
             let id = entry.id();
             if self.entries.contains_key(&id) {
                 report.duplicates += 1;
                 continue;
             }
+            // A role statement whose signer is neither the founder nor counted in the current
+            // roles cannot change them: appointments count only from the founder, and a
+            // vouch or revoke only changes edges out of its signer, which the least fixed point
+            // never follows while the signer is outside it. So a flood of statements from
+            // untrusted keys costs no recomputation.
+            let may_change_roles = matches!(entry.payload(), Payload::Role(_))
+                && self.computed_roles.counts(&entry.author());
             match self.admit(&entry, &mut touched, &mut report) {
                 Ok(()) => {
                     self.entries.insert(id, entry);
                     report.accepted.push(id);
+                    roles_changed |= may_change_roles;
                 }
                 Err(e) => report.rejected.push((id, e)),
             }
         }
+        if roles_changed {
+            let roles = Roles::compute(
+                self.founder(),
+                &self.genesis_body.policy,
+                self.role_statements(),
+            );
+            if roles != self.computed_roles {
+                self.computed_roles = roles;
+                // Under the `trusted` edit policy, posts whose editors' trust changed are
+                // settled again, so the view follows the final roles.
+                let policy = self.genesis_body.policy.edit;
+                for (id, state) in &mut self.docs {
+                    if state.gate(policy, &self.computed_roles) {
+                        touched.insert(*id);
+                    }
+                }
+            }
+        }
+        let policy = self.genesis_body.policy.edit;
         for doc in touched {
             if let Some(state) = self.docs.get_mut(&doc) {
+                state.gate(policy, &self.computed_roles);
                 if state.applied.is_empty()
                     && let Some(bytes) = snapshot(&doc)
                     && state.adopt(&bytes)
@@ -1243,7 +1409,12 @@ impl Replica {
         if state.meta.kind.write_policy() == WritePolicy::Owner && key.id() != state.meta.creator {
             return Err(IngestError::NotOwner { doc }.into());
         }
-        let mut fork = state.doc.fork().with_actor(key.actor());
+        if !self.may_edit(&key.id(), &doc) {
+            return Err(LocalError::NotTrusted { doc });
+        }
+        // The fork holds the applied changes only: an edit is made on the view, so it never
+        // depends on a change the view leaves out (a vandal's, an equivocation).
+        let mut fork = state.doc.fork().with_actor(state.actor_for(key));
         let mut tx = fork.transaction();
         content.write(&mut tx)?;
         let (hash, _) = tx.commit_with(CommitOptions::default().with_time(now.as_secs()));

@@ -2,8 +2,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use agora_crdt::{
-    AuthorKey, ChangeStatus, Content, DocId, EntryId, Equivocation, FeedCursor, HistoryItem,
-    Policy, PostContent, Replica, Timestamp,
+    AuthorKey, ChangeStatus, Content, DocChange, DocId, Entry, EntryId, Equivocation, FeedCursor,
+    HistoryItem, Payload, Policy, PostContent, Replica, Timestamp,
 };
 
 pub const T0: u64 = 1_700_000_000_000;
@@ -136,4 +136,63 @@ impl Rng {
             items.swap(i, j);
         }
     }
+}
+
+/// A founded subwiki with the given policy.
+pub fn founded_with(founder: &AuthorKey, policy: Policy) -> Replica {
+    Replica::found(founder, Timestamp(T0), "test", "a test subwiki", policy)
+        .expect("found")
+        .0
+}
+
+/// Signs an entry of `replica`'s subwiki, as any client (honest or not) could.
+pub fn sign(replica: &Replica, key: &AuthorKey, t: Timestamp, payload: Payload) -> Entry {
+    Entry::sign(key, Some(replica.id()), t, payload).expect("sign")
+}
+
+/// A change to `doc` that makes it read `post`, made on `replica`'s view of it by `key`'s
+/// device, without asking the replica whether the edit is allowed: what a modified client
+/// would send. Not ingested.
+pub fn forge_edit(
+    replica: &Replica,
+    key: &AuthorKey,
+    t: Timestamp,
+    doc: DocId,
+    post: PostContent,
+) -> Entry {
+    let saved = replica.save_document(&doc).expect("document");
+    let mut am = automerge::Automerge::load(&saved)
+        .expect("load")
+        .with_actor(key.actor());
+    let mut tx = am.transaction();
+    Content::Post(post).write(&mut tx).expect("write");
+    tx.commit_with(automerge::transaction::CommitOptions::default().with_time(t.as_secs()));
+    let change = am
+        .get_last_local_change()
+        .expect("a change")
+        .raw_bytes()
+        .to_vec();
+    sign(replica, key, t, Payload::Change(DocChange { doc, change }))
+}
+
+/// A fresh replica of `genesis` given `entries` in a shuffled order, with about a third
+/// duplicated, in random batches of 1 to 8.
+pub fn deliver_shuffled(genesis: &Entry, entries: &[Entry], seed: u64) -> Replica {
+    let mut rng = Rng(seed);
+    let mut order: Vec<Entry> = entries.to_vec();
+    for e in entries {
+        if rng.below(3) == 0 {
+            order.push(e.clone());
+        }
+    }
+    rng.shuffle(&mut order);
+    let mut replica = Replica::new(genesis.clone()).expect("genesis");
+    let mut rest = order.as_slice();
+    while !rest.is_empty() {
+        let n = 1 + rng.below(rest.len().min(8));
+        let (batch, tail) = rest.split_at(n);
+        replica.ingest(batch.to_vec());
+        rest = tail;
+    }
+    replica
 }
