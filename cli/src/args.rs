@@ -62,11 +62,14 @@ pub enum Command {
         /// What to say.
         text: String,
     },
-    /// The feed of the joined subwikis, newest first.
+    /// The feed of the joined subwikis, newest first. Hidden posts are left out.
     Feed {
         /// Only this subwiki.
         #[arg(long)]
         subwiki: Option<String>,
+        /// Show hidden posts too, each with its status.
+        #[arg(long)]
+        show_hidden: bool,
         /// How many posts.
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -74,6 +77,66 @@ pub enum Command {
         #[arg(long)]
         before: Option<String>,
     },
+    /// Vote on a post: hide, keep, misleading, verified, or withdraw your vote.
+    Vote {
+        /// The post.
+        post: String,
+        /// Your vote.
+        #[arg(value_enum)]
+        value: VoteArg,
+        /// Why (shown in the moderation log).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Vote to mute an author in a subwiki (their posts and comments are hidden once enough
+    /// trusted members agree).
+    Mute {
+        /// The author.
+        author: String,
+        /// The subwiki.
+        #[arg(long)]
+        subwiki: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Take back your mute vote on an author.
+    Unmute {
+        /// The author.
+        author: String,
+        /// The subwiki.
+        #[arg(long)]
+        subwiki: String,
+    },
+    /// Vouch that a member is trustworthy (counts if you are trusted, a moderator or the
+    /// founder).
+    Vouch {
+        /// The member.
+        author: String,
+        /// The subwiki.
+        #[arg(long)]
+        subwiki: String,
+    },
+    /// Take back your vouch for a member.
+    Revoke {
+        /// The member.
+        author: String,
+        /// The subwiki.
+        #[arg(long)]
+        subwiki: String,
+    },
+    /// Appoint or remove a moderator (the founder only).
+    #[command(subcommand)]
+    Moderator(ModeratorCommand),
+    /// The moderation log of a subwiki: every role statement and vote, who signed it, whether
+    /// it counts and what it decided.
+    Modlog {
+        /// The subwiki.
+        subwiki: String,
+    },
+    /// Stop or start again counting someone's votes in your own view (never published).
+    #[command(subcommand)]
+    Override(OverrideCommand),
     /// Peers the running node is connected to.
     Peers,
     /// Sync state per subwiki: entries held, peers, last sync.
@@ -133,6 +196,13 @@ pub enum SubwikiCommand {
         /// Who may edit others' posts.
         #[arg(long, value_enum, default_value_t = EditPolicyArg::Open)]
         edit_policy: EditPolicyArg,
+        /// Counted votes needed to hide a post, mark it disputed or verified, or mute an
+        /// author.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+        quorum: u16,
+        /// Trusted members whose vouches make someone trusted (a moderator's alone suffices).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..))]
+        vouch_threshold: u8,
     },
     /// Join a subwiki by id or by an invite from `agora subwiki invite`, and catch up.
     Join {
@@ -164,6 +234,59 @@ pub enum SubwikiCommand {
         /// The subwiki.
         id: String,
     },
+}
+
+/// A vote on a post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VoteArg {
+    /// It should not be shown.
+    Hide,
+    /// It should stay (the appeal against hide votes).
+    Keep,
+    /// It is misleading.
+    Misleading,
+    /// It is accurate.
+    Verified,
+    /// Take back my vote.
+    Withdraw,
+}
+
+/// `agora moderator ...`
+#[derive(Debug, Subcommand)]
+pub enum ModeratorCommand {
+    /// Make a member a moderator.
+    Add {
+        /// The member.
+        author: String,
+        /// The subwiki.
+        #[arg(long)]
+        subwiki: String,
+    },
+    /// Remove a moderator.
+    Remove {
+        /// The member.
+        author: String,
+        /// The subwiki.
+        #[arg(long)]
+        subwiki: String,
+    },
+}
+
+/// `agora override ...`
+#[derive(Debug, Subcommand)]
+pub enum OverrideCommand {
+    /// Stop counting this person's votes and role statements in your view.
+    Ignore {
+        /// The author.
+        author: String,
+    },
+    /// Count them again.
+    Restore {
+        /// The author.
+        author: String,
+    },
+    /// The people whose votes you do not count.
+    List,
 }
 
 /// The edit policy of a new subwiki.

@@ -9,9 +9,11 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use agora_crdt::moderation::{Standing, Statement, Tally};
 use agora_crdt::{
-    AuthorId, BlobHash, CommentView, DocId, EditPolicy, EntryId, FeedCursor, HistoryItem, Policy,
-    PostContent, ProfileContent, SubwikiId, Timestamp,
+    AuthorId, BlobHash, CommentView, Contribution, DocId, EditPolicy, EntryId, FeedCursor, Hidden,
+    HistoryItem, LogItem, NotCounted, Policy, PostContent, ProfileContent, RoleAction, SubwikiId,
+    Timestamp, VoteTarget, VoteValue,
 };
 use agora_node::{FeedItem, Node, NodeError};
 use libp2p::Multiaddr;
@@ -102,6 +104,12 @@ pub enum Call {
         description: String,
         /// `open` or `trusted`.
         edit_policy: String,
+        /// Counted votes needed for an outcome.
+        #[serde(default = "default_quorum")]
+        quorum: u16,
+        /// Trusted vouches that make someone trusted.
+        #[serde(default = "default_vouch_threshold")]
+        vouch_threshold: u8,
         /// The display name to publish in it.
         profile_name: Option<String>,
     },
@@ -194,10 +202,54 @@ pub enum Call {
     Feed {
         /// Only this subwiki.
         subwiki: Option<String>,
+        /// Include hidden posts.
+        #[serde(default)]
+        show_hidden: bool,
         /// Page size.
         limit: usize,
         /// Cursor.
         before: Option<String>,
+    },
+    /// A vote on a post.
+    Vote {
+        /// Post id.
+        post: String,
+        /// hide, keep, misleading, verified, withdraw.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// A vote about an author in a subwiki.
+    VoteAuthor {
+        /// Subwiki id.
+        subwiki: String,
+        /// Author id.
+        author: String,
+        /// mute, unmute.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// A role statement.
+    Role {
+        /// Subwiki id.
+        subwiki: String,
+        /// Author id.
+        author: String,
+        /// appoint_moderator, remove_moderator, vouch, revoke.
+        action: String,
+    },
+    /// A subwiki's moderation log and roles.
+    Modlog {
+        /// Subwiki id.
+        subwiki: String,
+    },
+    /// Change or list the personal overrides.
+    Override {
+        /// ignore, restore or list.
+        action: String,
+        /// Author id (not for list).
+        author: Option<String>,
     },
     /// Connected peers.
     Peers,
@@ -215,6 +267,14 @@ pub enum Call {
         /// The file (absolute path).
         file: PathBuf,
     },
+}
+
+fn default_quorum() -> u16 {
+    Policy::default().hide_quorum
+}
+
+fn default_vouch_threshold() -> u8 {
+    Policy::default().vouch_threshold
 }
 
 /// The most posts one feed page may ask for.
@@ -308,6 +368,8 @@ fn genesis_json(id: SubwikiId, genesis: Option<&agora_crdt::Genesis>) -> Value {
             EditPolicy::Open => "open",
             EditPolicy::Trusted => "trusted",
         }),
+        "quorum": genesis.map(|g| g.policy.hide_quorum),
+        "vouch_threshold": genesis.map(|g| g.policy.vouch_threshold),
     })
 }
 
@@ -386,7 +448,13 @@ fn shareable(node: &Node, addrs: Vec<Multiaddr>) -> Vec<Multiaddr> {
     chosen.into_iter().map(with_id).collect()
 }
 
-fn policy(edit_policy: &str) -> Result<Policy, CallError> {
+fn policy(edit_policy: &str, quorum: u16, vouch_threshold: u8) -> Result<Policy, CallError> {
+    if quorum == 0 || vouch_threshold == 0 {
+        return Err(CallError::new(
+            Kind::Usage,
+            "the quorum and the vouch threshold are at least 1",
+        ));
+    }
     let edit = match edit_policy {
         "open" => EditPolicy::Open,
         "trusted" => EditPolicy::Trusted,
@@ -399,7 +467,9 @@ fn policy(edit_policy: &str) -> Result<Policy, CallError> {
     };
     Ok(Policy {
         edit,
-        ..Policy::default()
+        vouch_threshold,
+        hide_quorum: quorum,
+        mark_quorum: quorum,
     })
 }
 
@@ -537,13 +607,19 @@ pub async fn execute(node: &Node, call: Call) -> CallResult {
             name,
             description,
             edit_policy,
+            quorum,
+            vouch_threshold,
             profile_name,
         } => {
             if name.trim().is_empty() {
                 return Err(CallError::new(Kind::Usage, "a subwiki needs a name"));
             }
             let id = node
-                .create_subwiki(&name, &description, policy(&edit_policy)?)
+                .create_subwiki(
+                    &name,
+                    &description,
+                    policy(&edit_policy, quorum, vouch_threshold)?,
+                )
                 .await?;
             publish_profile(node, id, profile_name).await;
             subwiki_json(node, id)
@@ -646,6 +722,18 @@ pub async fn execute(node: &Node, call: Call) -> CallResult {
             let id: DocId = parse("post id", &post)?;
             let item = node.post(id)?;
             let mut value = post_json(&item);
+            set(&mut value, "status", status_json(&node.post_status(id)?));
+            let moderation = node.moderation(item.subwiki)?;
+            let outcome = moderation.post(&id);
+            set(
+                &mut value,
+                "votes",
+                json!({
+                    "counted": outcome.map(|o| tally_json(&o.counted)),
+                    "signals": outcome.map(|o| tally_json(&o.signals)),
+                    "behind": moderation.explain_post(&id).into_iter().map(log_json).collect::<Vec<_>>(),
+                }),
+            );
             if let Some(at) = at {
                 let version: EntryId = parse("version", &at)?;
                 let content = node.post_at(id, version)?;
@@ -688,6 +776,7 @@ pub async fn execute(node: &Node, call: Call) -> CallResult {
         }
         Call::Feed {
             subwiki,
+            show_hidden,
             limit,
             before,
         } => {
@@ -703,7 +792,7 @@ pub async fn execute(node: &Node, call: Call) -> CallResult {
                 Some(c) => Some(parse("cursor", &c)?),
                 None => None,
             };
-            let items = node.feed(subwiki, before, limit.clamp(1, MAX_PAGE))?;
+            let items = node.feed_page(subwiki, before, limit.clamp(1, MAX_PAGE), show_hidden)?;
             let names: std::collections::HashMap<SubwikiId, String> = node
                 .subwikis()?
                 .into_iter()
@@ -711,8 +800,9 @@ pub async fn execute(node: &Node, call: Call) -> CallResult {
                 .collect();
             let posts = items
                 .iter()
-                .map(|item| {
+                .map(|(item, status)| {
                     let mut value = post_json(item);
+                    set(&mut value, "status", status_json(status));
                     set(&mut value, "subwiki_name", json!(names.get(&item.subwiki)));
                     let cursor = FeedCursor {
                         created_at: item.post.meta.created_at,
@@ -723,6 +813,88 @@ pub async fn execute(node: &Node, call: Call) -> CallResult {
                 })
                 .collect();
             Ok(Value::Array(posts))
+        }
+        Call::Vote {
+            post,
+            value,
+            reason,
+        } => {
+            let id: DocId = parse("post id", &post)?;
+            let value = vote_value(&value)?;
+            if matches!(value, VoteValue::Mute | VoteValue::Unmute) {
+                return Err(CallError::new(
+                    Kind::Usage,
+                    "mute and unmute are about authors",
+                ));
+            }
+            let vote = node.vote_post(id, value, &reason).await?;
+            Ok(json!({ "id": vote.to_string(), "post": id.to_string() }))
+        }
+        Call::VoteAuthor {
+            subwiki,
+            author,
+            value,
+            reason,
+        } => {
+            let subwiki: SubwikiId = parse("subwiki id", &subwiki)?;
+            let author: AuthorId = parse("author id", &author)?;
+            let value = vote_value(&value)?;
+            let vote = node
+                .vote(subwiki, VoteTarget::Author(author), value, &reason)
+                .await?;
+            Ok(json!({ "id": vote.to_string(), "author": author.to_string() }))
+        }
+        Call::Role {
+            subwiki,
+            author,
+            action,
+        } => {
+            let subwiki: SubwikiId = parse("subwiki id", &subwiki)?;
+            let author: AuthorId = parse("author id", &author)?;
+            let statement = node
+                .state_role(subwiki, role_action(&action)?, author)
+                .await?;
+            Ok(json!({ "id": statement.to_string(), "author": author.to_string() }))
+        }
+        Call::Modlog { subwiki } => {
+            let id: SubwikiId = parse("subwiki id", &subwiki)?;
+            subwiki_json(node, id)?;
+            let moderation = node.moderation(id)?;
+            let roles = moderation.roles();
+            Ok(json!({
+                "id": id.to_string(),
+                "founder": roles.founder().to_string(),
+                "moderators": roles.moderators().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "trusted": roles.trusted().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "barred": roles.barred().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "hidden": moderation.posts().iter().filter(|(_, o)| o.hidden).map(|(p, _)| p.to_string()).collect::<Vec<_>>(),
+                "muted": moderation.muted().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "overridden": node.overrides().ignored.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "log": moderation.log().iter().map(log_json).collect::<Vec<_>>(),
+            }))
+        }
+        Call::Override { action, author } => {
+            let author = author
+                .map(|a| parse::<AuthorId>("author id", &a))
+                .transpose()?;
+            match (action.as_str(), author) {
+                ("ignore", Some(a)) => {
+                    node.set_override(a, true)?;
+                }
+                ("restore", Some(a)) => {
+                    node.set_override(a, false)?;
+                }
+                ("list", None) => {}
+                _ => {
+                    return Err(CallError::new(
+                        Kind::Usage,
+                        "override: ignore AUTHOR, restore AUTHOR or list",
+                    ));
+                }
+            }
+            Ok(json!({
+                "ignored": node.overrides().ignored.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }))
         }
         Call::Peers => {
             let peers: Vec<Value> = node
@@ -782,6 +954,140 @@ pub async fn execute(node: &Node, call: Call) -> CallResult {
             }))
         }
     }
+}
+
+fn vote_value(text: &str) -> Result<VoteValue, CallError> {
+    Ok(match text {
+        "hide" => VoteValue::Hide,
+        "keep" => VoteValue::Keep,
+        "misleading" => VoteValue::Misleading,
+        "verified" => VoteValue::Verified,
+        "withdraw" => VoteValue::Withdraw,
+        "mute" => VoteValue::Mute,
+        "unmute" => VoteValue::Unmute,
+        other => {
+            return Err(CallError::new(
+                Kind::Usage,
+                format!("unknown vote {other:?}"),
+            ));
+        }
+    })
+}
+
+fn role_action(text: &str) -> Result<RoleAction, CallError> {
+    Ok(match text {
+        "appoint_moderator" => RoleAction::AppointModerator,
+        "remove_moderator" => RoleAction::RemoveModerator,
+        "vouch" => RoleAction::Vouch,
+        "revoke" => RoleAction::Revoke,
+        other => {
+            return Err(CallError::new(
+                Kind::Usage,
+                format!("unknown role action {other:?}"),
+            ));
+        }
+    })
+}
+
+fn status_json(status: &agora_node::PostStatus) -> Value {
+    json!({
+        "hidden": status.hidden.map(|h| match h {
+            Hidden::ByVotes => "votes",
+            Hidden::AuthorMuted => "author_muted",
+            Hidden::PostHidden => "post_hidden",
+        }),
+        "disputed": status.disputed,
+        "verified": status.verified,
+    })
+}
+
+fn tally_json(t: &Tally) -> Value {
+    json!({
+        "hide": t.hide, "keep": t.keep, "misleading": t.misleading, "verified": t.verified,
+        "mute": t.mute, "unmute": t.unmute,
+    })
+}
+
+fn vote_name(v: VoteValue) -> &'static str {
+    match v {
+        VoteValue::Hide => "hide",
+        VoteValue::Keep => "keep",
+        VoteValue::Misleading => "misleading",
+        VoteValue::Verified => "verified",
+        VoteValue::Withdraw => "withdraw",
+        VoteValue::Mute => "mute",
+        VoteValue::Unmute => "unmute",
+    }
+}
+
+fn action_name(a: RoleAction) -> &'static str {
+    match a {
+        RoleAction::AppointModerator => "appoint_moderator",
+        RoleAction::RemoveModerator => "remove_moderator",
+        RoleAction::Vouch => "vouch",
+        RoleAction::Revoke => "revoke",
+    }
+}
+
+/// One moderation log line as JSON.
+fn log_json(item: &LogItem) -> Value {
+    let (kind, what, about, reason) = match &item.statement {
+        Statement::Role(r) => (
+            "role",
+            action_name(r.action),
+            r.subject.to_string(),
+            String::new(),
+        ),
+        Statement::Vote(v) => (
+            "vote",
+            vote_name(v.value),
+            match v.target {
+                VoteTarget::Post(p) => p.to_string(),
+                VoteTarget::Author(a) => a.to_string(),
+            },
+            v.reason.clone(),
+        ),
+    };
+    let (counted, why_not) = match item.standing {
+        Standing::Counted => (true, None),
+        Standing::NotCounted(n) => (
+            false,
+            Some(match n {
+                NotCounted::NotFounder => {
+                    "only the founder appoints and removes moderators".to_owned()
+                }
+                NotCounted::SignerNotTrusted => "the signer is not trusted".to_owned(),
+                NotCounted::Superseded { by } => format!("replaced by the signer's later {by}"),
+                NotCounted::Overridden => "you ignore this signer".to_owned(),
+                NotCounted::AboutSelf => "a statement about oneself".to_owned(),
+            }),
+        ),
+    };
+    let contributed = item.contributed.map(|c| match c {
+        Contribution::Moderator(a) => format!("made {a} a moderator"),
+        Contribution::NotModerator(a) => format!("removed {a} as moderator"),
+        Contribution::Trusted(a) => format!("made {a} trusted"),
+        Contribution::Barred(a) => format!("barred {a} from trust"),
+        Contribution::Hidden(p) => format!("hid {p}"),
+        Contribution::KeptVisible(p) => format!("kept {p} visible"),
+        Contribution::Disputed(p) => format!("marked {p} disputed"),
+        Contribution::Verified(p) => format!("marked {p} verified"),
+        Contribution::Muted(a) => format!("muted {a}"),
+        Contribution::KeptUnmuted(a) => format!("kept {a} unmuted"),
+    });
+    json!({
+        "entry": item.entry.to_string(),
+        "signer": item.signer.to_string(),
+        "signer_fingerprint": item.signer.fingerprint(),
+        "timestamp": ms(item.timestamp),
+        "kind": kind,
+        "what": what,
+        "about": about,
+        "reason": reason,
+        "counted": counted,
+        "not_counted_because": why_not,
+        "contributed": contributed,
+    })
 }
 
 /// Whether a call needs the network when no node is running: a temporary one is started for it.

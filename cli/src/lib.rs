@@ -366,7 +366,11 @@ fn to_call(home: &Path, command: Command) -> Result<Call, CallError> {
             name,
             description,
             edit_policy,
+            quorum,
+            vouch_threshold,
         }) => Call::SubwikiCreate {
+            quorum,
+            vouch_threshold,
             name,
             description,
             edit_policy: match edit_policy {
@@ -433,12 +437,66 @@ fn to_call(home: &Path, command: Command) -> Result<Call, CallError> {
         Command::Comment { post, text } => Call::Comment { post, text },
         Command::Feed {
             subwiki,
+            show_hidden,
             limit,
             before,
         } => Call::Feed {
             subwiki,
+            show_hidden,
             limit,
             before,
+        },
+        Command::Vote {
+            post,
+            value,
+            reason,
+        } => Call::Vote {
+            post,
+            value: match value {
+                args::VoteArg::Hide => "hide",
+                args::VoteArg::Keep => "keep",
+                args::VoteArg::Misleading => "misleading",
+                args::VoteArg::Verified => "verified",
+                args::VoteArg::Withdraw => "withdraw",
+            }
+            .into(),
+            reason,
+        },
+        Command::Mute {
+            author,
+            subwiki,
+            reason,
+        } => Call::VoteAuthor {
+            subwiki,
+            author,
+            value: "mute".into(),
+            reason,
+        },
+        Command::Unmute { author, subwiki } => Call::VoteAuthor {
+            subwiki,
+            author,
+            value: "unmute".into(),
+            reason: String::new(),
+        },
+        Command::Vouch { author, subwiki } => Call::Role {
+            subwiki,
+            author,
+            action: "vouch".into(),
+        },
+        Command::Revoke { author, subwiki } => Call::Role {
+            subwiki,
+            author,
+            action: "revoke".into(),
+        },
+        Command::Moderator(args::ModeratorCommand::Add { author, subwiki }) => Call::Role {
+            subwiki,
+            author,
+            action: "appoint_moderator".into(),
+        },
+        Command::Moderator(args::ModeratorCommand::Remove { author, subwiki }) => Call::Role {
+            subwiki,
+            author,
+            action: "remove_moderator".into(),
         },
         Command::Peers => Call::Peers,
         Command::Status => Call::Status,
@@ -448,6 +506,19 @@ fn to_call(home: &Path, command: Command) -> Result<Call, CallError> {
         },
         Command::Import { file } => Call::Import {
             file: absolute(&file)?,
+        },
+        Command::Modlog { subwiki } => Call::Modlog { subwiki },
+        Command::Override(args::OverrideCommand::Ignore { author }) => Call::Override {
+            action: "ignore".into(),
+            author: Some(author),
+        },
+        Command::Override(args::OverrideCommand::Restore { author }) => Call::Override {
+            action: "restore".into(),
+            author: Some(author),
+        },
+        Command::Override(args::OverrideCommand::List) => Call::Override {
+            action: "list".into(),
+            author: None,
         },
         Command::Init { .. }
         | Command::Whoami

@@ -70,6 +70,54 @@ fn truncate(text: &str, max: usize) -> String {
     out
 }
 
+/// " [hidden: votes] [disputed] [verified]", or "".
+fn marks(status: &Value) -> String {
+    let mut out = String::new();
+    if let Some(why) = status["hidden"].as_str() {
+        let why = match why {
+            "votes" => "by votes",
+            "author_muted" => "author muted",
+            _ => why,
+        };
+        let _ = write!(out, " [hidden: {why}]");
+    }
+    if status["disputed"].as_bool().unwrap_or(false) {
+        out.push_str(" [disputed]");
+    }
+    if status["verified"].as_bool().unwrap_or(false) {
+        out.push_str(" [verified]");
+    }
+    out
+}
+
+fn log_line(out: &mut String, item: &Value, now: u64) {
+    let standing = if item["counted"].as_bool().unwrap_or(false) {
+        "counted".to_owned()
+    } else {
+        format!(
+            "not counted: {}",
+            item["not_counted_because"].as_str().unwrap_or("?")
+        )
+    };
+    let _ = write!(
+        out,
+        "{}  {}  {} {} {}  ({standing}",
+        age(n(item, "timestamp"), now),
+        s(item, "signer_fingerprint"),
+        s(item, "what"),
+        s(item, "about"),
+        if s(item, "reason").is_empty() {
+            String::new()
+        } else {
+            format!("\"{}\"", s(item, "reason"))
+        },
+    );
+    if let Some(c) = item["contributed"].as_str() {
+        let _ = write!(out, "; {c}");
+    }
+    out.push_str(")\n");
+}
+
 fn feed(posts: &[Value], limit: usize) -> String {
     let now = now_ms();
     if posts.is_empty() {
@@ -78,7 +126,13 @@ fn feed(posts: &[Value], limit: usize) -> String {
     let mut out = String::new();
     for p in posts {
         let subwiki = p["subwiki_name"].as_str().unwrap_or(s(p, "subwiki"));
-        let _ = writeln!(out, "{}  {}", s(p, "id"), truncate(s(p, "title"), 70));
+        let _ = writeln!(
+            out,
+            "{}  {}{}",
+            s(p, "id"),
+            truncate(s(p, "title"), 70),
+            marks(&p["status"])
+        );
         let _ = writeln!(
             out,
             "    in {} · by {} · {} · {} · {}",
@@ -100,7 +154,7 @@ fn feed(posts: &[Value], limit: usize) -> String {
 fn post(p: &Value) -> String {
     let now = now_ms();
     let mut out = String::new();
-    let _ = writeln!(out, "{}", s(p, "title"));
+    let _ = writeln!(out, "{}{}", s(p, "title"), marks(&p["status"]));
     let _ = writeln!(
         out,
         "by {} · {} · {} · {}",
@@ -121,6 +175,22 @@ fn post(p: &Value) -> String {
     let body = s(p, "body");
     if !body.is_empty() {
         let _ = writeln!(out, "\n{body}");
+    }
+    let behind = p["votes"]["behind"].as_array().cloned().unwrap_or_default();
+    if !behind.is_empty() {
+        let counted = &p["votes"]["counted"];
+        let _ = writeln!(
+            out,
+            "\nvotes counted: hide {} · keep {} · misleading {} · verified {}",
+            n(counted, "hide"),
+            n(counted, "keep"),
+            n(counted, "misleading"),
+            n(counted, "verified")
+        );
+        for item in &behind {
+            out.push_str("  ");
+            log_line(&mut out, item, now);
+        }
     }
     if let Some(comments) = p["comment_list"].as_array() {
         let _ = writeln!(
@@ -196,7 +266,12 @@ pub fn render(call: &Call, v: &Value) -> String {
             s(v, "fingerprint"),
             s(v, "peer_id"),
         ),
-        Call::SubwikiCreate { .. } | Call::PostNew { .. } | Call::Comment { .. } => {
+        Call::SubwikiCreate { .. }
+        | Call::PostNew { .. }
+        | Call::Comment { .. }
+        | Call::Vote { .. }
+        | Call::VoteAuthor { .. }
+        | Call::Role { .. } => {
             format!("{}\n", s(v, "id"))
         }
         Call::SubwikiJoin { .. } => {
@@ -329,6 +404,52 @@ pub fn render(call: &Call, v: &Value) -> String {
             }
             out.push_str(&table(rows));
             out
+        }
+        Call::Modlog { .. } => {
+            let mut out = String::new();
+            let list = |key: &str| {
+                let items: Vec<&str> = v[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                if items.is_empty() {
+                    "none".to_owned()
+                } else {
+                    items.join(", ")
+                }
+            };
+            let _ = writeln!(out, "founder     {}", s(v, "founder"));
+            let _ = writeln!(out, "moderators  {}", list("moderators"));
+            let _ = writeln!(out, "trusted     {}", list("trusted"));
+            let _ = writeln!(out, "barred      {}", list("barred"));
+            let _ = writeln!(out, "hidden      {}", list("hidden"));
+            let _ = writeln!(out, "muted       {}", list("muted"));
+            let _ = writeln!(out, "you ignore  {}", list("overridden"));
+            let log = v["log"].as_array().cloned().unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "\n{}",
+                plural(log.len() as u64, "statement", "statements")
+            );
+            for item in &log {
+                log_line(&mut out, item, now);
+            }
+            out
+        }
+        Call::Override { .. } => {
+            let ignored: Vec<&str> = v["ignored"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if ignored.is_empty() {
+                "You count everyone's votes.\n".into()
+            } else {
+                format!("You do not count the votes of:\n{}\n", ignored.join("\n"))
+            }
         }
         Call::Export { .. } => format!(
             "Wrote {} entries of {} to {}\n",

@@ -26,6 +26,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::home::{Home, HomeError, Identity};
+use crate::moderation::{OverridesFile, PostStatus, Summary, summary_key};
 use crate::net::{self, Command};
 use crate::store::{SledStore, Store, StoreError, SubwikiRecord};
 use crate::view;
@@ -199,6 +200,9 @@ pub struct Accepted {
 pub(crate) struct Core {
     store: Arc<dyn Store>,
     identity: Identity,
+    /// The owner's personal moderation overrides, and where they are kept.
+    overrides: Mutex<agora_crdt::Overrides>,
+    overrides_file: OverridesFile,
     replicas: Mutex<HashMap<SubwikiId, Replica>>,
     status: Mutex<HashMap<SubwikiId, SyncStatus>>,
     changes: watch::Sender<u64>,
@@ -297,10 +301,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Core {
-    fn new(store: Arc<dyn Store>, identity: Identity) -> Self {
+    fn new(store: Arc<dyn Store>, identity: Identity, home: Option<&Path>) -> Self {
+        let overrides_file = OverridesFile::new(home);
         Self {
             store,
             identity,
+            overrides: Mutex::new(overrides_file.load()),
+            overrides_file,
             replicas: Mutex::new(HashMap::new()),
             status: Mutex::new(HashMap::new()),
             changes: watch::channel(0).0,
@@ -387,6 +394,7 @@ impl Core {
             // rebuild, a damaged one): save them all now so the next open is fast.
             self.store.put_snapshots(&save_documents(&replica, docs))?;
         }
+        self.refresh_moderation(subwiki, &replica)?;
         Ok((replica, report.from_snapshots))
     }
 
@@ -428,6 +436,9 @@ impl Core {
             self.persist(subwiki, std::slice::from_ref(entry))?;
             self.store.put_views(&views)?;
             self.store.put_snapshots(&snapshots)?;
+            self.with_replica(subwiki, |r| {
+                self.after_moderation_entries(subwiki, r, std::iter::once(entry))
+            })?;
         }
         Ok(entry)
     }
@@ -478,6 +489,9 @@ impl Core {
         self.persist(subwiki, &fresh)?;
         self.store.put_views(&views)?;
         self.store.put_snapshots(&snapshots)?;
+        self.with_replica(subwiki, |r| {
+            self.after_moderation_entries(subwiki, r, fresh.iter())
+        })?;
         // Entries that waited for their document and turned out to break its rules.
         let late: Vec<EntryId> = report.rejected.iter().map(|(id, _)| *id).collect();
         if !late.is_empty() {
@@ -492,6 +506,65 @@ impl Core {
                 .map(|(id, e)| (id, e.to_string())),
         );
         Ok(accepted)
+    }
+
+    /// Recomputes and stores the subwiki's moderation summary (after votes or role statements
+    /// arrived, or the overrides changed) from its replica.
+    fn refresh_moderation(
+        &self,
+        subwiki: SubwikiId,
+        replica: &Replica,
+    ) -> Result<Summary, NodeError> {
+        let summary = Summary::of(&replica.moderation(&lock(&self.overrides)));
+        self.store
+            .put_views(&[(summary_key(&subwiki), summary.encode())])?;
+        Ok(summary)
+    }
+
+    /// The subwiki's moderation summary: the stored one, or computed from the replica (and
+    /// stored) if there is none or it is damaged.
+    fn moderation_summary(&self, subwiki: SubwikiId) -> Result<Summary, NodeError> {
+        if let Some(summary) = self
+            .store
+            .view(&summary_key(&subwiki))?
+            .as_deref()
+            .and_then(Summary::decode)
+        {
+            return Ok(summary);
+        }
+        self.with_replica(subwiki, |r| self.refresh_moderation(subwiki, r))
+    }
+
+    /// After entries were added to a replica: if any is a vote or a role statement, the
+    /// moderation summary is recomputed; a role statement in a `trusted` subwiki can change
+    /// which edits are in the documents, so every post view is rendered again.
+    fn after_moderation_entries<'a>(
+        &self,
+        subwiki: SubwikiId,
+        replica: &Replica,
+        entries: impl Iterator<Item = &'a Entry> + Clone,
+    ) -> Result<(), NodeError> {
+        let votes_or_roles = entries
+            .clone()
+            .any(|e| matches!(e.payload(), Payload::Vote(_) | Payload::Role(_)));
+        if !votes_or_roles {
+            return Ok(());
+        }
+        self.refresh_moderation(subwiki, replica)?;
+        let roles = entries
+            .into_iter()
+            .any(|e| matches!(e.payload(), Payload::Role(_)));
+        if roles && replica.genesis().policy.edit == agora_crdt::EditPolicy::Trusted {
+            let views: Vec<(DocId, Vec<u8>)> = replica
+                .feed_keys()
+                .filter_map(|(_, id)| {
+                    let post = replica.post(id)?;
+                    Some((*id, view::encode(&FeedItem { subwiki, post })))
+                })
+                .collect();
+            self.store.put_views(&views)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn update_status(&self, subwiki: SubwikiId, f: impl FnOnce(&mut SyncStatus)) {
@@ -532,7 +605,7 @@ impl Node {
         let home = Home::new(home);
         let identity = home.load_or_init()?;
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&home.store())?);
-        Ok(Self::from_parts(store, identity, None))
+        Ok(Self::from_parts(store, identity, Some(home.dir()), None))
     }
 
     /// Opens the node and starts its network task on the current tokio runtime.
@@ -549,7 +622,7 @@ impl Node {
         identity: Identity,
         config: &Config,
     ) -> Result<Self, NodeError> {
-        let mut node = Self::from_parts(store, identity, None);
+        let mut node = Self::from_parts(store, identity, Some(&config.home), None);
         let sender = net::spawn(node.core.clone(), config).await?;
         node.net = Some(sender);
         Ok(node)
@@ -558,11 +631,12 @@ impl Node {
     fn from_parts(
         store: Arc<dyn Store>,
         identity: Identity,
+        home: Option<&Path>,
         net: Option<mpsc::Sender<Command>>,
     ) -> Self {
         let peer_id = identity.node.public().to_peer_id();
         Self {
-            core: Arc::new(Core::new(store, identity)),
+            core: Arc::new(Core::new(store, identity, home)),
             net,
             peer_id,
         }
@@ -611,6 +685,7 @@ impl Node {
         self.core
             .store
             .put_entries(std::slice::from_ref(&genesis))?;
+        self.core.refresh_moderation(id, &replica)?;
         lock(&self.core.replicas).insert(id, replica);
         self.core
             .store
@@ -732,6 +807,61 @@ impl Node {
         Ok(entry.id().into())
     }
 
+    /// Votes on a post (hide, keep, misleading, verified, withdraw) in its subwiki; returns the
+    /// vote's entry id.
+    pub async fn vote_post(
+        &self,
+        post: DocId,
+        value: agora_crdt::VoteValue,
+        reason: &str,
+    ) -> Result<EntryId, NodeError> {
+        let subwiki = self.core.subwiki_of(&post)?;
+        self.vote(subwiki, agora_crdt::VoteTarget::Post(post), value, reason)
+            .await
+    }
+
+    /// Votes about an author in a subwiki (mute, unmute, withdraw); returns the vote's entry id.
+    pub async fn vote(
+        &self,
+        subwiki: SubwikiId,
+        target: agora_crdt::VoteTarget,
+        value: agora_crdt::VoteValue,
+        reason: &str,
+    ) -> Result<EntryId, NodeError> {
+        if !self.core.store.contains(&subwiki.into())? {
+            return Err(NodeError::UnknownSubwiki(subwiki));
+        }
+        let entry = self
+            .core
+            .local(subwiki, |r, key, t| {
+                r.vote(key, t, target, value, reason).map(Some)
+            })?
+            .ok_or(NodeError::UnknownSubwiki(subwiki))?;
+        self.publish(subwiki, &entry).await;
+        Ok(entry.id())
+    }
+
+    /// Signs a role statement (appoint or remove a moderator, vouch for or revoke a member) in
+    /// a subwiki; returns its entry id. Whether it counts is decided by the moderation rules.
+    pub async fn state_role(
+        &self,
+        subwiki: SubwikiId,
+        action: agora_crdt::RoleAction,
+        subject: AuthorId,
+    ) -> Result<EntryId, NodeError> {
+        if !self.core.store.contains(&subwiki.into())? {
+            return Err(NodeError::UnknownSubwiki(subwiki));
+        }
+        let entry = self
+            .core
+            .local(subwiki, |r, key, t| {
+                r.state_role(key, t, action, subject).map(Some)
+            })?
+            .ok_or(NodeError::UnknownSubwiki(subwiki))?;
+        self.publish(subwiki, &entry).await;
+        Ok(entry.id())
+    }
+
     /// Sets the owner's profile (display name, bio) in a subwiki. Returns the new version, or
     /// `None` if it already read that way.
     pub async fn set_profile(
@@ -784,7 +914,13 @@ impl Node {
     /// The comments on a post, oldest first.
     pub fn comments(&self, id: DocId) -> Result<Vec<CommentView>, NodeError> {
         let subwiki = self.core.subwiki_of(&id)?;
-        self.core.with_replica(subwiki, |r| Ok(r.comments(&id)))
+        let summary = self.core.moderation_summary(subwiki)?;
+        let comments = self.core.with_replica(subwiki, |r| Ok(r.comments(&id)))?;
+        // Comments by muted authors are hidden.
+        Ok(comments
+            .into_iter()
+            .filter(|c| !summary.is_muted(&c.meta.creator))
+            .collect())
     }
 
     /// Every change of a post: who changed what, when.
@@ -803,50 +939,143 @@ impl Node {
         })
     }
 
-    /// The feed of the joined subwikis (or of one), newest first, `limit` posts after `before`.
+    /// The feed of the joined subwikis (or of one), newest first, `limit` posts after `before`,
+    /// without the posts moderation hides.
     pub fn feed(
         &self,
         subwiki: Option<SubwikiId>,
         before: Option<FeedCursor>,
         limit: usize,
     ) -> Result<Vec<FeedItem>, NodeError> {
+        Ok(self
+            .feed_page(subwiki, before, limit, false)?
+            .into_iter()
+            .map(|(item, _)| item)
+            .collect())
+    }
+
+    /// A page of the feed with each post's moderation status; hidden posts are left out unless
+    /// `show_hidden`.
+    pub fn feed_page(
+        &self,
+        subwiki: Option<SubwikiId>,
+        before: Option<FeedCursor>,
+        limit: usize,
+        show_hidden: bool,
+    ) -> Result<Vec<(FeedItem, PostStatus)>, NodeError> {
         let subwikis = match subwiki {
             Some(s) => vec![s],
             None => self.core.joined()?,
         };
-        let keys =
-            self.core
-                .store
-                .feed(&subwikis, before.map(|c| (c.created_at, c.post)), limit)?;
-        let mut items = Vec::with_capacity(keys.len());
-        for key in keys {
-            // The stored view when there is one: no replay of the subwiki for a feed page.
-            if let Some(item) = self
-                .core
-                .store
-                .view(&key.post)?
-                .as_deref()
-                .and_then(view::decode)
-            {
-                items.push(item);
-                continue;
-            }
-            // None yet (or a damaged one): render it from the replica, and keep it.
-            let post = self
-                .core
-                .with_replica(key.subwiki, |r| Ok(r.post(&key.post)))?;
-            if let Some(post) = post {
-                let item = FeedItem {
-                    subwiki: key.subwiki,
-                    post,
+        let mut summaries: HashMap<SubwikiId, Summary> = HashMap::new();
+        let mut items = Vec::with_capacity(limit.min(1024));
+        let mut cursor = before.map(|c| (c.created_at, c.post));
+        // Hidden posts are skipped, so a page may take more than one read of the index.
+        loop {
+            let keys = self.core.store.feed(&subwikis, cursor, limit)?;
+            let exhausted = keys.len() < limit;
+            for key in keys {
+                cursor = Some((key.created_at, key.post));
+                let Some(item) = self.feed_item(key.subwiki, key.post)? else {
+                    continue;
                 };
-                self.core
-                    .store
-                    .put_views(&[(key.post, view::encode(&item))])?;
-                items.push(item);
+                let summary = match summaries.entry(key.subwiki) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(self.core.moderation_summary(key.subwiki)?)
+                    }
+                };
+                let status = summary.status(&item.post.meta);
+                if status.hidden.is_none() || show_hidden {
+                    items.push((item, status));
+                    if items.len() == limit {
+                        return Ok(items);
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(items);
             }
         }
-        Ok(items)
+    }
+
+    /// A post's rendered view: the stored one (no replay of the subwiki), or rendered from the
+    /// replica and stored.
+    fn feed_item(&self, subwiki: SubwikiId, post: DocId) -> Result<Option<FeedItem>, NodeError> {
+        if let Some(item) = self
+            .core
+            .store
+            .view(&post)?
+            .as_deref()
+            .and_then(view::decode)
+        {
+            return Ok(Some(item));
+        }
+        // None yet (or a damaged one): render it from the replica, and keep it.
+        let Some(post_view) = self.core.with_replica(subwiki, |r| Ok(r.post(&post)))? else {
+            return Ok(None);
+        };
+        let item = FeedItem {
+            subwiki,
+            post: post_view,
+        };
+        self.core.store.put_views(&[(post, view::encode(&item))])?;
+        Ok(Some(item))
+    }
+
+    /// A post's moderation status as this node's owner sees it.
+    pub fn post_status(&self, id: DocId) -> Result<PostStatus, NodeError> {
+        let item = self.post(id)?;
+        Ok(self
+            .core
+            .moderation_summary(item.subwiki)?
+            .status(&item.post.meta))
+    }
+
+    /// A subwiki's moderation as this node's owner sees it (with their overrides): roles, the
+    /// outcome of every post and author with votes, the log of every statement.
+    pub fn moderation(&self, subwiki: SubwikiId) -> Result<agora_crdt::Moderation, NodeError> {
+        let overrides = lock(&self.core.overrides).clone();
+        self.core
+            .with_replica(subwiki, |r| Ok(r.moderation(&overrides)))
+    }
+
+    /// The authors whose votes and statements this node's owner does not count.
+    pub fn overrides(&self) -> agora_crdt::Overrides {
+        lock(&self.core.overrides).clone()
+    }
+
+    /// Stops (`ignore`) or starts again counting an author's votes and statements in this
+    /// owner's view only; kept in the home, never published. Returns whether anything changed.
+    pub fn set_override(&self, author: AuthorId, ignore: bool) -> Result<bool, NodeError> {
+        let changed = {
+            let mut overrides = lock(&self.core.overrides);
+            let changed = if ignore {
+                overrides.ignore(author)
+            } else {
+                overrides.restore(&author)
+            };
+            if changed {
+                self.core
+                    .overrides_file
+                    .save(&overrides)
+                    .map_err(|e| NodeError::File {
+                        path: PathBuf::from("overrides.txt"),
+                        reason: e.to_string(),
+                    })?;
+            }
+            changed
+        };
+        if changed {
+            for subwiki in self.core.joined()? {
+                if self.core.store.contains(&subwiki.into())? {
+                    self.core
+                        .with_replica(subwiki, |r| self.core.refresh_moderation(subwiki, r))?;
+                }
+            }
+            self.core.notify();
+        }
+        Ok(changed)
     }
 
     /// Replication state per subwiki.

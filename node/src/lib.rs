@@ -10,9 +10,11 @@
 mod api;
 mod export;
 pub mod home;
+mod moderation;
 pub mod net;
 pub mod proto;
 pub mod store;
 mod view;
 
 pub use api::{Accepted, Config, FeedItem, Node, NodeError, PeerInfo, SubwikiInfo, SyncStatus};
+pub use moderation::PostStatus;
