@@ -172,9 +172,14 @@ pub struct UpArgs {
     /// chosen by the system.
     #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<String>,
-    /// A peer to dial at start, with its /p2p/ id (repeatable).
+    /// A peer to dial at start, with its /p2p/ id (repeatable). Default: the built-in list of
+    /// public bootstrap peers (empty until volunteers run some).
     #[arg(long, value_name = "MULTIADDR")]
     pub bootstrap: Vec<String>,
+    /// A relay (an `agora-bootstrap` peer) to be reachable through from behind a NAT
+    /// (repeatable). Default: the built-in bootstrap peers, which are relays.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub relay: Vec<String>,
     /// Do not look for peers on the local network.
     #[arg(long)]
     pub no_mdns: bool,

@@ -176,9 +176,14 @@ fn post(p: &Value) -> String {
     if !body.is_empty() {
         let _ = writeln!(out, "\n{body}");
     }
-    let behind = p["votes"]["behind"].as_array().cloned().unwrap_or_default();
+    let votes = p.get("votes").unwrap_or(&Value::Null);
+    let behind = votes
+        .get("behind")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if !behind.is_empty() {
-        let counted = &p["votes"]["counted"];
+        let counted = votes.get("counted").unwrap_or(&Value::Null);
         let _ = writeln!(
             out,
             "\nvotes counted: hide {} · keep {} · misleading {} · verified {}",

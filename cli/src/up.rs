@@ -55,7 +55,20 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), CallEr
     if !args.listen.is_empty() {
         config.listen = parse(&args.listen, "--listen")?;
     }
-    config.bootstrap = parse(&args.bootstrap, "--bootstrap")?;
+    let builtin: Vec<String> = agora_node::net::DEFAULT_BOOTSTRAP
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+    config.bootstrap = if args.bootstrap.is_empty() {
+        parse(&builtin, "built-in bootstrap")?
+    } else {
+        parse(&args.bootstrap, "--bootstrap")?
+    };
+    config.relay_via = if args.relay.is_empty() {
+        parse(&builtin, "built-in bootstrap")?
+    } else {
+        parse(&args.relay, "--relay")?
+    };
     config.mdns = !args.no_mdns;
 
     let fresh = !Home::new(home).is_initialised();

@@ -405,10 +405,8 @@ impl Core {
             return Ok(());
         }
         match self.store.put_entries(entries) {
-            Ok(_) => {
-                self.changes.send_modify(|n| *n += 1);
-                Ok(())
-            }
+            // Watchers are told by the caller, once the views are written too.
+            Ok(_) => Ok(()),
             Err(e) => {
                 lock(&self.replicas).remove(&subwiki);
                 Err(e.into())
@@ -439,6 +437,7 @@ impl Core {
             self.with_replica(subwiki, |r| {
                 self.after_moderation_entries(subwiki, r, std::iter::once(entry))
             })?;
+            self.notify();
         }
         Ok(entry)
     }
@@ -492,6 +491,10 @@ impl Core {
         self.with_replica(subwiki, |r| {
             self.after_moderation_entries(subwiki, r, fresh.iter())
         })?;
+        if !fresh.is_empty() {
+            // Only now: a reader woken by this sees the new views.
+            self.notify();
+        }
         // Entries that waited for their document and turned out to break its rules.
         let late: Vec<EntryId> = report.rejected.iter().map(|(id, _)| *id).collect();
         if !late.is_empty() {

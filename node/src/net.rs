@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{Config, Core, NodeError, PeerInfo, now};
 
+pub use self::behaviour::resident_memory;
 pub(crate) use self::behaviour::{Behaviour, BehaviourEvent};
 
 /// Capacity of the command channel from node handles to the network task.
@@ -43,6 +44,83 @@ const MAX_DISCOVERED: usize = 10_000;
 pub fn topic(subwiki: &SubwikiId) -> IdentTopic {
     IdentTopic::new(format!("agora/sw/1/{subwiki}"))
 }
+
+/// Bootstrap peers a node dials when it is given none (`/dns/.../p2p/<peer id>` addresses).
+/// Empty until public volunteer peers exist; front ends use it as the default for
+/// [`Config::bootstrap`].
+pub const DEFAULT_BOOTSTRAP: &[&str] = &[];
+
+/// Limits on what peers may take from this node. The defaults fit a personal node; bootstrap
+/// peers set their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Established connections in total.
+    pub max_connections: u32,
+    /// Established connections with one peer.
+    pub max_connections_per_peer: u32,
+    /// Incoming connections still in their handshake; `None` for no limit.
+    pub max_pending_incoming: Option<u32>,
+    /// Resident memory of the process, in bytes, above which new incoming connections are
+    /// refused (read from `/proc/self/status`; no effect where that does not exist).
+    pub max_memory_bytes: Option<u64>,
+    /// Reconciliation and blob requests one peer may make per minute (a token bucket that
+    /// holds a minute's worth); requests past it are refused. `None` for no limit.
+    pub requests_per_minute: Option<u32>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            max_connections_per_peer: 2,
+            max_pending_incoming: None,
+            max_memory_bytes: None,
+            requests_per_minute: None,
+        }
+    }
+}
+
+/// Limits of the circuit relay (v2) server ([`Config::relay_server`]). Reservations let a node
+/// behind NAT be reachable at `<relay>/p2p-circuit`; circuits carry connections to it until
+/// DCUtR replaces them with direct ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayLimits {
+    /// Reservations held in total.
+    pub max_reservations: usize,
+    /// Reservations held by one peer.
+    pub max_reservations_per_peer: usize,
+    /// How long a reservation lasts before the node must renew it.
+    pub reservation_duration: std::time::Duration,
+    /// Circuits open in total.
+    pub max_circuits: usize,
+    /// Circuits open to or from one peer.
+    pub max_circuits_per_peer: usize,
+    /// How long one circuit may stay open.
+    pub max_circuit_duration: std::time::Duration,
+    /// Bytes one circuit may carry (both directions) before it is closed.
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    /// Sized for a small (1 GiB) server: circuits are meant for reaching a node and for DCUtR's
+    /// hole punching, with enough bytes left for a small catch-up where punching fails.
+    fn default() -> Self {
+        Self {
+            max_reservations: 512,
+            max_reservations_per_peer: 4,
+            reservation_duration: std::time::Duration::from_secs(60 * 60),
+            max_circuits: 128,
+            max_circuits_per_peer: 8,
+            max_circuit_duration: std::time::Duration::from_secs(10 * 60),
+            max_circuit_bytes: 8 << 20,
+        }
+    }
+}
+
+/// A Prometheus registry shared between the network task, which records into it, and whoever
+/// serves it over HTTP.
+#[cfg(feature = "metrics")]
+pub type MetricsRegistry = Arc<std::sync::Mutex<prometheus_client::registry::Registry>>;
 
 /// What a node handle asks of the network task.
 #[derive(Debug)]
@@ -96,6 +174,19 @@ pub(crate) async fn spawn(
             .listen_on(addr.clone())
             .map_err(|e| NodeError::Network(format!("cannot listen on {addr}: {e}")))?;
     }
+    let mut relays = Vec::new();
+    for addr in &config.relay_via {
+        let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+            return Err(NodeError::Network(format!(
+                "relay address {addr} does not end with /p2p/<peer id>"
+            )));
+        };
+        relays.push(Relay {
+            peer,
+            addr: addr.clone(),
+            listener: None,
+        });
+    }
     let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
     let mut actor = Actor {
         swarm,
@@ -108,6 +199,9 @@ pub(crate) async fn spawn(
         blob_searches: HashMap::new(),
         dht_peers: HashSet::new(),
         advertise_listen: config.listen.iter().all(is_specific),
+        rates: RateLimiter::new(config.limits.requests_per_minute),
+        relays,
+        stats: Stats::new(config),
     };
     actor.subscribe_directory();
     for subwiki in actor.core.joined()? {
@@ -115,6 +209,13 @@ pub(crate) async fn spawn(
     }
     for addr in &config.bootstrap {
         actor.dial(addr.clone());
+    }
+    // A relay is listened through once connected to it (see `Actor::listen_through`).
+    let relays: Vec<Multiaddr> = actor.relays.iter().map(|r| r.addr.clone()).collect();
+    for addr in relays {
+        if !config.bootstrap.contains(&addr) {
+            actor.dial(addr);
+        }
     }
     let resync = config.resync_interval;
     tokio::spawn(actor.run(rx, resync));
@@ -130,6 +231,11 @@ fn is_specific(addr: &Multiaddr) -> bool {
         _ => false,
     })
 }
+
+/// Providers of a subwiki dialled per lookup result.
+const MAX_PROVIDER_DIALS: usize = 4;
+/// Beyond this many connected peers, providers found are not dialled.
+const MAX_CONNECTED_FOR_PROVIDERS: usize = 24;
 
 /// Up to this many DHT peers, every new one triggers a new announcement of the joined subwikis.
 const SMALL_DHT: usize = 8;
@@ -154,6 +260,181 @@ struct Actor {
     dht_peers: HashSet<PeerId>,
     /// Blob requests in flight.
     blob_searches: HashMap<OutboundRequestId, BlobSearch>,
+    /// Requests each peer may still make.
+    rates: RateLimiter,
+    /// Relays to be reachable through ([`Config::relay_via`]).
+    relays: Vec<Relay>,
+    /// Metrics, when asked for.
+    stats: Stats,
+}
+
+/// A relay this node listens through.
+struct Relay {
+    peer: PeerId,
+    addr: Multiaddr,
+    /// The circuit listener, while there is one.
+    listener: Option<libp2p::core::transport::ListenerId>,
+}
+
+/// True for a relayed (`/p2p-circuit`) address.
+fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| p == Protocol::P2pCircuit)
+}
+
+/// A token bucket per peer for the requests it makes (reconciliation and blobs): it holds a
+/// minute's worth and refills continuously.
+struct RateLimiter {
+    per_minute: Option<u32>,
+    buckets: HashMap<PeerId, (f64, std::time::Instant)>,
+}
+
+impl RateLimiter {
+    fn new(per_minute: Option<u32>) -> Self {
+        Self {
+            per_minute,
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Takes a token for `peer`; false if it has none left.
+    fn allow(&mut self, peer: PeerId) -> bool {
+        let Some(per_minute) = self.per_minute else {
+            return true;
+        };
+        let capacity = f64::from(per_minute);
+        let now = std::time::Instant::now();
+        let (tokens, last) = self.buckets.entry(peer).or_insert((capacity, now));
+        let refill = now.duration_since(*last).as_secs_f64() * capacity / 60.0;
+        *tokens = (*tokens + refill).min(capacity);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn forget(&mut self, peer: &PeerId) {
+        self.buckets.remove(peer);
+    }
+}
+
+/// libp2p's metrics and Agora's own, recorded into [`Config::metrics`]'s registry.
+#[cfg(feature = "metrics")]
+struct NetMetrics {
+    libp2p: libp2p::metrics::Metrics,
+    /// Reconciliation requests served, by kind.
+    requests: prometheus_client::metrics::family::Family<
+        [(&'static str, &'static str); 1],
+        prometheus_client::metrics::counter::Counter,
+    >,
+    /// Reconciliations served: first rounds answered.
+    reconciliations: prometheus_client::metrics::counter::Counter,
+    /// Requests refused for exceeding the rate limit.
+    rate_limited: prometheus_client::metrics::counter::Counter,
+}
+
+/// Records network metrics when the node was given a registry; does nothing otherwise.
+struct Stats {
+    #[cfg(feature = "metrics")]
+    metrics: Option<NetMetrics>,
+}
+
+impl Stats {
+    #[cfg(feature = "metrics")]
+    fn new(config: &Config) -> Self {
+        let metrics = config.metrics.as_ref().map(|registry| {
+            let mut registry = registry
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let libp2p = libp2p::metrics::Metrics::new(&mut registry);
+            let agora = registry.sub_registry_with_prefix("agora");
+            let requests = prometheus_client::metrics::family::Family::default();
+            agora.register(
+                "sync_requests_served",
+                "Reconciliation requests answered, by kind",
+                requests.clone(),
+            );
+            let reconciliations = prometheus_client::metrics::counter::Counter::default();
+            agora.register(
+                "reconciliations_served",
+                "Reconciliations served (first rounds answered)",
+                reconciliations.clone(),
+            );
+            let rate_limited = prometheus_client::metrics::counter::Counter::default();
+            agora.register(
+                "requests_rate_limited",
+                "Requests refused because the peer exceeded its rate",
+                rate_limited.clone(),
+            );
+            NetMetrics {
+                libp2p,
+                requests,
+                reconciliations,
+                rate_limited,
+            }
+        });
+        Self { metrics }
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    fn new(_: &Config) -> Self {
+        Self {}
+    }
+
+    fn swarm(&self, event: &SwarmEvent<BehaviourEvent>) {
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.metrics {
+            use libp2p::metrics::Recorder;
+            m.libp2p.record(event);
+        }
+        let _ = event;
+    }
+
+    fn behaviour(&self, event: &BehaviourEvent) {
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.metrics {
+            use libp2p::metrics::Recorder;
+            match event {
+                BehaviourEvent::Kad(e) => m.libp2p.record(e),
+                BehaviourEvent::Gossipsub(e) => m.libp2p.record(e),
+                BehaviourEvent::Identify(e) => m.libp2p.record(e),
+                BehaviourEvent::Ping(e) => m.libp2p.record(e),
+                BehaviourEvent::RelayServer(e) => m.libp2p.record(e),
+                BehaviourEvent::Dcutr(e) => m.libp2p.record(e),
+                _ => {}
+            }
+        }
+        let _ = event;
+    }
+
+    /// A reconciliation request about to be answered.
+    fn served(&self, request: &[u8]) {
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.metrics {
+            let kind = match crate::proto::Request::decode(request) {
+                Ok(crate::proto::Request::Reconcile { round, .. }) => {
+                    if round == 0 {
+                        m.reconciliations.inc();
+                    }
+                    "reconcile"
+                }
+                Ok(crate::proto::Request::Fetch { .. }) => "fetch",
+                Ok(crate::proto::Request::Push { .. }) => "push",
+                Err(_) => "malformed",
+            };
+            m.requests.get_or_create(&[("kind", kind)]).inc();
+        }
+        let _ = request;
+    }
+
+    fn rate_limited(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.metrics {
+            m.rate_limited.inc();
+        }
+    }
 }
 
 impl Actor {
@@ -369,7 +650,44 @@ impl Actor {
         }
     }
 
+    /// Listens on `<relay>/p2p-circuit` at each relay `peer` is, unless already listening there.
+    /// Called once a direct connection to the relay exists, so that the reservation is made on
+    /// it (the relay client would otherwise dial the relay itself, and give up if another dial
+    /// to it were in flight).
+    fn listen_through(&mut self, peer: PeerId) {
+        for relay in self.relays.iter_mut().filter(|r| r.peer == peer) {
+            if relay.listener.is_some() {
+                continue;
+            }
+            let circuit = relay.addr.clone().with(Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit) {
+                Ok(id) => relay.listener = Some(id),
+                Err(e) => {
+                    tracing::warn!(relay = %relay.addr, "cannot listen through the relay: {e}")
+                }
+            }
+        }
+    }
+
+    /// Listens again through relays whose reservation ended, dialing those not connected.
+    fn renew_relays(&mut self) {
+        let lost: Vec<(PeerId, Multiaddr)> = self
+            .relays
+            .iter()
+            .filter(|r| r.listener.is_none())
+            .map(|r| (r.peer, r.addr.clone()))
+            .collect();
+        for (peer, addr) in lost {
+            if self.swarm.is_connected(&peer) {
+                self.listen_through(peer);
+            } else {
+                self.dial(addr);
+            }
+        }
+    }
+
     fn resync(&mut self) {
+        self.renew_relays();
         self.find_providers();
         let joined = self.core.joined().unwrap_or_default();
         let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -393,10 +711,18 @@ impl Actor {
     }
 
     fn handle_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.stats.swarm(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
-                if self.advertise_listen {
+                if is_circuit(&address) {
+                    // Reachable through a relay: advertise it, and announce the joined
+                    // subwikis again so that provider records carry the new address.
+                    self.swarm.add_external_address(address);
+                    for subwiki in self.core.joined().unwrap_or_default() {
+                        self.announce(subwiki);
+                    }
+                } else if self.advertise_listen {
                     self.swarm.add_external_address(address);
                 }
                 let addrs = self.listen_addrs();
@@ -408,6 +734,9 @@ impl Actor {
                 peer_id, endpoint, ..
             } => {
                 tracing::info!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+                if !endpoint.is_relayed() {
+                    self.listen_through(peer_id);
+                }
                 self.sync
                     .connected(peer_id, endpoint.get_remote_address().clone());
                 self.core.notify();
@@ -422,16 +751,86 @@ impl Actor {
                 ..
             } => {
                 tracing::info!(peer = %peer_id, "disconnected");
-                self.sync.disconnected(&peer_id);
+                self.sync
+                    .disconnected(&mut self.swarm, &self.core, &peer_id);
                 self.dht_peers.remove(&peer_id);
+                self.rates.forget(&peer_id);
                 self.core.notify();
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                for relay in &mut self.relays {
+                    if relay.listener == Some(listener_id) {
+                        tracing::info!(relay = %relay.addr, ?reason, "relay reservation ended");
+                        relay.listener = None;
+                    }
+                }
             }
             SwarmEvent::Behaviour(event) => self.handle_behaviour(event),
             _ => {}
         }
     }
 
+    /// Lets a peer's request through if its rate allows, answering it with a refusal if not.
+    fn admit(&mut self, event: BehaviourEvent) -> Option<BehaviourEvent> {
+        use request_response::{Event, Message};
+        match event {
+            BehaviourEvent::Sync(Event::Message {
+                peer,
+                connection_id,
+                message:
+                    Message::Request {
+                        request_id,
+                        request,
+                        channel,
+                    },
+            }) => {
+                if !self.rates.allow(peer) {
+                    self.stats.rate_limited();
+                    let refused = crate::proto::Response::Refused {
+                        reason: "too many requests".into(),
+                    };
+                    let sync = &mut self.swarm.behaviour_mut().sync;
+                    let _ = sync.send_response(channel, refused.encode());
+                    return None;
+                }
+                self.stats.served(&request);
+                Some(BehaviourEvent::Sync(Event::Message {
+                    peer,
+                    connection_id,
+                    message: Message::Request {
+                        request_id,
+                        request,
+                        channel,
+                    },
+                }))
+            }
+            BehaviourEvent::Blobs(Event::Message {
+                peer,
+                message: Message::Request { channel, .. },
+                ..
+            }) if !self.rates.allow(peer) => {
+                self.stats.rate_limited();
+                // Nothing: the same answer as for a blob this node does not have.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .blobs
+                    .send_response(channel, Vec::new());
+                None
+            }
+            other => Some(other),
+        }
+    }
+
     fn handle_behaviour(&mut self, event: BehaviourEvent) {
+        self.stats.behaviour(&event);
+        let Some(event) = self.admit(event) else {
+            return;
+        };
         match event {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
@@ -499,11 +898,18 @@ impl Actor {
                     })),
                 ..
             }) => {
+                // A few providers are enough: gossip and catch-up spread the rest. Dialling
+                // every provider of a popular subwiki would connect everyone to everyone.
                 let me = *self.swarm.local_peer_id();
-                for peer in providers {
-                    if peer != me && !self.swarm.is_connected(&peer) {
-                        let _ = self.swarm.dial(peer);
-                    }
+                let room = MAX_CONNECTED_FOR_PROVIDERS
+                    .saturating_sub(self.swarm.connected_peers().count());
+                let new: Vec<PeerId> = providers
+                    .into_iter()
+                    .filter(|p| *p != me && !self.swarm.is_connected(p))
+                    .take(room.min(MAX_PROVIDER_DIALS))
+                    .collect();
+                for peer in new {
+                    let _ = self.swarm.dial(peer);
                 }
             }
             _ => {}
@@ -542,8 +948,19 @@ impl Actor {
         let id: EntryId = entry.id();
         match self.core.accept(subwiki, vec![entry]) {
             Ok(accepted) if accepted.new.contains(&id) => {
-                self.core.update_status(subwiki, |s| s.received += 1);
+                self.core.update_status(subwiki, |s| {
+                    s.received += 1;
+                    s.entry_bytes += data.len() as u64;
+                });
                 MessageAcceptance::Accept
+            }
+            Ok(accepted) if accepted.duplicates > 0 => {
+                self.core.update_status(subwiki, |s| {
+                    s.received += 1;
+                    s.entry_bytes += data.len() as u64;
+                    s.duplicates += 1;
+                });
+                MessageAcceptance::Ignore
             }
             // Refused for context (a change to someone else's comment, say), already held, or
             // the subwiki's genesis is not here yet: not forwarded, and no fault of the

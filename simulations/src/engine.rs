@@ -868,20 +868,22 @@ impl Sim {
         Ok(())
     }
 
-    fn start_session(&mut self, i: u32, peer: u32) -> Result<(), SimError> {
+    /// Starts a session from `i` with `peer`, or queues it when every slot is taken; true if
+    /// a session started.
+    fn start_session(&mut self, i: u32, peer: u32) -> Result<bool, SimError> {
         let max = self.sc.catchup.max_sessions;
         let Some(node) = self.nodes.get_mut(i as usize) else {
-            return Ok(());
+            return Ok(false);
         };
         if node.sessions.iter().any(|(p, _)| *p == peer) || node.pending.contains(&peer) {
-            return Ok(());
+            return Ok(false);
         }
         if max > 0 && node.sessions.len() >= max {
             node.pending.push_back(peer);
-            return Ok(());
+            return Ok(false);
         }
         if !self.linked(i, peer) {
-            return Ok(());
+            return Ok(false);
         }
         let snapshot = self.snapshot(i);
         let (session, request) = Session::with_verifier(SUBWIKI, snapshot, self.config, SimVerify)
@@ -903,7 +905,7 @@ impl Sim {
         self.sessions_started += 1;
         self.row.sessions += 1;
         self.send_request(id, request);
-        Ok(())
+        Ok(true)
     }
 
     fn send_request(&mut self, id: u64, request: Request) {
@@ -930,10 +932,8 @@ impl Sim {
         let Some(active) = self.sessions.remove(&id) else {
             return Ok(());
         };
-        let mut next = None;
         if let Some(node) = self.nodes.get_mut(active.node as usize) {
             node.sessions.retain(|(_, s)| *s != id);
-            next = node.pending.pop_front();
         }
         if done {
             let stats = active.session.stats();
@@ -944,9 +944,15 @@ impl Sim {
         } else {
             self.sessions_failed += 1;
         }
-        // A queued peer takes the free slot.
-        if let Some(peer) = next {
-            self.start_session(active.node, peer)?;
+        // The first queued peer still linked takes the free slot (as the node's lanes do).
+        while let Some(peer) = self
+            .nodes
+            .get_mut(active.node as usize)
+            .and_then(|n| n.pending.pop_front())
+        {
+            if self.start_session(active.node, peer)? {
+                break;
+            }
         }
         Ok(())
     }
@@ -1027,6 +1033,13 @@ impl Sim {
                     }
                 }
                 Output::NeedEntries(ids) => {
+                    // Pull only (the node's policy): the peer's own session fetches what it
+                    // lacks, so nothing is pushed.
+                    let ids = if self.sc.catchup.push {
+                        ids
+                    } else {
+                        Vec::new()
+                    };
                     let have = self.nodes.get(node as usize).map(|n| &n.have);
                     let bytes: Vec<Vec<u8>> = ids
                         .iter()

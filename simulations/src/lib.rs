@@ -7,6 +7,10 @@
 //! time series and a [`metrics::Summary`]; [`output`] writes them as CSV, SVG and Markdown;
 //! [`report`] runs the reference scenarios and writes `docs/simulations.md`.
 //!
+//! [`real`] runs scenario files with `mode = "real"` on 20 to 100 real `agora_node::Node`s in
+//! one process (loopback TCP, sled stores in temporary folders), to check the simulator's
+//! predictions on the real stack.
+//!
 //! ```
 //! let scenario = agora_sim::scenario::Scenario::parse(r#"
 //!     name = "tiny"
@@ -35,6 +39,7 @@ pub mod data;
 pub mod engine;
 pub mod metrics;
 pub mod output;
+pub mod real;
 pub mod report;
 pub mod rng;
 pub mod scenario;
@@ -69,6 +74,9 @@ pub enum SimError {
     /// Bad command-line arguments.
     #[error("{0}")]
     Usage(String),
+    /// A real-node run failed to set up or to run (not a measurement: those are reported).
+    #[error("real-node run: {0}")]
+    Real(String),
 }
 
 /// The outcome of one run.

@@ -140,7 +140,7 @@ impl Default for Gossip {
     }
 }
 
-/// The catch-up schedule.
+/// The catch-up schedule. The defaults are the node's policy (`node/src/net/sync.rs`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CatchUp {
@@ -153,19 +153,23 @@ pub struct CatchUp {
     pub on_connect: usize,
     /// A session whose peer has not answered for this long is dropped.
     pub timeout_s: u64,
-    /// Sessions a node may run at once as initiator (0: no limit, as the node does). Sessions
-    /// over the limit wait in a queue for a free slot.
+    /// Sessions a node may run at once as initiator (0: no limit). Sessions over the limit
+    /// wait in a queue for a free slot. The node runs one per subwiki at a time (1).
     pub max_sessions: usize,
+    /// Whether a session pushes the entries the peer lacks. The node does not (pull only: the
+    /// peer's own session fetches them).
+    pub push: bool,
 }
 
 impl Default for CatchUp {
     fn default() -> Self {
         Self {
             interval_s: 60,
-            peers: 1,
-            on_connect: 2,
+            peers: 0,
+            on_connect: 0,
             timeout_s: 10,
-            max_sessions: 0,
+            max_sessions: 1,
+            push: false,
         }
     }
 }

@@ -1,8 +1,19 @@
-//! Drives [`crate::proto`] sessions over the request-response protocol: starts one session per
-//! (peer, subwiki), answers peers' requests with a [`proto::Responder`], and hands every valid
-//! entry to the node's core.
+//! Drives [`crate::proto`] sessions over the request-response protocol: runs catch-up sessions
+//! with peers, answers peers' requests with a [`proto::Responder`], and hands every valid entry
+//! to the node's core.
+//!
+//! # One session per subwiki at a time
+//!
+//! A session learns what it lacks from a snapshot of the local set taken when it starts, so two
+//! sessions about the same subwiki running at once (with two peers) would each fetch the whole
+//! difference: a newcomer that joined with three peers connected downloaded the history three
+//! times. So each subwiki has one *lane*: at most one session (or first fetch of its genesis)
+//! runs at a time, and the other peers wait in a queue. When a session ends, however it ends,
+//! the next queued peer starts, from a fresh snapshot that includes what the last one fetched,
+//! so it only reconciles (one round trip when nothing differs) and fetches what is really new.
+//! Answering peers' sessions is not limited: pull-only, they fetch from us and send nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use agora_crdt::{EntryId, SubwikiId};
 use libp2p::request_response::{self, OutboundRequestId};
@@ -21,10 +32,25 @@ enum Pending {
     Genesis(PeerId, SubwikiId),
 }
 
+/// Peers that may wait for a subwiki's lane; when it is full, a request to start one more is
+/// dropped (the next periodic resync asks again).
+const MAX_QUEUED: usize = 256;
+
+/// The catch-up of one subwiki: the peer being reconciled with and those waiting.
+#[derive(Debug, Default)]
+struct Lane {
+    /// The peer whose session, or genesis fetch, is in progress.
+    active: Option<PeerId>,
+    /// Peers to reconcile with next, first come first served.
+    queue: VecDeque<PeerId>,
+}
+
 /// Sessions in progress and the responder's cache.
 #[derive(Default)]
 pub(crate) struct Syncer {
     sessions: HashMap<(PeerId, SubwikiId), Session>,
+    /// One lane per subwiki being caught up.
+    lanes: HashMap<SubwikiId, Lane>,
     requests: HashMap<OutboundRequestId, Pending>,
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
     /// The responder's view of each subwiki, with the store generation it was read at.
@@ -42,19 +68,37 @@ impl Syncer {
         }
     }
 
-    pub(crate) fn disconnected(&mut self, peer: &PeerId) {
+    /// Forgets a peer that has gone; the subwikis it was catching up go on with the next peer.
+    pub(crate) fn disconnected(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        core: &Core,
+        peer: &PeerId,
+    ) {
         self.addresses.remove(peer);
         self.sessions.retain(|(p, _), _| p != peer);
         self.requests.retain(|_, pending| match pending {
             Pending::Session(p, _) | Pending::Genesis(p, _) => p != peer,
         });
+        let mut orphaned = Vec::new();
+        for (subwiki, lane) in &mut self.lanes {
+            lane.queue.retain(|p| p != peer);
+            if lane.active == Some(*peer) {
+                orphaned.push(*subwiki);
+            }
+        }
+        for subwiki in orphaned {
+            self.finish(swarm, core, subwiki);
+        }
     }
 
     pub(crate) fn addresses(&self, peer: &PeerId) -> Vec<Multiaddr> {
         self.addresses.get(peer).cloned().unwrap_or_default()
     }
 
-    /// Starts reconciling `subwiki` with `peer`, unless a session is already running.
+    /// Reconciles `subwiki` with `peer`: at once if no other session about it is running,
+    /// otherwise once those queued before it are done. Nothing if `peer` is already running or
+    /// queued for it.
     pub(crate) fn start(
         &mut self,
         swarm: &mut Swarm<Behaviour>,
@@ -62,14 +106,53 @@ impl Syncer {
         peer: PeerId,
         subwiki: SubwikiId,
     ) {
-        if self.sessions.contains_key(&(peer, subwiki))
-            || self
-                .requests
-                .values()
-                .any(|p| matches!(p, Pending::Genesis(q, s) if *q == peer && *s == subwiki))
-        {
+        let lane = self.lanes.entry(subwiki).or_default();
+        if lane.active == Some(peer) || lane.queue.contains(&peer) {
             return;
         }
+        if lane.active.is_some() {
+            if lane.queue.len() < MAX_QUEUED {
+                lane.queue.push_back(peer);
+            }
+            return;
+        }
+        lane.active = Some(peer);
+        if !self.begin(swarm, core, peer, subwiki) {
+            self.finish(swarm, core, subwiki);
+        }
+    }
+
+    /// Ends the lane's current session and starts the next queued peer that is still
+    /// connected, if any.
+    fn finish(&mut self, swarm: &mut Swarm<Behaviour>, core: &Core, subwiki: SubwikiId) {
+        loop {
+            let Some(lane) = self.lanes.get_mut(&subwiki) else {
+                return;
+            };
+            lane.active = None;
+            let Some(peer) = lane.queue.pop_front() else {
+                self.lanes.remove(&subwiki);
+                return;
+            };
+            if !swarm.is_connected(&peer) {
+                continue;
+            }
+            lane.active = Some(peer);
+            if self.begin(swarm, core, peer, subwiki) {
+                return;
+            }
+        }
+    }
+
+    /// Sends the first request of a session with `peer` (or of the fetch of the subwiki's
+    /// genesis, when it is not held yet); false if none could be sent.
+    fn begin(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        core: &Core,
+        peer: PeerId,
+        subwiki: SubwikiId,
+    ) -> bool {
         let genesis: EntryId = subwiki.into();
         if !core.store().contains(&genesis).unwrap_or(false) {
             let request = Request::Fetch {
@@ -81,13 +164,13 @@ impl Syncer {
                 .sync
                 .send_request(&peer, request.encode());
             self.requests.insert(id, Pending::Genesis(peer, subwiki));
-            return;
+            return true;
         }
         let items = match core.store().items(&subwiki) {
             Ok(items) => Snapshot::new(items),
             Err(e) => {
                 tracing::warn!(%subwiki, "cannot read the reconciliation index: {e}");
-                return;
+                return false;
             }
         };
         match Session::start(subwiki, items, proto::Config::default()) {
@@ -98,8 +181,12 @@ impl Syncer {
                     .send_request(&peer, request.encode());
                 self.requests.insert(id, Pending::Session(peer, subwiki));
                 self.sessions.insert((peer, subwiki), session);
+                true
             }
-            Err(e) => tracing::warn!(%subwiki, "cannot start reconciliation: {e}"),
+            Err(e) => {
+                tracing::warn!(%subwiki, "cannot start reconciliation: {e}");
+                false
+            }
         }
     }
 
@@ -133,12 +220,14 @@ impl Syncer {
             },
             request_response::Event::OutboundFailure {
                 request_id, error, ..
-            } => {
-                if let Some(Pending::Session(peer, subwiki)) = self.requests.remove(&request_id) {
+            } => match self.requests.remove(&request_id) {
+                Some(Pending::Session(peer, subwiki) | Pending::Genesis(peer, subwiki)) => {
                     tracing::debug!(%peer, %subwiki, "reconciliation request failed: {error}");
                     self.sessions.remove(&(peer, subwiki));
+                    self.finish(swarm, core, subwiki);
                 }
-            }
+                None => {}
+            },
             _ => {}
         }
         strikes
@@ -212,10 +301,14 @@ impl Syncer {
         }
         if !reply.store.is_empty() {
             let count = reply.store.len() as u64;
-            if let Err(e) = core.accept(subwiki, reply.store) {
-                tracing::warn!(%subwiki, "pushed entries not stored: {e}");
-            } else {
-                core.update_status(subwiki, |s| s.received += count);
+            let bytes: u64 = reply.store.iter().map(|e| e.bytes().len() as u64).sum();
+            match core.accept(subwiki, reply.store) {
+                Ok(accepted) => core.update_status(subwiki, |s| {
+                    s.received += count;
+                    s.entry_bytes += bytes;
+                    s.duplicates += accepted.duplicates as u64;
+                }),
+                Err(e) => tracing::warn!(%subwiki, "pushed entries not stored: {e}"),
             }
         }
         reply.response
@@ -236,6 +329,7 @@ impl Syncer {
                 tracing::debug!(%peer, %subwiki, "malformed response: {e}");
                 self.sessions.remove(&(peer, subwiki));
                 strikes.push((peer, 1));
+                self.finish(swarm, core, subwiki);
                 return;
             }
         };
@@ -245,6 +339,7 @@ impl Syncer {
             }
             Pending::Session(peer, subwiki) => {
                 let Some(mut session) = self.sessions.remove(&(peer, subwiki)) else {
+                    self.finish(swarm, core, subwiki);
                     return;
                 };
                 let outputs = session.handle(response, now());
@@ -264,6 +359,7 @@ impl Syncer {
     ) {
         let Response::Entries { entries } = response else {
             // The peer does not have it; another peer may.
+            self.finish(swarm, core, subwiki);
             return;
         };
         let genesis: EntryId = subwiki.into();
@@ -279,15 +375,25 @@ impl Syncer {
         if invalid {
             strikes.push((peer, 1));
         }
-        match found {
+        let started = match found {
             Some(entry) if matches!(entry.payload(), agora_crdt::Payload::Genesis(_)) => {
                 match core.accept(subwiki, vec![entry]) {
-                    Ok(_) => self.start(swarm, core, peer, subwiki),
-                    Err(e) => tracing::warn!(%subwiki, "genesis not stored: {e}"),
+                    // The same peer goes on with the session proper.
+                    Ok(_) => self.begin(swarm, core, peer, subwiki),
+                    Err(e) => {
+                        tracing::warn!(%subwiki, "genesis not stored: {e}");
+                        false
+                    }
                 }
             }
-            Some(_) => tracing::warn!(%subwiki, "this id names an entry that is not a subwiki"),
-            None => {}
+            Some(_) => {
+                tracing::warn!(%subwiki, "this id names an entry that is not a subwiki");
+                false
+            }
+            None => false,
+        };
+        if !started {
+            self.finish(swarm, core, subwiki);
         }
     }
 
@@ -307,11 +413,13 @@ impl Syncer {
             Ok(outputs) => outputs,
             Err(proto::ProtoError::Refused { reason }) => {
                 tracing::debug!(%peer, %subwiki, "peer declined to reconcile: {reason}");
+                self.finish(swarm, core, subwiki);
                 return;
             }
             Err(e) => {
                 tracing::debug!(%peer, %subwiki, "reconciliation failed: {e}");
                 strikes.push((peer, 1));
+                self.finish(swarm, core, subwiki);
                 return;
             }
         };
@@ -328,8 +436,13 @@ impl Syncer {
                 }
                 Output::Store(entries) => {
                     let count = entries.len() as u64;
+                    let bytes: u64 = entries.iter().map(|e| e.bytes().len() as u64).sum();
                     match core.accept(subwiki, entries) {
-                        Ok(_) => core.update_status(subwiki, |s| s.received += count),
+                        Ok(accepted) => core.update_status(subwiki, |s| {
+                            s.received += count;
+                            s.entry_bytes += bytes;
+                            s.duplicates += accepted.duplicates as u64;
+                        }),
                         Err(e) => tracing::warn!(%subwiki, "fetched entries not stored: {e}"),
                     }
                 }
@@ -360,6 +473,8 @@ impl Syncer {
         }
         if waiting && !session.is_finished() {
             self.sessions.insert((peer, subwiki), session);
+        } else {
+            self.finish(swarm, core, subwiki);
         }
     }
 }
