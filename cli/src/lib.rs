@@ -208,13 +208,11 @@ fn init(home: &Path, name: Option<String>, json_out: bool) -> Result<(), CallErr
             home.display(),
             value
                 .get("author")
-                .unwrap_or(&Value::Null)
-                .as_str()
+                .and_then(Value::as_str)
                 .unwrap_or_default(),
             value
                 .get("peer_id")
-                .unwrap_or(&Value::Null)
-                .as_str()
+                .and_then(Value::as_str)
                 .unwrap_or_default()
         );
     }
@@ -301,8 +299,7 @@ fn key_import(home: &Path, file: &Path, json_out: bool) -> Result<(), CallError>
             identity.author.id(),
             value
                 .get("peer_id")
-                .unwrap_or(&Value::Null)
-                .as_str()
+                .and_then(Value::as_str)
                 .unwrap_or_default()
         );
     }
@@ -549,8 +546,7 @@ fn futures_current_body(home: &Path, post: &str) -> Result<String, CallError> {
     })?;
     Ok(value
         .get("body")
-        .unwrap_or(&Value::Null)
-        .as_str()
+        .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned())
 }

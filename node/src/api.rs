@@ -831,17 +831,11 @@ impl Node {
         value: agora_crdt::VoteValue,
         reason: &str,
     ) -> Result<EntryId, NodeError> {
-        if !self.core.store.contains(&subwiki.into())? {
-            return Err(NodeError::UnknownSubwiki(subwiki));
-        }
-        let entry = self
-            .core
-            .local(subwiki, |r, key, t| {
-                r.vote(key, t, target, value, reason).map(Some)
-            })?
-            .ok_or(NodeError::UnknownSubwiki(subwiki))?;
-        self.publish(subwiki, &entry).await;
-        Ok(entry.id())
+        self.sign_in(subwiki, |r, key, t| {
+            r.vote(key, t, target, value, reason).map(Some)
+        })
+        .await?
+        .ok_or(NodeError::UnknownSubwiki(subwiki))
     }
 
     /// Signs a role statement (appoint or remove a moderator, vouch for or revoke a member) in
@@ -852,17 +846,11 @@ impl Node {
         action: agora_crdt::RoleAction,
         subject: AuthorId,
     ) -> Result<EntryId, NodeError> {
-        if !self.core.store.contains(&subwiki.into())? {
-            return Err(NodeError::UnknownSubwiki(subwiki));
-        }
-        let entry = self
-            .core
-            .local(subwiki, |r, key, t| {
-                r.state_role(key, t, action, subject).map(Some)
-            })?
-            .ok_or(NodeError::UnknownSubwiki(subwiki))?;
-        self.publish(subwiki, &entry).await;
-        Ok(entry.id())
+        self.sign_in(subwiki, |r, key, t| {
+            r.state_role(key, t, action, subject).map(Some)
+        })
+        .await?
+        .ok_or(NodeError::UnknownSubwiki(subwiki))
     }
 
     /// Sets the owner's profile (display name, bio) in a subwiki. Returns the new version, or
@@ -872,12 +860,25 @@ impl Node {
         subwiki: SubwikiId,
         profile: agora_crdt::ProfileContent,
     ) -> Result<Option<EntryId>, NodeError> {
+        self.sign_in(subwiki, |r, key, t| r.set_profile(key, t, profile))
+            .await
+    }
+
+    /// Makes, stores and publishes one local entry in a subwiki held here; its id, or `None`
+    /// if `f` had nothing to write.
+    async fn sign_in(
+        &self,
+        subwiki: SubwikiId,
+        f: impl FnOnce(
+            &mut Replica,
+            &agora_crdt::AuthorKey,
+            Timestamp,
+        ) -> Result<Option<Entry>, LocalError>,
+    ) -> Result<Option<EntryId>, NodeError> {
         if !self.core.store.contains(&subwiki.into())? {
             return Err(NodeError::UnknownSubwiki(subwiki));
         }
-        let entry = self
-            .core
-            .local(subwiki, |r, key, t| r.set_profile(key, t, profile))?;
+        let entry = self.core.local(subwiki, f)?;
         if let Some(entry) = &entry {
             self.publish(subwiki, entry).await;
         }
