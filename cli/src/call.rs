@@ -280,7 +280,7 @@ fn default_vouch_threshold() -> u8 {
 /// The most posts one feed page may ask for.
 pub const MAX_PAGE: usize = 1000;
 
-/// How long `subwiki join` waits for a peer address to answer before calling it unreachable.
+/// How long `subwiki join` waits for a dial to a given peer to end.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn parse<T: FromStr>(what: &str, text: &str) -> Result<T, CallError>
@@ -516,8 +516,6 @@ async fn join(
     let was_joined = node.subwikis()?.iter().any(|s| s.id == id && s.joined);
     let syncs_before = node.sync_status().get(&id).map_or(0, |s| s.syncs);
     if !peers.is_empty() {
-        // Reach at least one of the given peers first: a join that cannot reach anyone it was
-        // told about fails and changes nothing.
         for a in &peers {
             if peer_of(a).is_none() {
                 return Err(CallError::new(
@@ -525,32 +523,28 @@ async fn join(
                     format!("{a}: a peer address must end with /p2p/<peer id>"),
                 ));
             }
-            node.dial(a.clone()).await;
         }
-        let wanted: Vec<libp2p::PeerId> = peers.iter().filter_map(peer_of).collect();
-        // A connection refused or timed out is not reported to us; a given peer that does not
-        // connect within the time is unreachable.
-        let mut connected = false;
-        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT.min(timeout);
-        let mut changes = node.changes();
-        loop {
-            let now_peers = node.peers().await;
-            if now_peers.iter().any(|p| wanted.contains(&p.peer)) {
-                connected = true;
-                break;
+        // Reach at least one of the given peers first: a join that cannot reach anyone it was
+        // told about fails and changes nothing.
+        let wait = CONNECT_TIMEOUT.min(timeout);
+        let connected: Vec<libp2p::PeerId> = node.peers().await.iter().map(|p| p.peer).collect();
+        let connected = &connected;
+        let attempts = peers.iter().map(|a| async move {
+            if peer_of(a).is_some_and(|p| connected.contains(&p)) {
+                return Ok(());
             }
-            if tokio::time::timeout_at(deadline, changes.changed())
-                .await
-                .is_err()
-            {
-                break;
+            match tokio::time::timeout(wait, node.connect(a.clone())).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("{a}: {e}")),
+                Err(_) => Err(format!("{a}: no answer in {} s", wait.as_secs())),
             }
-        }
-        if !connected {
-            let list: Vec<String> = peers.iter().map(ToString::to_string).collect();
+        });
+        let results = futures::future::join_all(attempts).await;
+        if !results.iter().any(Result::is_ok) {
+            let reasons: Vec<String> = results.into_iter().filter_map(Result::err).collect();
             return Err(CallError::new(
                 Kind::Unreachable,
-                format!("cannot reach any of the peers: {}", list.join(", ")),
+                format!("cannot reach any of the peers: {}", reasons.join("; ")),
             ));
         }
     }

@@ -1120,6 +1120,15 @@ impl Node {
         self.command(Command::Dial(addr)).await;
     }
 
+    /// Dials `addr` and waits until the dial ends: the peer reached, or why it could not be
+    /// (refused, timed out, wrong peer id, no route). Offline nodes cannot connect.
+    pub async fn connect(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
+        self.ask(|reply| Command::Connect { addr, reply })
+            .await
+            .ok_or_else(|| NodeError::Network("the node is offline".into()))?
+            .map_err(NodeError::Network)
+    }
+
     /// Subwikis announced on the directory topic that this node has heard of.
     pub async fn discovered(&self) -> Vec<(SubwikiId, Genesis)> {
         self.ask(Command::Discovered).await.unwrap_or_default()

@@ -138,6 +138,11 @@ pub(crate) enum Command {
     Announce { genesis: Vec<u8> },
     /// Dial an address.
     Dial(Multiaddr),
+    /// Dial an address and report how the dial ended: the peer reached, or the error.
+    Connect {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, String>>,
+    },
     /// Connected peers.
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     /// Listen addresses.
@@ -196,6 +201,7 @@ pub(crate) async fn spawn(
         discovered: BTreeMap::new(),
         sync: sync::Syncer::default(),
         listen_waiters: Vec::new(),
+        dials: HashMap::new(),
         blob_searches: HashMap::new(),
         dht_peers: HashSet::new(),
         advertise_listen: config.listen.iter().all(is_specific),
@@ -232,6 +238,9 @@ fn is_specific(addr: &Multiaddr) -> bool {
     })
 }
 
+/// Connection attempts a caller may wait on at once.
+const MAX_PENDING_CONNECTS: usize = 64;
+
 /// Providers of a subwiki dialled per lookup result.
 const MAX_PROVIDER_DIALS: usize = 4;
 /// Beyond this many connected peers, providers found are not dialled.
@@ -252,6 +261,8 @@ struct Actor {
     sync: sync::Syncer,
     /// Callers waiting for a first listen address.
     listen_waiters: Vec<oneshot::Sender<Vec<Multiaddr>>>,
+    /// Callers of [`Command::Connect`] waiting for their dial to end.
+    dials: HashMap<libp2p::swarm::ConnectionId, oneshot::Sender<Result<PeerId, String>>>,
     /// Whether listen addresses are advertised as this node's addresses (in DHT provider
     /// records): when every configured listen address names a specific IP. An address on all
     /// interfaces says nothing about which of them others can reach; AutoNAT decides those.
@@ -495,6 +506,7 @@ impl Actor {
                 }
             }
             Command::Dial(addr) => self.dial(addr),
+            Command::Connect { addr, reply } => self.connect(addr, reply),
             Command::Peers(reply) => {
                 let peers = self.swarm.connected_peers().copied().collect::<Vec<_>>();
                 let infos = peers
@@ -601,6 +613,25 @@ impl Actor {
             .listeners()
             .map(|a| a.clone().with_p2p(me).unwrap_or_else(|a| a))
             .collect()
+    }
+
+    /// Dials `addr` and answers with the peer reached, or why not, once the dial ends.
+    fn connect(&mut self, addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, String>>) {
+        // A `/p2p/` suffix makes it a dial to that peer: reaching another one is an error.
+        let opts = libp2p::swarm::dial_opts::DialOpts::from(addr);
+        let id = opts.connection_id();
+        if self.dials.len() >= MAX_PENDING_CONNECTS {
+            let _ = reply.send(Err("too many connection attempts at once".into()));
+            return;
+        }
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.dials.insert(id, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.to_string()));
+            }
+        }
     }
 
     fn dial(&mut self, addr: Multiaddr) {
@@ -730,9 +761,26 @@ impl Actor {
                     let _ = waiter.send(addrs.clone());
                 }
             }
-            SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
             } => {
+                if let Some(reply) = self.dials.remove(&connection_id) {
+                    // libp2p's dial errors span lines (one per address tried): one line.
+                    let text = error.to_string();
+                    let _ = reply.send(Err(text.split_whitespace().collect::<Vec<_>>().join(" ")));
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
+            } => {
+                if let Some(reply) = self.dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
                 tracing::info!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
                 if !endpoint.is_relayed() {
                     self.listen_through(peer_id);
