@@ -68,8 +68,9 @@ fn init_logging(cli: &Cli) {
         "error"
     } else {
         match (cli.verbose, matches!(cli.command, Command::Up(_))) {
-            (0, true) => "warn,agora_node=info,agora_cli=info",
-            (0, false) => "warn",
+            // Kademlia warns at every periodic bootstrap while it knows no peer: not news.
+            (0, true) => "warn,libp2p_kad=error,agora_node=info,agora_cli=info",
+            (0, false) => "warn,libp2p_kad=error",
             (1, _) => "info,agora_node=debug,agora_cli=debug",
             _ => "debug",
         }
