@@ -158,11 +158,7 @@ fn an_unreachable_peer_fails_the_join_and_changes_nothing() {
         "/ip4/127.0.0.1/tcp/{port}/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
     );
     let other = agora_crdt::SubwikiId::from_bytes([8; 32]).to_string();
-    let err = fails(
-        home,
-        &["subwiki", "join", &other, "--peer", &peer],
-        5,
-    );
+    let err = fails(home, &["subwiki", "join", &other, "--peer", &peer], 5);
     assert!(err.contains("cannot reach"), "{err}");
     assert_eq!(state(home), before);
 }
