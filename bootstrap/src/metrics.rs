@@ -1,9 +1,10 @@
 //! Prometheus metrics over HTTP: libp2p's (recorded by the node's network task into the shared
 //! registry) and Agora's own, refreshed at each scrape.
 //!
-//! The server is a few lines on tokio rather than an HTTP crate: it answers `GET /metrics` (and
-//! `GET /`) with the registry in the OpenMetrics text format, anything else with 404 or 405,
-//! one request per connection, at most [`MAX_CLIENTS`] at once, each within [`REQUEST_TIMEOUT`].
+//! The server is axum on hyper, the node's own HTTP stack (`agora_node::http::serve_until`): it
+//! answers `GET /metrics` (and `GET /`) with the registry in the OpenMetrics text format,
+//! anything else with 404 or 405, at most [`MAX_CLIENTS`] renders at once, each within
+//! [`REQUEST_TIMEOUT`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,18 +13,22 @@ use std::time::Duration;
 use agora_crdt::SubwikiId;
 use agora_node::Node;
 use agora_node::net::MetricsRegistry;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
-/// Scrapes served at once; more wait.
+/// Scrapes rendered at once; more wait.
 pub const MAX_CLIENTS: usize = 8;
 /// Time a client has to send its request and read the answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bytes of request head read at most.
-const MAX_REQUEST_BYTES: usize = 8 * 1024;
 
 type Labels = [(&'static str, String); 1];
 
@@ -128,67 +133,41 @@ impl Source {
     }
 }
 
-/// Serves scrapes until `stop` turns true.
+/// Serves scrapes until `stop` turns true: `GET /metrics` (and `GET /`), on axum and hyper like
+/// the node's own API, at most [`MAX_CLIENTS`] renders at once, each within
+/// [`REQUEST_TIMEOUT`].
 pub async fn serve(listener: TcpListener, source: Source, mut stop: watch::Receiver<bool>) {
-    let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
-    let source = Arc::new(source);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::debug!("metrics connection failed: {e}");
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
-        let Ok(permit) = clients.clone().acquire_owned().await else {
-            return;
-        };
-        let source = source.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            if tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &source))
-                .await
-                .is_err()
-            {
-                tracing::debug!("metrics client too slow");
+    let router = Router::new()
+        .route("/", get(scrape))
+        .route("/metrics", get(scrape))
+        .fallback(not_found)
+        .with_state(Arc::new(source))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_CLIENTS));
+    let stopped = async move {
+        while !*stop.borrow() {
+            if stop.changed().await.is_err() {
+                return;
             }
-        });
-    }
+        }
+    };
+    agora_node::http::serve_until(listener, router, false, stopped).await;
 }
 
-/// Reads one request head and answers it.
-async fn answer(mut stream: TcpStream, source: &Source) {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST_BYTES {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
-        }
-    }
-    let head = String::from_utf8_lossy(&head);
-    let mut words = head.lines().next().unwrap_or_default().split_whitespace();
-    let (method, path) = (words.next(), words.next());
-    let (status, content_type, body) = match (method, path) {
-        (Some("GET"), Some("/metrics" | "/")) => (
-            "200 OK",
+async fn scrape(State(source): State<Arc<Source>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            source.render().await,
-        ),
-        (Some("GET"), _) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "only GET\n".to_owned(),
-        ),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
+        )],
+        source.render().await,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
 }

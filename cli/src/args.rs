@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use agora_node::http::ops;
+use clap::{Args, Parser, Subcommand};
 
 /// A personal node of Agora, the peer-to-peer network of topic communities.
 ///
@@ -36,7 +37,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The commands.
+/// The commands. Each command that runs on a node is one operation of the node's local API
+/// ([`agora_node::http::ops`]): its arguments are the operation's request type, parsed here by
+/// clap and sent as it is to the running node, or run on the store when none is running.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the author key and the node key in the home.
@@ -56,103 +59,38 @@ pub enum Command {
     #[command(subcommand)]
     Post(PostCommand),
     /// Comment on a post.
-    Comment {
-        /// The post.
-        post: String,
-        /// What to say.
-        text: String,
-    },
+    Comment(ops::Comment),
     /// The feed of the joined subwikis, newest first. Hidden posts are left out.
-    Feed {
-        /// Only this subwiki.
-        #[arg(long)]
-        subwiki: Option<String>,
-        /// Show hidden posts too, each with its status.
-        #[arg(long)]
-        show_hidden: bool,
-        /// How many posts.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-        /// Continue after this cursor (printed at the end of a page).
-        #[arg(long)]
-        before: Option<String>,
-    },
+    Feed(ops::Feed),
     /// Vote on a post: hide, keep, misleading, verified, or withdraw your vote.
-    Vote {
-        /// The post.
-        post: String,
-        /// Your vote.
-        #[arg(value_enum)]
-        value: VoteArg,
-        /// Why (shown in the moderation log).
-        #[arg(long, default_value = "")]
-        reason: String,
-    },
+    Vote(ops::Vote),
     /// Vote to mute an author in a subwiki (their posts and comments are hidden once enough
     /// trusted members agree).
-    Mute {
-        /// The author.
-        author: String,
-        /// The subwiki.
-        #[arg(long)]
-        subwiki: String,
-        /// Why.
-        #[arg(long, default_value = "")]
-        reason: String,
-    },
+    Mute(ops::Mute),
     /// Take back your mute vote on an author.
-    Unmute {
-        /// The author.
-        author: String,
-        /// The subwiki.
-        #[arg(long)]
-        subwiki: String,
-    },
+    Unmute(ops::Unmute),
     /// Vouch that a member is trustworthy (counts if you are trusted, a moderator or the
     /// founder).
-    Vouch {
-        /// The member.
-        author: String,
-        /// The subwiki.
-        #[arg(long)]
-        subwiki: String,
-    },
+    Vouch(ops::Vouch),
     /// Take back your vouch for a member.
-    Revoke {
-        /// The member.
-        author: String,
-        /// The subwiki.
-        #[arg(long)]
-        subwiki: String,
-    },
+    Revoke(ops::Revoke),
     /// Appoint or remove a moderator (the founder only).
     #[command(subcommand)]
     Moderator(ModeratorCommand),
     /// The moderation log of a subwiki: every role statement and vote, who signed it, whether
     /// it counts and what it decided.
-    Modlog {
-        /// The subwiki.
-        subwiki: String,
-    },
+    Modlog(ops::Modlog),
     /// Stop or start again counting someone's votes in your own view (never published).
     #[command(subcommand)]
     Override(OverrideCommand),
     /// Peers the running node is connected to.
-    Peers,
+    Peers(ops::Peers),
     /// Sync state per subwiki: entries held, peers, last sync.
-    Status,
+    Status(ops::Status),
     /// Write a subwiki's signed entries to a file.
-    Export {
-        /// The subwiki.
-        subwiki: String,
-        /// The file to write.
-        file: PathBuf,
-    },
+    Export(ops::Export),
     /// Read a file of signed entries; every entry is checked, a bad file changes nothing.
-    Import {
-        /// The file.
-        file: PathBuf,
-    },
+    Import(ops::Import),
     /// Move your author key to another device, protected by a passphrase.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -192,189 +130,58 @@ pub struct UpArgs {
 #[derive(Debug, Subcommand)]
 pub enum SubwikiCommand {
     /// Found a subwiki; prints its id.
-    Create {
-        /// Its name.
-        name: String,
-        /// What it is about.
-        #[arg(long, default_value = "")]
-        description: String,
-        /// Who may edit others' posts.
-        #[arg(long, value_enum, default_value_t = EditPolicyArg::Open)]
-        edit_policy: EditPolicyArg,
-        /// Counted votes needed to hide a post, mark it disputed or verified, or mute an
-        /// author.
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
-        quorum: u16,
-        /// Trusted members whose vouches make someone trusted (a moderator's alone suffices).
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..))]
-        vouch_threshold: u8,
-    },
+    Create(ops::SubwikiCreate),
     /// Join a subwiki by id or by an invite from `agora subwiki invite`, and catch up.
-    Join {
-        /// The subwiki id, or an invite.
-        id: String,
-        /// A peer that has it (repeatable).
-        #[arg(long, value_name = "MULTIADDR")]
-        peer: Vec<String>,
-        /// How long to wait for peers and the catch-up, in seconds.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
-    },
+    Join(ops::SubwikiJoin),
     /// Stop replicating a subwiki.
-    Leave {
-        /// The subwiki.
-        id: String,
-    },
+    Leave(ops::SubwikiLeave),
     /// The subwikis kept on this node.
-    List,
+    List(ops::SubwikiList),
     /// A subwiki's name, description, policy and size.
-    Show {
-        /// The subwiki.
-        id: String,
-    },
+    Show(ops::SubwikiShow),
     /// Subwikis announced on the network that this node has heard of.
-    Discover,
+    Discover(ops::SubwikiDiscover),
     /// Print an invite: the subwiki id with this node's addresses, for `agora subwiki join`.
-    Invite {
-        /// The subwiki.
-        id: String,
-    },
-}
-
-/// A vote on a post.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum VoteArg {
-    /// It should not be shown.
-    Hide,
-    /// It should stay (the appeal against hide votes).
-    Keep,
-    /// It is misleading.
-    Misleading,
-    /// It is accurate.
-    Verified,
-    /// Take back my vote.
-    Withdraw,
+    Invite(ops::SubwikiInvite),
 }
 
 /// `agora moderator ...`
 #[derive(Debug, Subcommand)]
 pub enum ModeratorCommand {
     /// Make a member a moderator.
-    Add {
-        /// The member.
-        author: String,
-        /// The subwiki.
-        #[arg(long)]
-        subwiki: String,
-    },
+    Add(ops::ModeratorAdd),
     /// Remove a moderator.
-    Remove {
-        /// The member.
-        author: String,
-        /// The subwiki.
-        #[arg(long)]
-        subwiki: String,
-    },
+    Remove(ops::ModeratorRemove),
 }
 
 /// `agora override ...`
 #[derive(Debug, Subcommand)]
 pub enum OverrideCommand {
     /// Stop counting this person's votes and role statements in your view.
-    Ignore {
-        /// The author.
-        author: String,
-    },
+    Ignore(ops::OverrideIgnore),
     /// Count them again.
-    Restore {
-        /// The author.
-        author: String,
-    },
+    Restore(ops::OverrideRestore),
     /// The people whose votes you do not count.
-    List,
-}
-
-/// The edit policy of a new subwiki.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EditPolicyArg {
-    /// Every member may improve every post.
-    Open,
-    /// Only trusted members may edit posts they did not write.
-    Trusted,
+    List(ops::OverrideList),
 }
 
 /// `agora post ...`
 #[derive(Debug, Subcommand)]
 pub enum PostCommand {
     /// Write a post; prints its id. Without --body or --body-file on a terminal, opens $EDITOR.
-    New {
-        /// The subwiki.
-        subwiki: String,
-        /// Its title.
-        #[arg(long)]
-        title: String,
-        /// The body.
-        #[command(flatten)]
-        body: BodyArgs,
-        /// A link it shares.
-        #[arg(long)]
-        link: Option<String>,
-        /// An image file to attach (at most 5 MiB).
-        #[arg(long)]
-        image: Option<PathBuf>,
-    },
-    /// Edit any post, wiki-style: the change is a diff, so concurrent edits merge. Without body
-    /// options on a terminal, opens $EDITOR on the current text.
-    Edit {
-        /// The post.
-        post: String,
-        /// A new title.
-        #[arg(long)]
-        title: Option<String>,
-        /// The body.
-        #[command(flatten)]
-        body: BodyArgs,
-    },
+    New(ops::PostNew),
+    /// Edit any post, wiki-style: the change is a diff against the version you edited, so
+    /// concurrent edits merge. Without body options on a terminal, opens $EDITOR on the
+    /// current text.
+    Edit(ops::PostEdit),
     /// Show a post with its comments, now or at an earlier version.
-    Show {
-        /// The post.
-        post: String,
-        /// A version (from `agora post history`).
-        #[arg(long)]
-        at: Option<String>,
-    },
+    Show(ops::PostShow),
     /// Every change to a post: version, who, when, which fields.
-    History {
-        /// The post.
-        post: String,
-    },
+    History(ops::PostHistory),
     /// Restore a post to an earlier version (as a new change).
-    Revert {
-        /// The post.
-        post: String,
-        /// The version to restore.
-        #[arg(id = "target_version", value_name = "VERSION")]
-        version: String,
-    },
+    Revert(ops::PostRevert),
     /// Write the post as a standard Automerge file, which any Automerge implementation opens.
-    Export {
-        /// The post.
-        post: String,
-        /// The file to write.
-        file: PathBuf,
-    },
-}
-
-/// Where a post's body comes from.
-#[derive(Debug, Args)]
-#[group(multiple = false)]
-pub struct BodyArgs {
-    /// The body text.
-    #[arg(long)]
-    pub body: Option<String>,
-    /// Read the body from a file (`-` for standard input).
-    #[arg(long, value_name = "FILE")]
-    pub body_file: Option<PathBuf>,
+    Export(ops::PostExport),
 }
 
 #[cfg(test)]

@@ -7,21 +7,30 @@ use std::time::Duration;
 use agora_node::home::Home;
 use agora_node::{Config, Node, NodeError};
 use libp2p::Multiaddr;
-use serde_json::json;
+use serde::Serialize;
 
-use crate::api::{self, Endpoint, Files};
+use agora_node::http::{self, ApiError, Endpoint, ErrorKind, Files};
+
 use crate::args::UpArgs;
-use crate::call::{CallError, Kind};
 
 /// How long `up` waits for its first listen address.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn usage(e: impl std::fmt::Display) -> CallError {
-    CallError::new(Kind::Usage, e.to_string())
+fn usage(e: impl std::fmt::Display) -> ApiError {
+    ApiError::usage(e.to_string())
 }
 
-fn failed(e: impl std::fmt::Display) -> CallError {
-    CallError::new(Kind::Failed, e.to_string())
+fn failed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::failed(e)
+}
+
+/// What `agora up --json` prints once it listens.
+#[derive(Debug, Serialize)]
+struct Started {
+    peer_id: String,
+    author: agora_crdt::AuthorId,
+    listen: Vec<String>,
+    api: SocketAddr,
 }
 
 /// Prints a line on stdout at once (scripts and tests read it while the node runs).
@@ -33,7 +42,7 @@ fn say(line: &str) {
 }
 
 /// Runs the node until Ctrl-C or SIGTERM.
-pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), CallError> {
+pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), ApiError> {
     let api_addr: SocketAddr = args
         .api
         .parse()
@@ -43,7 +52,7 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), CallEr
             "--api {api_addr}: the local API only listens on loopback (127.0.0.1 or ::1)"
         )));
     }
-    let parse = |list: &[String], what: &str| -> Result<Vec<Multiaddr>, CallError> {
+    let parse = |list: &[String], what: &str| -> Result<Vec<Multiaddr>, ApiError> {
         list.iter()
             .map(|a| {
                 a.parse()
@@ -79,15 +88,15 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), CallEr
                 .read()
                 .map(|(e, _)| format!(" (pid {}, API on {})", e.pid, e.addr))
                 .unwrap_or_default();
-            return Err(CallError::new(
-                Kind::Locked,
+            return Err(ApiError::new(
+                ErrorKind::Locked,
                 format!(
                     "another agora node is already running for {}{hint}",
                     home.display()
                 ),
             ));
         }
-        Err(e) => return Err(CallError::from(e)),
+        Err(e) => return Err(ApiError::from(e)),
     };
     if fresh {
         tracing::info!(home = %home.display(), "new identity created");
@@ -108,19 +117,20 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), CallEr
                 home.display()
             ))
         })?;
-    let server = tokio::spawn(api::serve(listener, node.clone(), token));
+    let router = http::router(node.clone(), bound.port(), token);
+    let server = tokio::spawn(http::serve(listener, router));
 
     let addrs = tokio::time::timeout(LISTEN_TIMEOUT, node.listen_addrs())
         .await
         .unwrap_or_default();
     if json_out {
-        say(&json!({
-            "peer_id": node.peer_id().to_string(),
-            "author": node.author().to_string(),
-            "listen": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "api": bound.to_string(),
-        })
-        .to_string());
+        let started = Started {
+            peer_id: node.peer_id().to_string(),
+            author: node.author(),
+            listen: addrs.iter().map(ToString::to_string).collect(),
+            api: bound,
+        };
+        say(&serde_json::to_string(&started).map_err(failed)?);
     } else {
         say(&format!("peer {}", node.peer_id()));
         say(&format!("author {}", node.author()));
@@ -139,7 +149,7 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), CallEr
 }
 
 #[cfg(unix)]
-async fn wait_for_signal() -> Result<(), CallError> {
+async fn wait_for_signal() -> Result<(), ApiError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(failed)?;
     tokio::select! {
@@ -149,6 +159,6 @@ async fn wait_for_signal() -> Result<(), CallError> {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() -> Result<(), CallError> {
+async fn wait_for_signal() -> Result<(), ApiError> {
     tokio::signal::ctrl_c().await.map_err(failed)
 }

@@ -210,11 +210,12 @@ fn the_api_refuses_requests_without_the_token() {
     }
     let token = std::fs::read_to_string(&token_path).unwrap();
     let ask = |auth: &str| {
-        let body = r#"{"op":"subwiki_create","name":"Sneaky","description":"","edit_policy":"open","profile_name":null}"#;
+        let body = r#"{"name":"Sneaky","description":"","edit_policy":"open"}"#;
         let mut s = std::net::TcpStream::connect(&up.api).unwrap();
         write!(
             s,
-            "POST /v1/call HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+            "POST /v1/subwiki/create HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+            up.api,
             body.len()
         )
         .unwrap();

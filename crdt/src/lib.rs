@@ -35,6 +35,7 @@ pub mod id;
 pub mod key;
 pub mod moderation;
 pub mod replica;
+mod text;
 
 pub use automerge::ChangeHash;
 pub use codec::DecodeError;
@@ -54,3 +55,4 @@ pub use replica::{
     ChangeStatus, CommentView, DocMeta, Equivocation, Exclusion, FeedCursor, FeedPage, HistoryItem,
     IngestError, IngestReport, LocalError, PostView, Replica,
 };
+pub use text::UnknownName;

@@ -10,6 +10,7 @@
 mod api;
 mod export;
 pub mod home;
+pub mod http;
 mod moderation;
 pub mod net;
 pub mod proto;

@@ -1,0 +1,255 @@
+//! The local API of a real `agora up`, attacked the way a web page in the owner's browser or
+//! another local program would: every refusal has its status and a JSON error, and changes
+//! nothing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+/// Everything a user can see of a home, to compare before and after a refused request.
+fn state(home: &Path) -> (Value, Value) {
+    (
+        json(home, &["subwiki", "list"]),
+        json(home, &["feed", "--limit", "100", "--show-hidden"]),
+    )
+}
+
+/// Sends raw request bytes to the API and returns the status and the body.
+fn raw(api: &str, request: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(api).unwrap();
+    stream.set_read_timeout(Some(GUARD)).unwrap();
+    // The server may answer and close before it has read everything: ignore write errors.
+    let _ = stream.write_all(request);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A request to an operation, with the given headers and body.
+fn op(path: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
+    let mut r = format!("POST /v1/{path} HTTP/1.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        r.push_str(&format!("{name}: {value}\r\n"));
+    }
+    r.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    r.into_bytes()
+}
+
+fn error_kind(body: &str) -> String {
+    let value: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+    value["error"]["kind"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_api_refuses_what_a_browser_page_or_a_stranger_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    ok(home, &["init", "--name", "erin"]);
+    let up = Up::start(home, &[]);
+    let subwiki = ok(home, &["subwiki", "create", "Ferns"]).trim().to_owned();
+    ok(
+        home,
+        &[
+            "post", "new", &subwiki, "--title", "Spores", "--body", "Tiny.",
+        ],
+    );
+    let token = std::fs::read_to_string(home.join("api.token")).unwrap();
+    let token = token.trim();
+    let auth = format!("Bearer {token}");
+    let host = up.api.clone();
+    let post = format!(r#"{{"subwiki":"{subwiki}","title":"Planted by an attacker","body":"x"}}"#);
+    let before = state(home);
+
+    // The same request, properly made, works (so each refusal below is for its one reason).
+    let good = [
+        ("Host", host.as_str()),
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (status, body) = raw(&up.api, &op("subwiki/list", &good, "{}"));
+    assert_eq!(status, 200, "{body}");
+
+    // DNS rebinding: a page on evil.example whose name now points at 127.0.0.1.
+    let (status, body) = raw(
+        &up.api,
+        &op(
+            "post/new",
+            &[
+                ("Host", "evil.example:80"),
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            &post,
+        ),
+    );
+    assert_eq!(status, 421, "{body}");
+    assert_eq!(error_kind(&body), "refused");
+    let port = host.rsplit_once(':').unwrap().1;
+    let (status, _) = raw(
+        &up.api,
+        &op(
+            "post/new",
+            &[
+                ("Host", "127.0.0.1"),
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            &post,
+        ),
+    );
+    assert_eq!(status, 421, "a Host without the port");
+    let (status, _) = raw(
+        &up.api,
+        &op(
+            "subwiki/list",
+            &[
+                ("Host", &format!("localhost:{port}")),
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            "{}",
+        ),
+    );
+    assert_eq!(status, 200, "localhost:PORT is the node's own name");
+
+    // A foreign Origin, even with the token (a page that somehow learnt it).
+    let mut foreign = good.to_vec();
+    foreign.push(("Origin", "http://evil.example"));
+    let (status, body) = raw(&up.api, &op("post/new", &foreign, &post));
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(error_kind(&body), "refused");
+    let mut cross = good.to_vec();
+    cross.push(("Sec-Fetch-Site", "cross-site"));
+    assert_eq!(raw(&up.api, &op("post/new", &cross, &post)).0, 403);
+
+    // No token; a wrong token of the same length.
+    let (status, body) = raw(
+        &up.api,
+        &op(
+            "post/new",
+            &[("Host", &host), ("Content-Type", "application/json")],
+            &post,
+        ),
+    );
+    assert_eq!(status, 401, "{body}");
+    let mut wrong: Vec<u8> = token.bytes().collect();
+    wrong[0] = if wrong[0] == b'0' { b'1' } else { b'0' };
+    let wrong = format!("Bearer {}", String::from_utf8(wrong).unwrap());
+    let (status, _) = raw(
+        &up.api,
+        &op(
+            "post/new",
+            &[
+                ("Host", &host),
+                ("Authorization", &wrong),
+                ("Content-Type", "application/json"),
+            ],
+            &post,
+        ),
+    );
+    assert_eq!(status, 401);
+
+    // A form post (what a page can send without CORS) and a GET that would change state.
+    let mut form = good.to_vec();
+    form[2] = ("Content-Type", "application/x-www-form-urlencoded");
+    assert_eq!(raw(&up.api, &op("post/new", &form, "title=x")).0, 415);
+    let get = format!(
+        "GET /v1/post/new?subwiki={subwiki}&title=x HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+    );
+    let (status, body) = raw(&up.api, get.as_bytes());
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(error_kind(&body), "refused");
+
+    // A 10 MB body is refused from its Content-Length, before any of it is sent.
+    let big = format!(
+        "POST /v1/post/new HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        10 * 1024 * 1024
+    );
+    let (status, body) = raw(&up.api, big.as_bytes());
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(error_kind(&body), "refused");
+
+    // No CORS approval, ever.
+    let preflight = format!(
+        "OPTIONS /v1/post/new HTTP/1.1\r\nHost: {host}\r\nOrigin: http://evil.example\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(&up.api).unwrap();
+    stream.write_all(preflight.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(
+        !answer.to_ascii_lowercase().contains("access-control-allow"),
+        "{answer}"
+    );
+
+    assert_eq!(state(home), before, "a refused request changed something");
+}
+
+#[test]
+fn slow_strangers_do_not_stop_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    ok(home, &["init", "--name", "fay"]);
+    let up = Up::start(home, &[]);
+    let subwiki = ok(home, &["subwiki", "create", "Moss"]).trim().to_owned();
+    ok(
+        home,
+        &[
+            "post", "new", &subwiki, "--title", "Green", "--body", "Soft.",
+        ],
+    );
+    let before = state(home);
+
+    // 40 connections without a token, each dribbling one byte a second, for a bounded time.
+    let stop = Instant::now() + Duration::from_secs(12);
+    let slow: Vec<_> = (0..40)
+        .map(|_| {
+            let api = up.api.clone();
+            std::thread::spawn(move || {
+                let Ok(mut stream) = TcpStream::connect(&api) else {
+                    return;
+                };
+                for byte in b"POST /v1/feed HTTP/1.1\r\nHost: x".iter().cycle() {
+                    if Instant::now() >= stop || stream.write_all(&[*byte]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    // The owner's commands answer meanwhile, through the running node.
+    for _ in 0..3 {
+        let feed = json(home, &["feed"]);
+        assert_eq!(feed[0]["title"], "Green");
+        let status = json(home, &["status"]);
+        assert_eq!(status["running"], true, "answered by the running node");
+    }
+    for t in slow {
+        t.join().unwrap();
+    }
+    assert_eq!(state(home), before);
+}

@@ -1,0 +1,112 @@
+//! Peers and the node's replication state.
+
+use agora_crdt::{SubwikiId, Timestamp};
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+
+use crate::Node;
+use crate::http::{ApiError, Operation};
+
+/// Peers the running node is connected to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct Peers {}
+
+/// A connected peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// Its transport identity.
+    #[serde(with = "super::text")]
+    pub peer_id: PeerId,
+    /// Where it is connected.
+    #[serde(with = "super::text::vec")]
+    pub addresses: Vec<Multiaddr>,
+}
+
+impl Operation for Peers {
+    const PATH: &'static str = "peers";
+    type Answer = Vec<Peer>;
+
+    async fn run(self, node: &Node) -> Result<Vec<Peer>, ApiError> {
+        Ok(node
+            .peers()
+            .await
+            .into_iter()
+            .map(|p| Peer {
+                peer_id: p.peer,
+                addresses: p.addresses,
+            })
+            .collect())
+    }
+}
+
+/// Sync state per subwiki: entries held, peers, last sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct Status {}
+
+/// The replication state of one joined subwiki.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubwikiSync {
+    /// The subwiki.
+    pub id: SubwikiId,
+    /// Its name, once known.
+    pub name: Option<String>,
+    /// Entries held.
+    pub entries: usize,
+    /// Reconciliations completed with peers since the node started.
+    pub syncs: u64,
+    /// When the last one completed (ms).
+    pub last_sync: Option<Timestamp>,
+    /// Entries received from peers.
+    pub received: u64,
+    /// Invalid entries peers sent, all refused.
+    pub refused: u64,
+}
+
+/// The node's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Its transport identity.
+    #[serde(with = "super::text")]
+    pub peer_id: PeerId,
+    /// Peers connected.
+    pub peers: usize,
+    /// The joined subwikis.
+    pub subwikis: Vec<SubwikiSync>,
+    /// Whether this came from a running node (`agora up`) rather than from the store (set by
+    /// the client that asked).
+    #[serde(default)]
+    pub running: bool,
+}
+
+impl Operation for Status {
+    const PATH: &'static str = "status";
+    type Answer = NodeStatus;
+
+    async fn run(self, node: &Node) -> Result<NodeStatus, ApiError> {
+        let status = node.sync_status();
+        let peers = node.peers().await.len();
+        let subwikis = node
+            .subwikis()?
+            .into_iter()
+            .filter(|s| s.joined)
+            .map(|s| {
+                let st = status.get(&s.id).cloned().unwrap_or_default();
+                SubwikiSync {
+                    id: s.id,
+                    name: s.genesis.map(|g| g.name),
+                    entries: s.entries,
+                    syncs: st.syncs,
+                    last_sync: st.last_sync,
+                    received: st.received,
+                    refused: st.refused,
+                }
+            })
+            .collect();
+        Ok(NodeStatus {
+            peer_id: node.peer_id(),
+            peers,
+            subwikis,
+            running: false,
+        })
+    }
+}
