@@ -83,7 +83,7 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 /// The loopback names this server answers to.
 const LOOPBACK_NAMES: [&str; 3] = ["127.0.0.1", "localhost", "[::1]"];
 
-fn header_text<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -113,10 +113,10 @@ impl Guard {
         if !header_text(headers, header::HOST).is_some_and(|h| self.is_own_host(h)) {
             return Err(Refusal::Host);
         }
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            if !origin.to_str().is_ok_and(|o| self.is_own_origin(o)) {
-                return Err(Refusal::Origin);
-            }
+        if let Some(origin) = headers.get(header::ORIGIN)
+            && !origin.to_str().is_ok_and(|o| self.is_own_origin(o))
+        {
+            return Err(Refusal::Origin);
         }
         if headers
             .get("sec-fetch-site")
