@@ -707,7 +707,7 @@ pub async fn execute(node: &Node, call: Call) -> CallResult {
                 body: body.unwrap_or_else(|| current.body.clone()),
                 ..current
             };
-            let version = node.edit_post(id, edited).await?;
+            let version = node.edit_post(id, agora_crdt::Base::Latest, edited).await?;
             let mut value = post_json(&node.post(id)?);
             set(&mut value, "version", json!(version.map(|v| v.to_string())));
             Ok(value)
