@@ -124,3 +124,82 @@ fn the_quick_start_then_offline_edits_merge() {
     let history = json(b, &["post", "history", &post]);
     assert_eq!(history.as_array().unwrap().len(), 3);
 }
+
+/// The lost update, through the real binaries: alice opens a post (its version v1), bob's edit
+/// of paragraph 2 reaches her node, then she saves her edit of paragraph 1 based on v1. Both
+/// edits stay, on both nodes; a save based on the latest text would have undone bob's.
+#[test]
+fn a_save_based_on_what_the_editor_showed_keeps_what_came_since() {
+    let alice = tempfile::tempdir().unwrap();
+    let bob = tempfile::tempdir().unwrap();
+    let (a, b) = (alice.path(), bob.path());
+    ok(a, &["init", "--name", "alice"]);
+    ok(b, &["init", "--name", "bob"]);
+    let a_up = Up::start(a, &[]);
+    let subwiki = ok(a, &["subwiki", "create", "Orchard"]).trim().to_owned();
+    let post = ok(
+        a,
+        &[
+            "post",
+            "new",
+            &subwiki,
+            "--title",
+            "Pruning",
+            "--body",
+            "Cut in winter.\n\nNot too much.",
+        ],
+    )
+    .trim()
+    .to_owned();
+    let _b_up = Up::start(b, &[]);
+    let invite = ok(a, &["subwiki", "invite", &subwiki]);
+    assert_eq!(
+        json(b, &["subwiki", "join", invite.trim()])["caught_up"],
+        true
+    );
+
+    // Alice's editor opens on v1.
+    let v1 = json(a, &["post", "show", &post])["version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Bob changes paragraph 2; it reaches alice.
+    ok(
+        b,
+        &[
+            "post",
+            "edit",
+            &post,
+            "--body",
+            "Cut in winter.\n\nNot too much: a third at most.",
+        ],
+    );
+    until(a, &["post", "show", &post], "bob's edit at alice", |p| {
+        p["body"].as_str().unwrap().contains("a third")
+    });
+    // Alice saves paragraph 1, written from v1.
+    let saved = json(
+        a,
+        &[
+            "post",
+            "edit",
+            &post,
+            "--base",
+            &v1,
+            "--body",
+            "Cut in late winter.\n\nNot too much.",
+        ],
+    );
+    assert_eq!(
+        saved["merged"], true,
+        "her save says others changed the post"
+    );
+    let both = "Cut in late winter.\n\nNot too much: a third at most.";
+    assert_eq!(saved["body"], both);
+    for home in [a, b] {
+        until(home, &["post", "show", &post], "both edits", |p| {
+            p["body"] == both
+        });
+    }
+    drop(a_up);
+}

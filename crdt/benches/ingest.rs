@@ -40,8 +40,8 @@ use std::time::Duration;
 
 use agora_crdt::entry::SIGNATURE_DOMAIN;
 use agora_crdt::{
-    AuthorKey, Content, DocChange, DocId, DocKind, Entry, Payload, Policy, PostContent, Replica,
-    SubwikiId, Timestamp, validate,
+    AuthorKey, Base, Content, DocChange, DocId, DocKind, Entry, Payload, Policy, PostContent,
+    Replica, SubwikiId, Timestamp, validate,
 };
 use automerge::transaction::CommitOptions;
 use automerge::{Automerge, Change};
@@ -291,7 +291,7 @@ fn build_posts() -> Posts {
                 content.body = mutate(&content.body, &mut rng);
                 time += 1_000;
                 let entry = replica
-                    .edit_post(&keys[a], Timestamp(time), *post, content)
+                    .edit_post(&keys[a], Timestamp(time), *post, &Base::Latest, content)
                     .unwrap()
                     .expect("the edit changes the body");
                 made.push(entry);

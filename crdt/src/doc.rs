@@ -16,12 +16,32 @@
 //!
 //! Reading never fails: a field that is missing or has an unexpected type (anyone can write any
 //! operation into a wiki document) reads as empty.
+//!
+//! [`DocMeta`] holds what never changes about a document (kind, creator, parent), from its
+//! create-document entry; the replica and moderation both read it, so it lives here, below both.
 
 use automerge::transaction::Transactable;
 use automerge::{AutomergeError, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, Value};
 
-use crate::entry::DocKind;
-use crate::id::BlobHash;
+use crate::entry::{DocKind, Timestamp};
+use crate::id::{AuthorId, BlobHash, DocId};
+
+/// The fixed facts about a document, from its create-document entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocMeta {
+    /// Its id.
+    pub id: DocId,
+    /// Its kind.
+    pub kind: DocKind,
+    /// Who created it.
+    pub creator: AuthorId,
+    /// When, as claimed by the creator.
+    pub created_at: Timestamp,
+    /// For a comment, the post.
+    pub parent: Option<DocId>,
+    /// For a comment, the comment it answers.
+    pub reply_to: Option<DocId>,
+}
 
 /// The contents of a post.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

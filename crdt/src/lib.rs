@@ -36,10 +36,11 @@ pub mod key;
 pub mod moderation;
 pub mod replica;
 mod text;
+pub mod version;
 
 pub use automerge::ChangeHash;
 pub use codec::DecodeError;
-pub use doc::{CommentContent, Content, Field, InfoContent, PostContent, ProfileContent};
+pub use doc::{CommentContent, Content, DocMeta, Field, InfoContent, PostContent, ProfileContent};
 pub use entry::{
     Body, CreateDocument, DocChange, DocKind, EditPolicy, Entry, EntryError, Genesis, Payload,
     Policy, REOPEN_BATCH, RoleAction, RoleStatement, Timestamp, Vote, VoteTarget, VoteValue,
@@ -52,7 +53,8 @@ pub use moderation::{
     Role, Roles, Standing, Statement, Tally,
 };
 pub use replica::{
-    ChangeStatus, CommentView, DocMeta, Equivocation, Exclusion, FeedCursor, FeedPage, HistoryItem,
+    ChangeStatus, CommentView, Equivocation, Exclusion, FeedCursor, FeedPage, HistoryItem,
     IngestError, IngestReport, LocalError, PostView, Replica,
 };
 pub use text::UnknownName;
+pub use version::{Base, Version, VersionError};

@@ -55,12 +55,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::doc::DocMeta;
 use crate::entry::{
     DocKind, Entry, Payload, Policy, RoleAction, RoleStatement, Timestamp, Vote, VoteTarget,
     VoteValue,
 };
 use crate::id::{AuthorId, DocId, EntryId};
-use crate::replica::DocMeta;
 
 /// What someone is in a subwiki, from the final set of role statements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

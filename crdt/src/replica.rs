@@ -23,8 +23,9 @@
 //! on it, and kept as evidence. The roles are recomputed whenever a role statement arrives, and
 //! the posts whose editors' standing changed are settled again, so the view follows the final
 //! roles: a vouch that arrives late brings the change in, a revocation takes it out.
-//! Local edits are made on the view (the applied changes only), so they never depend on a
-//! change the view leaves out; [`Replica::edit`] refuses an edit the policy would exclude
+//! Local edits are made on the view (the applied changes only), as it reads now or at an
+//! earlier [`Version`] the writer saw (see [`Base`]), so they never depend on a change the view
+//! leaves out; [`Replica::edit`] refuses an edit the policy would exclude
 //! ([`LocalError::NotTrusted`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -37,7 +38,7 @@ use automerge::{ActorId, Automerge, AutomergeError, Change, ChangeHash};
 use thiserror::Error;
 
 use crate::Entry;
-use crate::doc::{CommentContent, Content, Field, PostContent, ProfileContent};
+use crate::doc::{CommentContent, Content, DocMeta, Field, PostContent, ProfileContent};
 use crate::entry::{
     CreateDocument, DocChange, DocKind, EditPolicy, EntryError, Genesis, Payload, Policy,
     RoleAction, RoleStatement, Timestamp, Vote, VoteTarget, VoteValue, WritePolicy,
@@ -45,6 +46,7 @@ use crate::entry::{
 use crate::id::{AuthorId, DocId, EntryId, IdError, SubwikiId};
 use crate::key::{AuthorKey, DEVICE_SUFFIX_LEN};
 use crate::moderation::{Moderation, Overrides, Roles};
+use crate::version::{Base, Version};
 
 /// Why a valid entry does not belong in this replica.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -98,6 +100,9 @@ pub enum LocalError {
     /// The version named is not a change of this document, or is not part of its view.
     #[error("{0} is not a version of this document")]
     UnknownVersion(EntryId),
+    /// A version that names no change at all.
+    #[error("a version names at least one change")]
+    EmptyVersion,
     /// The subwiki's edit policy is `trusted` and the author, who did not create this post,
     /// is not trusted (as far as this replica knows): the change would be left out of every
     /// view.
@@ -129,23 +134,6 @@ pub struct IngestReport {
     pub rejected: Vec<(EntryId, IngestError)>,
     /// Documents that started from a snapshot ([`Replica::ingest_with_snapshots`]).
     pub from_snapshots: usize,
-}
-
-/// The fixed facts about a document, from its create-document entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DocMeta {
-    /// Its id.
-    pub id: DocId,
-    /// Its kind.
-    pub kind: DocKind,
-    /// Who created it.
-    pub creator: AuthorId,
-    /// When, as claimed by the creator.
-    pub created_at: Timestamp,
-    /// For a comment, the post.
-    pub parent: Option<DocId>,
-    /// For a comment, the comment it answers.
-    pub reply_to: Option<DocId>,
 }
 
 /// Why a change is left out of its document.
@@ -223,6 +211,8 @@ pub struct PostView {
     pub comments: usize,
     /// The latest claimed time among the applied changes.
     pub updated_at: Timestamp,
+    /// The version read: what an edit of this text names as its [`Base`].
+    pub version: Version,
 }
 
 /// A comment as shown to a reader.
@@ -705,6 +695,46 @@ impl DocState {
         heads
     }
 
+    /// The changes `heads` are made of: the heads and everything they depend on.
+    fn closure(&self, heads: &[ChangeHash]) -> HashSet<ChangeHash> {
+        let mut closure = HashSet::new();
+        let mut stack = heads.to_vec();
+        while let Some(hash) = stack.pop() {
+            if closure.insert(hash)
+                && let Some(record) = self.changes.get(&hash)
+            {
+                stack.extend(record.change.deps().iter().copied());
+            }
+        }
+        closure
+    }
+
+    /// The version of the applied view: the entries carrying its heads.
+    fn version(&self) -> Version {
+        Version::new(
+            self.doc
+                .get_heads()
+                .iter()
+                .filter_map(|h| self.changes.get(h).map(|r| r.first().1)),
+        )
+    }
+
+    /// The heads of `version`: the change each of its entries carries, which must be applied.
+    fn heads_of(&self, version: &Version) -> Result<Vec<ChangeHash>, LocalError> {
+        if version.entries().is_empty() {
+            return Err(LocalError::EmptyVersion);
+        }
+        version
+            .entries()
+            .iter()
+            .map(|id| {
+                self.find_version(*id)
+                    .filter(|h| self.applied.contains(h))
+                    .ok_or(LocalError::UnknownVersion(*id))
+            })
+            .collect()
+    }
+
     fn status(&self, hash: &ChangeHash) -> ChangeStatus {
         if self.applied.contains(hash) {
             ChangeStatus::Applied
@@ -715,23 +745,24 @@ impl DocState {
         }
     }
 
-    /// The Automerge actor a local edit by `key` uses. Normally this device's actor. But if
-    /// changes of that actor are held and not part of the view (left out because the author
-    /// lost trust, or because they built on a change that was later left out), a new change
-    /// made on the view would reuse their sequence numbers and look like an equivocation. The
-    /// edit then uses the first actor of a fixed sequence derived from this device's actor
-    /// (same author key, suffix `blake3(tag || actor || n)[..8]`) all of whose held changes
-    /// are in the view.
-    fn actor_for(&self, key: &AuthorKey) -> ActorId {
+    /// The Automerge actor a local edit by `key` on `base` (a fork of the view, at its heads
+    /// or at an earlier version) uses. Normally this device's actor. But if changes of that
+    /// actor are held and not in the base (left out of the view because the author lost trust
+    /// or built on a change that was later left out, or made after the base version), a new
+    /// change made on the base would reuse their sequence numbers and look like an
+    /// equivocation. The edit then uses the first actor of a fixed sequence derived from this
+    /// device's actor (same author key, suffix `blake3(tag || actor || n)[..8]`) all of whose
+    /// held changes are in the base.
+    fn actor_for(&self, key: &AuthorKey, in_base: impl Fn(&ChangeHash) -> bool) -> ActorId {
         let base = key.actor().to_bytes().to_vec();
         let mut candidate = base.clone();
         for n in 0..MAX_ACTOR_ROTATIONS {
-            let in_view = self
+            let fits = self
                 .by_actor_seq
                 .range((candidate.clone(), 0)..=(candidate.clone(), u64::MAX))
                 .flat_map(|(_, hashes)| hashes)
-                .all(|h| self.applied.contains(h));
-            if in_view {
+                .all(&in_base);
+            if fits {
                 break;
             }
             let mut hasher = blake3::Hasher::new();
@@ -1196,6 +1227,11 @@ impl Replica {
         self.docs.get(doc).map(DocState::heads)
     }
 
+    /// A document's current version: what an edit of the text read now names as its base.
+    pub fn version(&self, doc: &DocId) -> Option<Version> {
+        self.docs.get(doc).map(DocState::version)
+    }
+
     /// The document as a standard Automerge file, which any Automerge implementation opens.
     pub fn save_document(&self, doc: &DocId) -> Option<Vec<u8>> {
         self.docs.get(doc).map(|s| s.doc.save())
@@ -1232,6 +1268,7 @@ impl Replica {
                 .map(|r| r.first().0)
                 .max()
                 .unwrap_or(state.meta.created_at),
+            version: state.version(),
             meta: state.meta.clone(),
         })
     }
@@ -1322,18 +1359,15 @@ impl Replica {
         Some(items)
     }
 
-    /// A document as it was right after the change carried by `version` (an entry id from
-    /// its history).
-    pub fn content_at(&self, doc: &DocId, version: EntryId) -> Result<Content, LocalError> {
+    /// A document as it read at `version`: a [`PostView::version`], or one entry id from its
+    /// history (the document right after that change).
+    pub fn content_at(&self, doc: &DocId, version: &Version) -> Result<Content, LocalError> {
         let state = self
             .docs
             .get(doc)
             .ok_or(LocalError::UnknownDocument(*doc))?;
-        let hash = state
-            .find_version(version)
-            .filter(|h| state.applied.contains(h))
-            .ok_or(LocalError::UnknownVersion(version))?;
-        Ok(Content::read(state.meta.kind, &state.doc, Some(&[hash])))
+        let heads = state.heads_of(version)?;
+        Ok(Content::read(state.meta.kind, &state.doc, Some(&heads)))
     }
 
     fn publish(
@@ -1387,12 +1421,17 @@ impl Replica {
         )
     }
 
-    /// Changes a document so that it reads `content`, by diff. Returns `None` if it already did.
+    /// Changes a document so that it reads `content`: the change is the diff between the
+    /// document at `base` and `content`, and is then merged with everything applied since
+    /// `base`, like an edit made offline. Returns `None` if the base already read `content`.
+    /// A version as base must consist of applied changes of this document
+    /// ([`LocalError::UnknownVersion`] otherwise).
     pub fn edit(
         &mut self,
         key: &AuthorKey,
         now: Timestamp,
         doc: DocId,
+        base: &Base,
         content: &Content,
     ) -> Result<Option<Entry>, LocalError> {
         let state = self
@@ -1412,9 +1451,22 @@ impl Replica {
         if !self.may_edit(&key.id(), &doc) {
             return Err(LocalError::NotTrusted { doc });
         }
-        // The fork holds the applied changes only: an edit is made on the view, so it never
-        // depends on a change the view leaves out (a vandal's, an equivocation).
-        let mut fork = state.doc.fork().with_actor(state.actor_for(key));
+        // The fork holds applied changes only (the view, or the part of it the base names): an
+        // edit never depends on a change the view leaves out (a vandal's, an equivocation).
+        let mut fork = match base {
+            Base::Latest => state
+                .doc
+                .fork()
+                .with_actor(state.actor_for(key, |h| state.applied.contains(h))),
+            Base::At(version) => {
+                let heads = state.heads_of(version)?;
+                let closure = state.closure(&heads);
+                state
+                    .doc
+                    .fork_at(&heads)?
+                    .with_actor(state.actor_for(key, |h| closure.contains(h)))
+            }
+        };
         let mut tx = fork.transaction();
         content.write(&mut tx)?;
         let (hash, _) = tx.commit_with(CommitOptions::default().with_time(now.as_secs()));
@@ -1445,15 +1497,17 @@ impl Replica {
         self.create(key, now, &Content::Post(post), None, None)
     }
 
-    /// Changes a post to read `post` (a wiki edit: any member may). `None` if nothing changed.
+    /// Changes a post to read `post`, computed against `base` (a wiki edit: any member may).
+    /// `None` if the base already read so.
     pub fn edit_post(
         &mut self,
         key: &AuthorKey,
         now: Timestamp,
         doc: DocId,
+        base: &Base,
         post: PostContent,
     ) -> Result<Option<Entry>, LocalError> {
-        self.edit(key, now, doc, &Content::Post(post))
+        self.edit(key, now, doc, base, &Content::Post(post))
     }
 
     /// Restores a document to how it read at `version`, as a new signed change; the history
@@ -1465,8 +1519,8 @@ impl Replica {
         doc: DocId,
         version: EntryId,
     ) -> Result<Option<Entry>, LocalError> {
-        let content = self.content_at(&doc, version)?;
-        self.edit(key, now, doc, &content)
+        let content = self.content_at(&doc, &version.into())?;
+        self.edit(key, now, doc, &Base::Latest, &content)
     }
 
     /// Comments on a post, optionally answering another comment.
@@ -1498,7 +1552,7 @@ impl Replica {
             .and_then(|p| p.last())
             .map(|(_, d)| *d)
         {
-            Some(doc) => self.edit(key, now, doc, &content),
+            Some(doc) => self.edit(key, now, doc, &Base::Latest, &content),
             None => self.create(key, now, &content, None, None).map(Some),
         }
     }

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use thiserror::Error;
 
 use crate::entry::{EditPolicy, RoleAction, VoteValue};
+use crate::version::{Base, VersionError};
 
 /// A word that names none of the values of its kind.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -69,6 +70,28 @@ names!("role action", RoleAction {
     Revoke => "revoke",
 });
 
+/// An edit's base as text: `latest`, or a version.
+impl fmt::Display for Base {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Base::Latest => f.write_str("latest"),
+            Base::At(v) => v.fmt(f),
+        }
+    }
+}
+
+impl FromStr for Base {
+    type Err = VersionError;
+
+    fn from_str(text: &str) -> Result<Self, VersionError> {
+        if text == "latest" {
+            Ok(Base::Latest)
+        } else {
+            text.parse().map(Base::At)
+        }
+    }
+}
+
 #[cfg(feature = "serde")]
 mod serde_impls {
     use std::fmt;
@@ -80,6 +103,7 @@ mod serde_impls {
     use crate::entry::{EditPolicy, RoleAction, Timestamp, VoteValue};
     use crate::id::{AuthorId, BlobHash, DocId, EntryId, SubwikiId};
     use crate::replica::FeedCursor;
+    use crate::version::{Base, Version};
 
     /// Deserialises any `FromStr` type from a string, with the parse error as the message.
     struct FromText<T>(std::marker::PhantomData<T>);
@@ -118,7 +142,7 @@ mod serde_impls {
 
     as_text!(
         SubwikiId, DocId, EntryId, AuthorId, BlobHash, FeedCursor, EditPolicy, VoteValue,
-        RoleAction,
+        RoleAction, Version, Base,
     );
 
     impl Serialize for Timestamp {
@@ -158,6 +182,10 @@ mod serde_impls {
             let err = serde_json::from_str::<DocId>("\"sw_nope\"").unwrap_err();
             assert!(err.to_string().contains("expected an id"), "{err}");
             assert!(serde_json::from_str::<VoteValue>("\"frown\"").is_err());
+            round_trip(Base::Latest, "\"latest\"");
+            let v = Version::new([EntryId::from_bytes([1; 32]), EntryId::from_bytes([2; 32])]);
+            round_trip(Base::At(v.clone()), &format!("\"{v}\""));
+            assert!(v.to_string().contains('+'));
         }
     }
 }

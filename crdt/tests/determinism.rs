@@ -11,7 +11,9 @@
 
 mod support;
 
-use agora_crdt::{AuthorKey, DocId, Entry, PostContent, Replica, Timestamp, VoteTarget, VoteValue};
+use agora_crdt::{
+    AuthorKey, Base, DocId, Entry, PostContent, Replica, Timestamp, VoteTarget, VoteValue,
+};
 use proptest::prelude::*;
 use support::*;
 
@@ -150,7 +152,9 @@ fn play(steps: &[Step]) -> (Entry, Vec<Entry>) {
                         body: with_paragraph(&current.body, para, *word),
                         ..current
                     };
-                    devices[dev].edit_post(&keys[dev], t, id, edited).unwrap();
+                    devices[dev]
+                        .edit_post(&keys[dev], t, id, &Base::Latest, edited)
+                        .unwrap();
                 }
             }
             Step::Sync { from, to } => {
@@ -203,7 +207,9 @@ fn play_edit(devices: &mut [Replica], keys: &[AuthorKey], t: Timestamp, step: &S
         body: with_paragraph(&current.body, *para, *word),
         ..current
     };
-    devices[*dev].edit_post(&keys[*dev], t, id, edited).unwrap();
+    devices[*dev]
+        .edit_post(&keys[*dev], t, id, &Base::Latest, edited)
+        .unwrap();
 }
 
 /// Delivers `entries` in a shuffled order, with about a third duplicated, in random batches.
@@ -315,7 +321,7 @@ fn a_snapshot_is_used_when_it_matches() {
             body: format!("{} {i}", current.body),
             ..current
         };
-        a.edit_post(&alice, Timestamp(T0 + 2 + i), id, edited)
+        a.edit_post(&alice, Timestamp(T0 + 2 + i), id, &Base::Latest, edited)
             .unwrap();
     }
     let saved = a.save_document(&id).unwrap();
@@ -345,15 +351,33 @@ fn twin_devices_equivocate_and_are_excluded_the_same_way_everywhere() {
     let mut t = fresh(&a);
     sync(&a, &mut t);
     // Both devices sign seq 2 for the same actor, from the same state.
-    a.edit_post(&alice, Timestamp(T0 + 2), id, post("t", "one A\n\ntwo"))
-        .unwrap();
-    t.edit_post(&twin, Timestamp(T0 + 3), id, post("t", "one\n\ntwo T"))
-        .unwrap();
+    a.edit_post(
+        &alice,
+        Timestamp(T0 + 2),
+        id,
+        &Base::Latest,
+        post("t", "one A\n\ntwo"),
+    )
+    .unwrap();
+    t.edit_post(
+        &twin,
+        Timestamp(T0 + 3),
+        id,
+        &Base::Latest,
+        post("t", "one\n\ntwo T"),
+    )
+    .unwrap();
     // Bob builds on top of device A's edit.
     let mut b = fresh(&a);
     sync(&a, &mut b);
-    b.edit_post(&bob, Timestamp(T0 + 4), id, post("t B", "one A\n\ntwo"))
-        .unwrap();
+    b.edit_post(
+        &bob,
+        Timestamp(T0 + 4),
+        id,
+        &Base::Latest,
+        post("t B", "one A\n\ntwo"),
+    )
+    .unwrap();
 
     let mut all: Vec<Entry> = Vec::new();
     for r in [&a, &t, &b] {
@@ -385,11 +409,23 @@ fn changes_wait_for_their_document_and_dependencies() {
         .unwrap();
     let id: DocId = create.id().into();
     let e1 = a
-        .edit_post(&alice, Timestamp(T0 + 2), id, post("t", "xy"))
+        .edit_post(
+            &alice,
+            Timestamp(T0 + 2),
+            id,
+            &Base::Latest,
+            post("t", "xy"),
+        )
         .unwrap()
         .unwrap();
     let e2 = a
-        .edit_post(&alice, Timestamp(T0 + 3), id, post("t", "xyz"))
+        .edit_post(
+            &alice,
+            Timestamp(T0 + 3),
+            id,
+            &Base::Latest,
+            post("t", "xyz"),
+        )
         .unwrap()
         .unwrap();
     let mut b = fresh(&a);

@@ -1,5 +1,6 @@
-//! Documents: offline edits merge, history lists who changed what, old versions can be read and
-//! restored, the feed pages newest first.
+//! Documents: offline edits merge, an edit based on an old version keeps what came since,
+//! history lists who changed what, old versions can be read and restored, the feed pages newest
+//! first.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,8 +11,10 @@
 mod support;
 
 use agora_crdt::{
-    ChangeStatus, Content, DocId, FeedCursor, Field, PostContent, ProfileContent, Timestamp,
+    Base, ChangeStatus, Content, DocId, Entry, EntryId, FeedCursor, Field, LocalError, PostContent,
+    ProfileContent, Replica, Timestamp, Version,
 };
+use proptest::prelude::*;
 use support::*;
 
 const ARTICLE: &str = "Rust is a language.\n\nIt has a borrow checker.\n\nPeople like it.";
@@ -31,11 +34,23 @@ fn offline_edits_of_different_paragraphs_both_survive() {
 
     // Both offline: Alice fixes the first paragraph, Bob the last.
     let mine = ARTICLE.replace("a language", "a systems language");
-    a.edit_post(&alice, Timestamp(T0 + 2), id, post("Rust", &mine))
-        .unwrap();
+    a.edit_post(
+        &alice,
+        Timestamp(T0 + 2),
+        id,
+        &Base::Latest,
+        post("Rust", &mine),
+    )
+    .unwrap();
     let theirs = ARTICLE.replace("People like it.", "People like it a lot.");
-    b.edit_post(&bob, Timestamp(T0 + 3), id, post("Rust", &theirs))
-        .unwrap();
+    b.edit_post(
+        &bob,
+        Timestamp(T0 + 3),
+        id,
+        &Base::Latest,
+        post("Rust", &theirs),
+    )
+    .unwrap();
     assert_ne!(a.post(&id).unwrap().content, b.post(&id).unwrap().content);
 
     // Back online.
@@ -61,7 +76,13 @@ fn history_lists_who_changed_what_and_old_versions_can_be_read_and_restored() {
         .unwrap();
     let id: DocId = created.id().into();
     let vandal = r
-        .edit_post(&bob, Timestamp(T0 + 2), id, post("Spam", "Buy now."))
+        .edit_post(
+            &bob,
+            Timestamp(T0 + 2),
+            id,
+            &Base::Latest,
+            post("Spam", "Buy now."),
+        )
         .unwrap()
         .unwrap();
     let tagged = PostContent {
@@ -69,7 +90,8 @@ fn history_lists_who_changed_what_and_old_versions_can_be_read_and_restored() {
         link: Some("https://example.org".into()),
         ..r.post(&id).unwrap().content
     };
-    r.edit_post(&bob, Timestamp(T0 + 3), id, tagged).unwrap();
+    r.edit_post(&bob, Timestamp(T0 + 3), id, &Base::Latest, tagged)
+        .unwrap();
 
     let history = r.history(&id).unwrap();
     assert_eq!(history.len(), 3);
@@ -83,7 +105,7 @@ fn history_lists_who_changed_what_and_old_versions_can_be_read_and_restored() {
     assert!(history.iter().all(|h| h.status == ChangeStatus::Applied));
 
     // Read the first version.
-    let Content::Post(first) = r.content_at(&id, created.id()).unwrap() else {
+    let Content::Post(first) = r.content_at(&id, &created.id().into()).unwrap() else {
         panic!("not a post")
     };
     assert_eq!(
@@ -112,7 +134,7 @@ fn history_lists_who_changed_what_and_old_versions_can_be_read_and_restored() {
             .is_none()
     );
     // A version that is not this document's is refused.
-    assert!(r.content_at(&id, r.genesis_entry().id()).is_err());
+    assert!(r.content_at(&id, &r.genesis_entry().id().into()).is_err());
 }
 
 #[test]
@@ -149,8 +171,14 @@ fn the_feed_is_newest_first_and_pages_by_cursor() {
     assert_eq!(pages, 3);
     // Edits and comments never move a post.
     let oldest = ids.last().unwrap().1;
-    r.edit_post(&alice, Timestamp(T0 + 100), oldest, post("bumped?", "no"))
-        .unwrap();
+    r.edit_post(
+        &alice,
+        Timestamp(T0 + 100),
+        oldest,
+        &Base::Latest,
+        post("bumped?", "no"),
+    )
+    .unwrap();
     r.comment(&alice, Timestamp(T0 + 101), oldest, None, "still no")
         .unwrap();
     let all = r.feed(None, 100);
@@ -206,11 +234,14 @@ fn comments_thread_under_their_post_and_names_come_from_profiles() {
         text: "first!".into(),
     });
     assert!(
-        r.edit(&bob, Timestamp(T0 + 6), first, &edited)
+        r.edit(&bob, Timestamp(T0 + 6), first, &Base::Latest, &edited)
             .unwrap()
             .is_some()
     );
-    assert!(r.edit(&alice, Timestamp(T0 + 7), first, &edited).is_err());
+    assert!(
+        r.edit(&alice, Timestamp(T0 + 7), first, &Base::Latest, &edited)
+            .is_err()
+    );
     assert_eq!(r.comments(&id)[0].text, "first!");
 }
 
@@ -252,9 +283,10 @@ fn concurrent_tag_additions_both_survive() {
         tags: vec!["a".into(), tag.into()],
         ..tagged.clone()
     };
-    a.edit_post(&alice, Timestamp(T0 + 2), id, with("b"))
+    a.edit_post(&alice, Timestamp(T0 + 2), id, &Base::Latest, with("b"))
         .unwrap();
-    b.edit_post(&bob, Timestamp(T0 + 3), id, with("c")).unwrap();
+    b.edit_post(&bob, Timestamp(T0 + 3), id, &Base::Latest, with("c"))
+        .unwrap();
     sync(&a, &mut b);
     sync(&b, &mut a);
     let mut tags = a.post(&id).unwrap().content.tags;
@@ -265,7 +297,8 @@ fn concurrent_tag_additions_both_survive() {
     // Removing one keeps the others.
     let mut fewer = a.post(&id).unwrap().content;
     fewer.tags.retain(|t| t != "b");
-    a.edit_post(&alice, Timestamp(T0 + 4), id, fewer).unwrap();
+    a.edit_post(&alice, Timestamp(T0 + 4), id, &Base::Latest, fewer)
+        .unwrap();
     assert_eq!(a.post(&id).unwrap().content.tags.len(), 2);
 }
 
@@ -290,6 +323,7 @@ fn a_change_naming_a_non_document_is_refused_in_either_order() {
             &alice,
             Timestamp(T0 + 3),
             post_entry.id().into(),
+            &Base::Latest,
             post("t", "xy"),
         )
         .unwrap()
@@ -318,4 +352,242 @@ fn a_change_naming_a_non_document_is_refused_in_either_order() {
     assert_eq!(report.rejected.len(), 1);
     assert_eq!(report.rejected[0].0, misdirected.id());
     assert_eq!(snapshot(&first), snapshot(&second));
+}
+
+/// `ARTICLE`-like text of `n` paragraphs, paragraph `k` reading `p{k}`, with the given ones
+/// replaced.
+fn paragraphs(n: usize, replaced: &[(usize, &str)]) -> String {
+    (0..n)
+        .map(|k| {
+            replaced.iter().find(|(i, _)| *i == k).map_or_else(
+                || format!("p{k} stays as it was."),
+                |(_, t)| (*t).to_owned(),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// Alice reads a post of `n` paragraphs (version v1); Bob's edit of paragraph `theirs` reaches
+/// her; she saves her edit of paragraph `mine`, based on v1. Returns her replica's genesis,
+/// every entry, and the post.
+fn lost_update(n: usize, mine: (usize, &str), theirs: (usize, &str)) -> (Entry, Vec<Entry>, DocId) {
+    let alice = key(1);
+    let bob = key(2);
+    let mut a = founded(&alice);
+    let id: DocId = a
+        .create_post(&alice, Timestamp(T0 + 1), post("t", &paragraphs(n, &[])))
+        .unwrap()
+        .id()
+        .into();
+    let v1 = a.post(&id).unwrap().version;
+    let mut b = fresh(&a);
+    sync(&a, &mut b);
+    let bobs = b
+        .edit_post(
+            &bob,
+            Timestamp(T0 + 2),
+            id,
+            &Base::Latest,
+            post("t", &paragraphs(n, &[theirs])),
+        )
+        .unwrap()
+        .unwrap();
+    a.ingest([bobs]);
+    assert_ne!(a.post(&id).unwrap().version, v1);
+    // Her editor still shows v1's text: only her paragraph differs from it.
+    a.edit_post(
+        &alice,
+        Timestamp(T0 + 3),
+        id,
+        &Base::At(v1),
+        post("t", &paragraphs(n, &[mine])),
+    )
+    .unwrap()
+    .expect("the edit changes v1");
+    let entries: Vec<Entry> = a.entries().cloned().collect();
+    (a.genesis_entry().clone(), entries, id)
+}
+
+#[test]
+fn an_edit_based_on_an_old_version_keeps_the_edits_made_since() {
+    let (genesis, entries, id) = lost_update(3, (0, "p0, by Alice."), (2, "p2, by Bob."));
+    let r = deliver_shuffled(&genesis, &entries, 7);
+    assert_eq!(
+        r.post(&id).unwrap().content.body,
+        paragraphs(3, &[(0, "p0, by Alice."), (2, "p2, by Bob.")])
+    );
+    // The two edits are concurrent: both are heads, and the version names both.
+    assert_eq!(r.heads(&id).unwrap().len(), 2);
+    let version = r.post(&id).unwrap().version;
+    assert_eq!(version.entries().len(), 2);
+    assert_eq!(version.to_string().parse::<Version>(), Ok(version.clone()));
+    assert_eq!(r.version(&id), Some(version.clone()));
+    let Content::Post(read) = r.content_at(&id, &version).unwrap() else {
+        panic!("a post");
+    };
+    assert_eq!(read, r.post(&id).unwrap().content);
+}
+
+#[test]
+fn the_same_save_based_on_the_latest_version_undoes_what_came_since() {
+    // What the base is for: the text Alice's editor showed, diffed against the document as it
+    // reads now, reverts Bob's paragraph.
+    let alice = key(1);
+    let bob = key(2);
+    let mut a = founded(&alice);
+    let id: DocId = a
+        .create_post(&alice, Timestamp(T0 + 1), post("t", &paragraphs(2, &[])))
+        .unwrap()
+        .id()
+        .into();
+    let mut b = fresh(&a);
+    sync(&a, &mut b);
+    b.edit_post(
+        &bob,
+        Timestamp(T0 + 2),
+        id,
+        &Base::Latest,
+        post("t", &paragraphs(2, &[(1, "Bob's.")])),
+    )
+    .unwrap();
+    sync(&b, &mut a);
+    let mine = post("t", &paragraphs(2, &[(0, "Alice's.")]));
+    a.edit_post(&alice, Timestamp(T0 + 3), id, &Base::Latest, mine)
+        .unwrap();
+    assert_eq!(
+        a.post(&id).unwrap().content.body,
+        paragraphs(2, &[(0, "Alice's.")])
+    );
+}
+
+#[test]
+fn an_edit_based_on_an_old_version_of_ones_own_needs_no_second_history() {
+    // Alice edits paragraph 2, then saves paragraph 1 from an editor opened before that edit:
+    // her device's next sequence number is taken by a change the base does not hold, so the
+    // edit must not reuse it (that would be an equivocation, excluding both).
+    let alice = key(1);
+    let mut a = founded(&alice);
+    let id: DocId = a
+        .create_post(&alice, Timestamp(T0 + 1), post("t", &paragraphs(2, &[])))
+        .unwrap()
+        .id()
+        .into();
+    let v1 = a.post(&id).unwrap().version;
+    a.edit_post(
+        &alice,
+        Timestamp(T0 + 2),
+        id,
+        &Base::Latest,
+        post("t", &paragraphs(2, &[(1, "two.")])),
+    )
+    .unwrap()
+    .unwrap();
+    a.edit_post(
+        &alice,
+        Timestamp(T0 + 3),
+        id,
+        &Base::At(v1),
+        post("t", &paragraphs(2, &[(0, "one.")])),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(a.equivocations().is_empty());
+    assert_eq!(applied(&a.history(&id).unwrap()), 3);
+    assert_eq!(
+        a.post(&id).unwrap().content.body,
+        paragraphs(2, &[(0, "one."), (1, "two.")])
+    );
+}
+
+#[test]
+fn an_edit_based_on_what_is_not_an_applied_version_is_refused_and_an_unchanged_base_writes_nothing()
+{
+    let alice = key(1);
+    let mut a = founded(&alice);
+    let text = post("t", &paragraphs(2, &[]));
+    let id: DocId = a
+        .create_post(&alice, Timestamp(T0 + 1), text.clone())
+        .unwrap()
+        .id()
+        .into();
+    let v1 = a.post(&id).unwrap().version;
+    a.edit_post(
+        &alice,
+        Timestamp(T0 + 2),
+        id,
+        &Base::Latest,
+        post("t", "changed"),
+    )
+    .unwrap()
+    .unwrap();
+    // The base already reads so: nothing to write, though the document now reads otherwise.
+    assert!(
+        a.edit_post(
+            &alice,
+            Timestamp(T0 + 3),
+            id,
+            &Base::At(v1.clone()),
+            text.clone()
+        )
+        .unwrap()
+        .is_none()
+    );
+    assert_eq!(a.post(&id).unwrap().content.body, "changed");
+    assert!(matches!(
+        a.edit_post(
+            &alice,
+            Timestamp(T0 + 4),
+            id,
+            &Base::At(Version::new([])),
+            text.clone()
+        ),
+        Err(LocalError::EmptyVersion)
+    ));
+    // The genesis entry, an unknown entry, or one version too many: not versions of the post.
+    for bad in [
+        Version::from(a.genesis_entry().id()),
+        Version::from(EntryId::from_bytes([9; 32])),
+        Version::new(
+            v1.entries()
+                .iter()
+                .copied()
+                .chain([EntryId::from_bytes([9; 32])]),
+        ),
+    ] {
+        assert!(matches!(
+            a.edit_post(&alice, Timestamp(T0 + 4), id, &Base::At(bad), text.clone()),
+            Err(LocalError::UnknownVersion(_))
+        ));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Two edits of different paragraphs, one based on the version before the other, both
+    /// survive, and every delivery order of the entries (with duplicates) reads the same.
+    #[test]
+    fn an_edit_based_on_an_old_version_merges_like_an_offline_one(
+        n in 2usize..6,
+        picks in (0usize..6, 0usize..6),
+        words in ("[a-z]{1,8}", "[a-z]{1,8}"),
+        seeds in proptest::collection::vec(any::<u64>(), 3),
+    ) {
+        let mine = picks.0 % n;
+        // Any other paragraph.
+        let theirs = (mine + 1 + picks.1 % (n - 1)) % n;
+        let (mine_text, theirs_text) = (format!("A {}.", words.0), format!("B {}.", words.1));
+        let (genesis, entries, id) =
+            lost_update(n, (mine, &mine_text), (theirs, &theirs_text));
+        let expected = paragraphs(n, &[(mine, &mine_text), (theirs, &theirs_text)]);
+        let mut reference = Replica::new(genesis.clone()).unwrap();
+        reference.ingest(entries.clone());
+        prop_assert_eq!(&reference.post(&id).unwrap().content.body, &expected);
+        for seed in seeds {
+            let r = deliver_shuffled(&genesis, &entries, seed);
+            prop_assert_eq!(&r.post(&id).unwrap().content.body, &expected);
+            prop_assert_eq!(r.version(&id), reference.version(&id));
+        }
+    }
 }

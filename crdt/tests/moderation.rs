@@ -14,9 +14,9 @@ mod support;
 use std::time::Instant;
 
 use agora_crdt::{
-    AuthorKey, ChangeStatus, Contribution, DocId, EditPolicy, Entry, Exclusion, Hidden, LocalError,
-    Moderation, NotCounted, Overrides, Payload, Policy, PostContent, Replica, Role, RoleAction,
-    RoleStatement, Standing, Timestamp, Vote, VoteTarget, VoteValue,
+    AuthorKey, Base, ChangeStatus, Contribution, DocId, EditPolicy, Entry, Exclusion, Hidden,
+    LocalError, Moderation, NotCounted, Overrides, Payload, Policy, PostContent, Replica, Role,
+    RoleAction, RoleStatement, Standing, Timestamp, Vote, VoteTarget, VoteValue,
 };
 use proptest::prelude::*;
 use support::*;
@@ -726,8 +726,13 @@ fn a_vandals_edit_is_excluded_everywhere_and_an_honest_later_edit_shows() {
     sync(&founder_replica, &mut vandal_replica);
 
     // An honest client refuses the edit locally...
-    let refused =
-        vandal_replica.edit_post(&vandal, Timestamp(T0 + 10), w.post, post("t", "VANDALISED"));
+    let refused = vandal_replica.edit_post(
+        &vandal,
+        Timestamp(T0 + 10),
+        w.post,
+        &Base::Latest,
+        post("t", "VANDALISED"),
+    );
     assert!(matches!(refused, Err(LocalError::NotTrusted { .. })));
     assert!(!vandal_replica.may_edit(&vandal.id(), &w.post));
     // ...a modified one sends it anyway.
@@ -754,6 +759,7 @@ fn a_vandals_edit_is_excluded_everywhere_and_an_honest_later_edit_shows() {
             &honest,
             Timestamp(T0 + 11),
             w.post,
+            &Base::Latest,
             post("t", "one\n\ntwo, improved"),
         )
         .unwrap()
@@ -827,7 +833,13 @@ fn in_an_open_subwiki_the_same_edit_shows() {
     sync(&w.replica, &mut vandal_replica);
     assert!(vandal_replica.may_edit(&vandal.id(), &w.post));
     let edit = vandal_replica
-        .edit_post(&vandal, Timestamp(T0 + 10), w.post, post("t", "VANDALISED"))
+        .edit_post(
+            &vandal,
+            Timestamp(T0 + 10),
+            w.post,
+            &Base::Latest,
+            post("t", "VANDALISED"),
+        )
         .unwrap()
         .unwrap();
     let mut all: Vec<Entry> = w.replica.entries().cloned().collect();
@@ -847,9 +859,15 @@ fn a_creator_edits_their_own_post_without_trust() {
         .unwrap()
         .id()
         .into();
-    r.edit_post(&newcomer, Timestamp(T0 + 4), mine, post("mine", "final"))
-        .unwrap()
-        .unwrap();
+    r.edit_post(
+        &newcomer,
+        Timestamp(T0 + 4),
+        mine,
+        &Base::Latest,
+        post("mine", "final"),
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(r.post(&mine).unwrap().content.body, "final");
     // Comments are the commenter's own documents: nothing changes for them.
     let c = r
@@ -912,14 +930,21 @@ fn an_edit_after_losing_the_base_it_was_built_on_does_not_equivocate() {
     let (x, honest) = (w.b, w.a);
     let mut r = w.replica;
     // x (trusted) edits the post, the honest member edits on top of x's edit.
-    r.edit_post(&x, Timestamp(T0 + 10), w.post, post("t", "one X\n\ntwo"))
-        .unwrap()
-        .unwrap();
+    r.edit_post(
+        &x,
+        Timestamp(T0 + 10),
+        w.post,
+        &Base::Latest,
+        post("t", "one X\n\ntwo"),
+    )
+    .unwrap()
+    .unwrap();
     let built_on_x = r
         .edit_post(
             &honest,
             Timestamp(T0 + 11),
             w.post,
+            &Base::Latest,
             post("t", "one X\n\ntwo H"),
         )
         .unwrap()
@@ -947,6 +972,7 @@ fn an_edit_after_losing_the_base_it_was_built_on_does_not_equivocate() {
             &honest,
             Timestamp(T0 + 13),
             w.post,
+            &Base::Latest,
             post("t", "one\n\ntwo H"),
         )
         .unwrap()
@@ -956,6 +982,7 @@ fn an_edit_after_losing_the_base_it_was_built_on_does_not_equivocate() {
             &honest,
             Timestamp(T0 + 14),
             w.post,
+            &Base::Latest,
             post("t!", "one\n\ntwo H"),
         )
         .unwrap()

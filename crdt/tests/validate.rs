@@ -9,7 +9,7 @@
 mod support;
 
 use agora_crdt::{
-    AuthorKey, Body, DocChange, DocId, Entry, EntryError, EntryId, IngestError, Payload,
+    AuthorKey, Base, Body, DocChange, DocId, Entry, EntryError, EntryId, IngestError, Payload,
     REOPEN_BATCH, Replica, Timestamp, VoteTarget, VoteValue, limits, reopen, validate,
 };
 use proptest::prelude::*;
@@ -48,6 +48,7 @@ fn world() -> World {
             &bob,
             Timestamp(T0 + 3),
             post,
+            &Base::Latest,
             support::post("title", "body, improved"),
         )
         .unwrap()
@@ -195,6 +196,7 @@ fn a_change_whose_actor_is_not_the_signer_is_refused() {
             &w.alice,
             Timestamp(T0 + 4),
             w.post,
+            &Base::Latest,
             support::post("title", "alice"),
         )
         .unwrap()
@@ -249,6 +251,7 @@ fn a_change_to_someone_elses_owner_document_is_refused() {
         &w.bob,
         Timestamp(T0 + 6),
         w.comment,
+        &Base::Latest,
         &agora_crdt::Content::Comment(agora_crdt::CommentContent {
             text: "vandalised".into(),
         }),

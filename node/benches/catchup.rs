@@ -57,7 +57,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hint::black_box;
 
 use agora_crdt::{
-    AuthorKey, DocId, Entry, EntryError, EntryId, Policy, PostContent, Replica, SubwikiId,
+    AuthorKey, Base, DocId, Entry, EntryError, EntryId, Policy, PostContent, Replica, SubwikiId,
     Timestamp,
 };
 use agora_node::proto::{Config, Output, Responder, Session, Signed, Snapshot, Stats, Verify};
@@ -282,6 +282,7 @@ fn same_data() -> SameData {
                     &keys[(i + k) % keys.len()],
                     Timestamp(time),
                     doc,
+                    &Base::Latest,
                     content.clone(),
                 )
                 .unwrap()

@@ -26,10 +26,21 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::{Config, Core, NodeError, PeerInfo, now};
+use crate::config::Config;
+use crate::core::{Core, now};
+use crate::error::NodeError;
 
 pub use self::behaviour::resident_memory;
 pub(crate) use self::behaviour::{Behaviour, BehaviourEvent};
+
+/// A connected peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Its transport identity.
+    pub peer: PeerId,
+    /// Addresses it is connected on.
+    pub addresses: Vec<Multiaddr>,
+}
 
 /// Capacity of the command channel from node handles to the network task.
 const COMMAND_CAPACITY: usize = 256;

@@ -2,20 +2,25 @@
 //! that a feed page needs no replay of its subwiki. Derived data: a view that does not decode
 //! is simply rendered again from the entries.
 //!
-//! Layout (all integers big-endian, strings and byte lists with a u32 length): version byte 1,
+//! Layout (all integers big-endian, strings and byte lists with a u32 length): format byte 2,
 //! subwiki, post id, creator, created at, title, body, link (0 or 1 then string), images (count
 //! then 32-byte hashes), tags (count then strings), author name (0 or 1 then string), edits,
-//! editors (count then 32-byte ids), comments, updated at.
+//! editors (count then 32-byte ids), comments, updated at, the version read (count then
+//! 32-byte entry ids). Format 1 had no version; such a view no longer decodes and is rendered
+//! again.
 
 use std::collections::BTreeSet;
 
 use agora_crdt::{
-    AuthorId, BlobHash, DocId, DocKind, DocMeta, PostContent, PostView, SubwikiId, Timestamp,
+    AuthorId, BlobHash, DocId, DocKind, DocMeta, EntryId, PostContent, PostView, SubwikiId,
+    Timestamp, Version,
 };
 
-use crate::api::FeedItem;
+use crate::core::FeedItem;
 
-const VERSION: u8 = 1;
+/// The format of a stored view: bumped whenever the layout changes, so older views are
+/// rendered again instead of read wrongly.
+const FORMAT: u8 = 2;
 /// No list in a view is longer than this (a guard against a damaged record).
 const MAX_ITEMS: usize = 1 << 16;
 
@@ -94,7 +99,7 @@ impl<'a> In<'a> {
 pub(crate) fn encode(item: &FeedItem) -> Vec<u8> {
     let p = &item.post;
     let mut out = Out::default();
-    out.0.push(VERSION);
+    out.0.push(FORMAT);
     out.id(item.subwiki.as_bytes());
     out.id(p.meta.id.as_bytes());
     out.id(p.meta.creator.as_bytes());
@@ -118,13 +123,17 @@ pub(crate) fn encode(item: &FeedItem) -> Vec<u8> {
     }
     out.u64(p.comments as u64);
     out.u64(p.updated_at.0);
+    out.len(p.version.entries().len());
+    for entry in p.version.entries() {
+        out.id(entry.as_bytes());
+    }
     out.0
 }
 
-/// Decodes a rendered post; `None` if the record is damaged or of another version.
+/// Decodes a rendered post; `None` if the record is damaged or of another format.
 pub(crate) fn decode(bytes: &[u8]) -> Option<FeedItem> {
     let mut r = In(bytes);
-    (r.u8()? == VERSION).then_some(())?;
+    (r.u8()? == FORMAT).then_some(())?;
     let subwiki = SubwikiId::from_bytes(r.id()?);
     let id = DocId::from_bytes(r.id()?);
     let creator = AuthorId::from_bytes(r.id()?);
@@ -144,6 +153,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<FeedItem> {
         .collect();
     let comments = usize::try_from(r.u64()?).ok()?;
     let updated_at = Timestamp(r.u64()?);
+    let version = Version::new(r.list(|r| r.id().map(EntryId::from_bytes))?);
     r.0.is_empty().then_some(())?;
     Some(FeedItem {
         subwiki,
@@ -162,6 +172,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<FeedItem> {
             editors,
             comments,
             updated_at,
+            version,
         },
     })
 }
@@ -196,6 +207,7 @@ mod tests {
                 editors: [AuthorId::from_bytes([3; 32])].into_iter().collect(),
                 comments: 7,
                 updated_at: Timestamp(99),
+                version: Version::new([EntryId::from_bytes([5; 32]), EntryId::from_bytes([6; 32])]),
             },
         };
         let bytes = encode(&item);
@@ -206,5 +218,9 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(decode(&longer), None);
+        // A view in the previous format (no version) is not read.
+        let mut old = bytes[..bytes.len() - (4 + 2 * 32)].to_vec();
+        old[0] = 1;
+        assert_eq!(decode(&old), None);
     }
 }

@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )]
 
-use agora_crdt::{Policy, PostContent};
+use agora_crdt::{Base, Policy, PostContent};
 use agora_node::Node;
 
 fn post(title: &str) -> PostContent {
@@ -29,7 +29,9 @@ async fn export_then_import_carries_a_subwiki_and_bad_files_change_nothing() {
         .await
         .unwrap();
     let first = a.create_post(subwiki, post("one")).await.unwrap();
-    a.edit_post(first, post("one, edited")).await.unwrap();
+    a.edit_post(first, Base::Latest, post("one, edited"))
+        .await
+        .unwrap();
     a.comment(first, None, "nice").await.unwrap();
     let file = files.path().join("carried.agora");
     assert_eq!(a.export(subwiki, &file).unwrap(), 4);

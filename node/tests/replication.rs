@@ -1,5 +1,5 @@
 //! Real nodes replicate over loopback TCP: join by id, gossip, reconciliation, offline edits,
-//! catch-up after absence.
+//! an edit based on the version read, catch-up after absence.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,7 +9,7 @@
 
 mod support;
 
-use agora_crdt::{DocId, Policy, PostContent};
+use agora_crdt::{Base, DocId, Policy, PostContent};
 use agora_node::Node;
 use support::*;
 
@@ -63,9 +63,13 @@ async fn three_nodes_reach_the_same_feed_and_text() {
         .create_post(subwiki, post("from B", "b's text"))
         .await
         .unwrap();
-    c.edit_post(posts[0], post("post 0", "hello, improved by C"))
-        .await
-        .unwrap();
+    c.edit_post(
+        posts[0],
+        Base::Latest,
+        post("post 0", "hello, improved by C"),
+    )
+    .await
+    .unwrap();
     for node in [&a, &b, &c] {
         until(node, "B's post everywhere", |n| {
             body(n, newer).as_deref() == Some("b's text")
@@ -112,12 +116,14 @@ async fn offline_edits_merge_when_the_node_comes_back() {
         let offline = Node::open_offline(dir_b.path()).unwrap();
         let edited = text.replace("First paragraph.", "First paragraph, edited offline by B.");
         offline
-            .edit_post(id, post("Shared", &edited))
+            .edit_post(id, Base::Latest, post("Shared", &edited))
             .await
             .unwrap();
     }
     let edited = text.replace("Second paragraph.", "Second paragraph, edited by A.");
-    a.edit_post(id, post("Shared", &edited)).await.unwrap();
+    a.edit_post(id, Base::Latest, post("Shared", &edited))
+        .await
+        .unwrap();
 
     let b = start(dir_b.path(), vec![a_addr]).await;
     let merged = "First paragraph, edited offline by B.\n\nSecond paragraph, edited by A.";
@@ -129,6 +135,68 @@ async fn offline_edits_merge_when_the_node_comes_back() {
         body(n, id).as_deref() == Some(merged)
     })
     .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// The lost update: A reads a post (v1) and opens it in an editor; B's edit of paragraph 2
+/// reaches A meanwhile; A saves an edit of paragraph 1 based on v1. Computed against the
+/// current text instead, the save would put paragraph 2 back as A's editor showed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_based_on_the_version_read_keeps_an_edit_that_arrived_meanwhile() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = start(dir_a.path(), vec![]).await;
+    let a_addr = addr(&a).await;
+    let subwiki = a
+        .create_subwiki("notes", "", Policy::default())
+        .await
+        .unwrap();
+    let text = "First paragraph.\n\nSecond paragraph.";
+    let id = a.create_post(subwiki, post("Shared", text)).await.unwrap();
+    let b = start(dir_b.path(), vec![]).await;
+    b.join(subwiki, vec![a_addr]).await.unwrap();
+    until(&b, "B has the post", |n| {
+        body(n, id).as_deref() == Some(text)
+    })
+    .await;
+
+    // A's editor opens version v1.
+    let read = a.post(id).unwrap().post;
+    let v1 = read.version.clone();
+    assert_eq!(a.post_at(id, v1.clone()).unwrap(), read.content);
+
+    let theirs = text.replace("Second paragraph.", "Second paragraph, by B.");
+    b.edit_post(id, Base::Latest, post("Shared", &theirs))
+        .await
+        .unwrap()
+        .expect("B's edit changes the text");
+    until(&a, "B's edit reaches A", |n| {
+        body(n, id).as_deref() == Some(theirs.as_str())
+    })
+    .await;
+    assert_ne!(a.post(id).unwrap().post.version, v1);
+
+    // A saves what the editor holds: v1 with paragraph 1 changed.
+    let mine = read
+        .content
+        .body
+        .replace("First paragraph.", "First paragraph, by A.");
+    a.edit_post(id, Base::At(v1), post("Shared", &mine))
+        .await
+        .unwrap()
+        .expect("A's edit changes v1");
+    let both = "First paragraph, by A.\n\nSecond paragraph, by B.";
+    assert_eq!(body(&a, id).as_deref(), Some(both));
+    until(&b, "A's edit reaches B", |n| {
+        body(n, id).as_deref() == Some(both)
+    })
+    .await;
+    assert_eq!(
+        a.post(id).unwrap().post.version,
+        b.post(id).unwrap().post.version
+    );
+    assert_eq!(a.post(id).unwrap().post.version.entries().len(), 2);
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -172,7 +240,7 @@ async fn a_returning_node_catches_up_by_reconciliation() {
         } else {
             let id = own[i % own.len()];
             writer
-                .edit_post(id, post("edited", &format!("x{i}")))
+                .edit_post(id, Base::Latest, post("edited", &format!("x{i}")))
                 .await
                 .unwrap();
         }

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agora_crdt::{DocId, EntryId, Policy, PostContent, SubwikiId};
+use agora_crdt::{Base, DocId, EntryId, Policy, PostContent, SubwikiId};
 use agora_node::home::Home;
 use agora_node::store::{SledStore, Store};
 use agora_node::{Config, Node, SyncStatus};
@@ -495,7 +495,7 @@ impl Run {
             if let Some(&doc) = self.posts.get(k) {
                 let content = self.content(&format!("{what} edit"));
                 // An edit of a post this node does not hold yet is refused; post instead.
-                if let Ok(Some(id)) = node.edit_post(doc, content).await {
+                if let Ok(Some(id)) = node.edit_post(doc, Base::Latest, content).await {
                     self.written.insert(id);
                     return Ok(());
                 }

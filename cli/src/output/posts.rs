@@ -48,9 +48,7 @@ impl Render for PostShow {
             plural(p.edits, "edit", "edits"),
             p.id,
         );
-        if let Some(version) = page.at {
-            let _ = writeln!(out, "version {version}");
-        }
+        let _ = writeln!(out, "version {}", p.version);
         if let Some(link) = &p.link {
             let _ = writeln!(out, "link: {link}");
         }

@@ -23,9 +23,10 @@ use std::sync::OnceLock;
 
 use agora_crdt::entry::SIGNATURE_LEN;
 use agora_crdt::{
-    AuthorKey, BlobHash, Body, ChangeStatus, CreateDocument, DocChange, DocId, DocKind, EditPolicy,
-    Entry, EntryError, EntryId, FeedCursor, Payload, Policy, PostContent, ProfileContent, Replica,
-    RoleAction, RoleStatement, Timestamp, Vote, VoteTarget, VoteValue, validate,
+    AuthorKey, Base, BlobHash, Body, ChangeStatus, CreateDocument, DocChange, DocId, DocKind,
+    EditPolicy, Entry, EntryError, EntryId, FeedCursor, Payload, Policy, PostContent,
+    ProfileContent, Replica, RoleAction, RoleStatement, Timestamp, Vote, VoteTarget, VoteValue,
+    validate,
 };
 
 /// The receiver's clock for every validation: far enough ahead that no claimed time is refused
@@ -738,7 +739,7 @@ pub fn exercise_views(replica: &Replica) {
         let _ = replica.comments(&doc);
         let _ = replica.save_document(&doc);
         for item in replica.history(&doc).unwrap_or_default() {
-            let read = replica.content_at(&doc, item.version);
+            let read = replica.content_at(&doc, &item.version.into());
             if item.status == ChangeStatus::Applied && oracle("content_at") {
                 assert!(
                     read.is_ok(),
@@ -770,7 +771,7 @@ pub fn exercise_local_edits(replica: &mut Replica) {
                     images: vec![BlobHash::of(b"image")],
                     tags: vec!["edited".into()],
                 };
-                let _ = replica.edit_post(bob, LOCAL_TIME, *doc, edited);
+                let _ = replica.edit_post(bob, LOCAL_TIME, *doc, &Base::Latest, edited);
                 let first = replica
                     .history(doc)
                     .and_then(|h| h.first().map(|i| i.version));
@@ -835,6 +836,7 @@ fn build_seed_entries() -> Result<Vec<(&'static str, Entry)>, Box<dyn std::error
             founder,
             at(2),
             post_id,
+            &Base::Latest,
             PostContent {
                 title: "Hello".into(),
                 body: "First post.\nSecond line, by the founder.".into(),
@@ -849,6 +851,7 @@ fn build_seed_entries() -> Result<Vec<(&'static str, Entry)>, Box<dyn std::error
             bob,
             at(3),
             post_id,
+            &Base::Latest,
             PostContent {
                 title: "Hello, world".into(),
                 body: "First post, edited.\nSecond line.".into(),
@@ -866,6 +869,7 @@ fn build_seed_entries() -> Result<Vec<(&'static str, Entry)>, Box<dyn std::error
             alice,
             at(4),
             post_id,
+            &Base::Latest,
             PostContent {
                 title: "Hello, world!".into(),
                 body: "First post, edited.\nSecond line, by the founder.\nThird.".into(),

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use agora_crdt::moderation::{Standing, Statement};
 use agora_crdt::{
     AuthorId, BlobHash, CommentView, Contribution, DocId, EditPolicy, EntryId, FeedCursor, Genesis,
-    Hidden, LogItem, NotCounted, SubwikiId, Timestamp, VoteTarget,
+    Hidden, LogItem, NotCounted, SubwikiId, Timestamp, Version, VoteTarget,
 };
 use axum::Router;
 use serde::{Deserialize, Serialize};
@@ -132,6 +132,8 @@ pub struct Post {
     pub editors: Vec<AuthorId>,
     /// Comments.
     pub comments: usize,
+    /// The version this is: what an edit of what the reader sees is based on.
+    pub version: Version,
 }
 
 impl From<&FeedItem> for Post {
@@ -153,6 +155,7 @@ impl From<&FeedItem> for Post {
             edits: p.edits,
             editors: p.editors.iter().copied().collect(),
             comments: p.comments,
+            version: p.version.clone(),
         }
     }
 }

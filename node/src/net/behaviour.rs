@@ -21,7 +21,8 @@ use libp2p::{
 
 use super::RelayLimits;
 use super::codec::Codec;
-use crate::api::{Config, NodeError};
+use crate::config::Config;
+use crate::error::NodeError;
 
 /// Kademlia's protocol name: Agora's own DHT, not the IPFS one.
 pub const KAD_PROTOCOL: &str = "/agora/kad/1.0.0";

@@ -20,7 +20,7 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::{Multiaddr, PeerId, Swarm};
 
 use super::Behaviour;
-use crate::api::{Core, now};
+use crate::core::{Core, now};
 use crate::proto::{self, Output, Request, Response, Session, Snapshot};
 
 /// What an outstanding request belongs to.

@@ -7,7 +7,7 @@
 )]
 
 use agora_crdt::{
-    AuthorKey, DocId, Entry, EntryId, Policy, PostContent, Replica, SubwikiId, Timestamp,
+    AuthorKey, Base, DocId, Entry, EntryId, Policy, PostContent, Replica, SubwikiId, Timestamp,
     VoteTarget, VoteValue,
 };
 
@@ -40,7 +40,7 @@ fn subwiki(founder: u8, name: &str, posts: u64, start: u64) -> (Replica, Vec<Ent
             ..post
         };
         entries.push(
-            r.edit_post(&k, Timestamp(t.0 + 1), id, edited)
+            r.edit_post(&k, Timestamp(t.0 + 1), id, &Base::Latest, edited)
                 .unwrap()
                 .unwrap(),
         );

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use agora_crdt::{
-    AuthorId, BlobHash, ChangeStatus, DocId, EntryId, Exclusion, FeedCursor, Field, HistoryItem,
-    PostContent, SubwikiId, Timestamp,
+    AuthorId, Base, BlobHash, ChangeStatus, DocId, EntryId, Exclusion, FeedCursor, Field,
+    HistoryItem, PostContent, SubwikiId, Timestamp, Version,
 };
 use serde::{Deserialize, Serialize};
 
@@ -101,6 +101,11 @@ pub struct PostEdit {
     #[arg(long, value_name = "FILE", group = "body_source")]
     #[serde(skip)]
     pub body_file: Option<PathBuf>,
+    /// The version the new text was written from (`agora post show` prints it), or `latest`.
+    /// The edit is computed against it and merged with whatever came since, so it never
+    /// undoes others' changes. Required in the API; with $EDITOR, the version it opened.
+    #[arg(long, default_value = "latest", value_parser = parser::<Base>("version"))]
+    pub base: Base,
 }
 
 /// A post after an edit or a revert.
@@ -111,6 +116,9 @@ pub struct Edited {
     pub post: Post,
     /// The change made, if the content differed.
     pub change: Option<EntryId>,
+    /// Whether others had changed the post since the edit's base: what it reads now is the
+    /// edit merged with their changes.
+    pub merged: bool,
 }
 
 impl Operation for PostEdit {
@@ -123,16 +131,23 @@ impl Operation for PostEdit {
                 "nothing to change: give --title, --body or --body-file",
             ));
         }
-        let current = node.post(self.post)?.post.content;
-        let edited = PostContent {
-            title: self.title.unwrap_or_else(|| current.title.clone()),
-            body: self.body.unwrap_or_else(|| current.body.clone()),
-            ..current
+        let now = node.post(self.post)?.post;
+        // Fields the edit leaves alone are taken from the base, so they are not changed.
+        let base_content = match &self.base {
+            Base::Latest => now.content.clone(),
+            Base::At(v) => node.post_at(self.post, v.clone())?,
         };
-        let change = node.edit_post(self.post, edited).await?;
+        let merged = matches!(&self.base, Base::At(v) if *v != now.version);
+        let edited = PostContent {
+            title: self.title.unwrap_or_else(|| base_content.title.clone()),
+            body: self.body.unwrap_or_else(|| base_content.body.clone()),
+            ..base_content
+        };
+        let change = node.edit_post(self.post, self.base, edited).await?;
         Ok(Edited {
             post: Post::from(&node.post(self.post)?),
             change,
+            merged,
         })
     }
 }
@@ -144,9 +159,9 @@ pub struct PostShow {
     #[arg(value_parser = parser::<DocId>("post id"))]
     pub post: DocId,
     /// A version (from `agora post history`).
-    #[arg(long, value_parser = parser::<EntryId>("version"))]
+    #[arg(long, value_parser = parser::<Version>("version"))]
     #[serde(default)]
-    pub at: Option<EntryId>,
+    pub at: Option<Version>,
 }
 
 /// The votes on a post.
@@ -167,7 +182,7 @@ pub struct PostPage {
     #[serde(flatten)]
     pub post: Post,
     /// The version shown, when one was asked for.
-    pub at: Option<EntryId>,
+    pub at: Option<Version>,
     /// Its moderation status.
     pub status: PostState,
     /// The votes on it.
@@ -186,11 +201,14 @@ impl Operation for PostShow {
         let mut post = Post::from(&item);
         let moderation = node.moderation(item.subwiki)?;
         let outcome = moderation.post(&id);
-        if let Some(at) = self.at {
-            let content = node.post_at(id, at)?;
+        if let Some(at) = &self.at {
+            let content = node.post_at(id, at.clone())?;
             post.title = content.title;
             post.body = content.body;
             post.link = content.link;
+            post.images = content.images;
+            post.tags = content.tags;
+            post.version = at.clone();
         }
         Ok(PostPage {
             post,
@@ -348,6 +366,7 @@ impl Operation for PostRevert {
         Ok(Edited {
             post: Post::from(&node.post(self.post)?),
             change,
+            merged: false,
         })
     }
 }

@@ -1,0 +1,710 @@
+//! The [`Node`]: the handle every front end uses.
+//!
+//! A node keeps the subwikis its owner joined in a store, derives their views with
+//! [`agora_crdt::Replica`]s, and, when started with networking, replicates them with peers
+//! through the swarm task in [`crate::net`]. The handle holds the node's core (store, replicas,
+//! key; see `core.rs`) and the sender of the network task's commands: local operations go to the
+//! core, which makes them durable, and are then published through the network task.
+//!
+//! Everything works offline: local writes are stored at once and sent when peers appear
+//! (reconciliation picks up whatever gossip missed).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use agora_crdt::{
+    AuthorId, Base, BlobHash, CommentView, Content, DocId, Entry, EntryId, FeedCursor, Genesis,
+    HistoryItem, LocalError, Payload, Policy, PostContent, Replica, SubwikiId, Timestamp, Version,
+};
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::Config;
+use crate::core::{Accepted, Core, FeedItem, SyncStatus, now};
+use crate::error::NodeError;
+use crate::home::{Home, Identity};
+use crate::moderation::{PostStatus, Summary};
+use crate::net::{self, Command, PeerInfo};
+use crate::store::{SledStore, Store, SubwikiRecord};
+use crate::view;
+
+/// A subwiki as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubwikiInfo {
+    /// Its id.
+    pub id: SubwikiId,
+    /// Name, description and policy, once its genesis entry is held.
+    pub genesis: Option<Genesis>,
+    /// Whether the owner is a member.
+    pub joined: bool,
+    /// Entries held.
+    pub entries: usize,
+}
+
+/// The node handle: cheap to clone, every clone drives the same node.
+#[derive(Clone)]
+pub struct Node {
+    core: Arc<Core>,
+    net: Option<mpsc::Sender<Command>>,
+    peer_id: PeerId,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("author", &self.core.author_key().id())
+            .field("peer", &self.peer_id)
+            .field("online", &self.net.is_some())
+            .finish()
+    }
+}
+
+impl Node {
+    /// Opens the node in `home` without networking: every local operation works, and what it
+    /// writes is sent when the node next runs online. Creates the identity if there is none.
+    pub fn open_offline(home: &Path) -> Result<Self, NodeError> {
+        let home = Home::new(home);
+        let identity = home.load_or_init()?;
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&home.store())?);
+        Ok(Self::from_parts(store, identity, Some(home.dir()), None))
+    }
+
+    /// Opens the node and starts its network task on the current tokio runtime.
+    pub async fn start(config: Config) -> Result<Self, NodeError> {
+        let home = Home::new(&config.home);
+        let identity = home.load_or_init()?;
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&home.store())?);
+        Self::start_with(store, identity, &config).await
+    }
+
+    /// Starts a node on a given store and identity (tests and simulations use a memory store).
+    pub async fn start_with(
+        store: Arc<dyn Store>,
+        identity: Identity,
+        config: &Config,
+    ) -> Result<Self, NodeError> {
+        let mut node = Self::from_parts(store, identity, Some(&config.home), None);
+        let sender = net::spawn(node.core.clone(), config).await?;
+        node.net = Some(sender);
+        Ok(node)
+    }
+
+    fn from_parts(
+        store: Arc<dyn Store>,
+        identity: Identity,
+        home: Option<&Path>,
+        net: Option<mpsc::Sender<Command>>,
+    ) -> Self {
+        let peer_id = identity.node.public().to_peer_id();
+        Self {
+            core: Arc::new(Core::new(store, identity, home)),
+            net,
+            peer_id,
+        }
+    }
+
+    /// This person's author id.
+    pub fn author(&self) -> agora_crdt::AuthorId {
+        self.core.author_key().id()
+    }
+
+    /// This node's transport identity.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// A receiver that changes whenever entries are stored, a peer connects or disconnects, or a
+    /// reconciliation finishes: wait on it instead of sleeping.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.core.subscribe()
+    }
+
+    async fn command(&self, command: Command) {
+        if let Some(net) = &self.net {
+            // The network task is gone only when shutting down; local state is already safe.
+            let _ = net.send(command).await;
+        }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let net = self.net.as_ref()?;
+        let (tx, rx) = oneshot::channel();
+        net.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Founds a subwiki, joins it and returns its id.
+    pub async fn create_subwiki(
+        &self,
+        name: &str,
+        description: &str,
+        policy: Policy,
+    ) -> Result<SubwikiId, NodeError> {
+        let genesis = self.core.found(name, description, policy)?;
+        let id = SubwikiId::from(genesis.id());
+        self.command(Command::Join {
+            subwiki: id,
+            peers: Vec::new(),
+        })
+        .await;
+        self.command(Command::Announce {
+            genesis: genesis.bytes().to_vec(),
+        })
+        .await;
+        Ok(id)
+    }
+
+    /// Joins a subwiki by id; `peers` are addresses of nodes that have it (optional: peers
+    /// are also found by mDNS and Kademlia). Catch-up runs in the background.
+    pub async fn join(&self, subwiki: SubwikiId, peers: Vec<Multiaddr>) -> Result<(), NodeError> {
+        self.core.store().set_subwiki(SubwikiRecord {
+            id: subwiki,
+            joined: true,
+        })?;
+        self.command(Command::Join { subwiki, peers }).await;
+        Ok(())
+    }
+
+    /// Leaves a subwiki: stops replicating it; its entries stay until removed.
+    pub async fn leave(&self, subwiki: SubwikiId) -> Result<(), NodeError> {
+        self.core.store().set_subwiki(SubwikiRecord {
+            id: subwiki,
+            joined: false,
+        })?;
+        self.core.forget_replica(subwiki);
+        self.command(Command::Leave { subwiki }).await;
+        Ok(())
+    }
+
+    /// The subwikis kept.
+    pub fn subwikis(&self) -> Result<Vec<SubwikiInfo>, NodeError> {
+        let mut out = Vec::new();
+        for record in self.core.store().subwikis()? {
+            let genesis = match self.core.store().entry(&record.id.into())? {
+                Some(e) => match e.payload() {
+                    Payload::Genesis(g) => Some(g.clone()),
+                    _ => None,
+                },
+                None => None,
+            };
+            out.push(SubwikiInfo {
+                id: record.id,
+                genesis,
+                joined: record.joined,
+                entries: self.core.store().items(&record.id)?.len(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Creates a post and returns its id.
+    pub async fn create_post(
+        &self,
+        subwiki: SubwikiId,
+        post: PostContent,
+    ) -> Result<DocId, NodeError> {
+        let entry = self
+            .core
+            .local(subwiki, |r, key, t| r.create_post(key, t, post).map(Some))?
+            .ok_or(NodeError::UnknownSubwiki(subwiki))?;
+        self.publish(subwiki, &entry).await;
+        Ok(entry.id().into())
+    }
+
+    /// Changes a post to read `post`. The change is computed against `base`, the version the
+    /// writer saw (an editor passes the [`agora_crdt::PostView`]'s `version` it showed), and
+    /// then merged with whatever arrived since, so a save never undoes an edit it did not see.
+    /// Returns the entry carrying the change, or `None` if the base already read `post`.
+    pub async fn edit_post(
+        &self,
+        id: DocId,
+        base: Base,
+        post: PostContent,
+    ) -> Result<Option<EntryId>, NodeError> {
+        let subwiki = self.core.subwiki_of(&id)?;
+        let entry = self
+            .core
+            .local(subwiki, |r, key, t| r.edit_post(key, t, id, &base, post))?;
+        if let Some(entry) = &entry {
+            self.publish(subwiki, entry).await;
+        }
+        Ok(entry.map(|e| e.id()))
+    }
+
+    /// Restores a post to an earlier version as a new signed change.
+    pub async fn revert(&self, id: DocId, version: EntryId) -> Result<Option<EntryId>, NodeError> {
+        let subwiki = self.core.subwiki_of(&id)?;
+        let entry = self
+            .core
+            .local(subwiki, |r, key, t| r.revert(key, t, id, version))?;
+        if let Some(entry) = &entry {
+            self.publish(subwiki, entry).await;
+        }
+        Ok(entry.map(|e| e.id()))
+    }
+
+    /// Comments on a post (optionally answering a comment); returns the comment's id.
+    pub async fn comment(
+        &self,
+        post: DocId,
+        reply_to: Option<DocId>,
+        text: &str,
+    ) -> Result<DocId, NodeError> {
+        let subwiki = self.core.subwiki_of(&post)?;
+        let entry = self
+            .core
+            .local(subwiki, |r, key, t| {
+                r.comment(key, t, post, reply_to, text).map(Some)
+            })?
+            .ok_or(NodeError::UnknownDocument(post))?;
+        self.publish(subwiki, &entry).await;
+        Ok(entry.id().into())
+    }
+
+    /// Votes on a post (hide, keep, misleading, verified, withdraw) in its subwiki; returns the
+    /// vote's entry id.
+    pub async fn vote_post(
+        &self,
+        post: DocId,
+        value: agora_crdt::VoteValue,
+        reason: &str,
+    ) -> Result<EntryId, NodeError> {
+        let subwiki = self.core.subwiki_of(&post)?;
+        self.vote(subwiki, agora_crdt::VoteTarget::Post(post), value, reason)
+            .await
+    }
+
+    /// Votes about an author in a subwiki (mute, unmute, withdraw); returns the vote's entry id.
+    pub async fn vote(
+        &self,
+        subwiki: SubwikiId,
+        target: agora_crdt::VoteTarget,
+        value: agora_crdt::VoteValue,
+        reason: &str,
+    ) -> Result<EntryId, NodeError> {
+        self.sign_in(subwiki, |r, key, t| {
+            r.vote(key, t, target, value, reason).map(Some)
+        })
+        .await?
+        .ok_or(NodeError::UnknownSubwiki(subwiki))
+    }
+
+    /// Signs a role statement (appoint or remove a moderator, vouch for or revoke a member) in
+    /// a subwiki; returns its entry id. Whether it counts is decided by the moderation rules.
+    pub async fn state_role(
+        &self,
+        subwiki: SubwikiId,
+        action: agora_crdt::RoleAction,
+        subject: AuthorId,
+    ) -> Result<EntryId, NodeError> {
+        self.sign_in(subwiki, |r, key, t| {
+            r.state_role(key, t, action, subject).map(Some)
+        })
+        .await?
+        .ok_or(NodeError::UnknownSubwiki(subwiki))
+    }
+
+    /// Sets the owner's profile (display name, bio) in a subwiki. Returns the new version, or
+    /// `None` if it already read that way.
+    pub async fn set_profile(
+        &self,
+        subwiki: SubwikiId,
+        profile: agora_crdt::ProfileContent,
+    ) -> Result<Option<EntryId>, NodeError> {
+        self.sign_in(subwiki, |r, key, t| r.set_profile(key, t, profile))
+            .await
+    }
+
+    /// Makes, stores and publishes one local entry in a subwiki held here; its id, or `None`
+    /// if `f` had nothing to write.
+    async fn sign_in(
+        &self,
+        subwiki: SubwikiId,
+        f: impl FnOnce(
+            &mut Replica,
+            &agora_crdt::AuthorKey,
+            Timestamp,
+        ) -> Result<Option<Entry>, LocalError>,
+    ) -> Result<Option<EntryId>, NodeError> {
+        if !self.core.store().contains(&subwiki.into())? {
+            return Err(NodeError::UnknownSubwiki(subwiki));
+        }
+        let entry = self.core.local(subwiki, f)?;
+        if let Some(entry) = &entry {
+            self.publish(subwiki, entry).await;
+        }
+        Ok(entry.map(|e| e.id()))
+    }
+
+    async fn publish(&self, subwiki: SubwikiId, entry: &Entry) {
+        self.command(Command::Publish {
+            subwiki,
+            bytes: entry.bytes().to_vec(),
+        })
+        .await;
+    }
+
+    /// A post as it reads now, with its subwiki.
+    pub fn post(&self, id: DocId) -> Result<FeedItem, NodeError> {
+        let subwiki = self.core.subwiki_of(&id)?;
+        let post = self
+            .core
+            .with_replica(subwiki, |r| Ok(r.post(&id)))?
+            .ok_or(NodeError::UnknownDocument(id))?;
+        Ok(FeedItem { subwiki, post })
+    }
+
+    /// A post as it read at `version`: a version a reader saw ([`agora_crdt::PostView`]'s
+    /// `version`), or an entry id from its history (right after that change).
+    pub fn post_at(
+        &self,
+        id: DocId,
+        version: impl Into<Version>,
+    ) -> Result<PostContent, NodeError> {
+        let subwiki = self.core.subwiki_of(&id)?;
+        let version = version.into();
+        match self
+            .core
+            .with_replica(subwiki, |r| Ok(r.content_at(&id, &version)?))?
+        {
+            Content::Post(p) => Ok(p),
+            _ => Err(NodeError::UnknownDocument(id)),
+        }
+    }
+
+    /// The comments on a post, oldest first.
+    pub fn comments(&self, id: DocId) -> Result<Vec<CommentView>, NodeError> {
+        let subwiki = self.core.subwiki_of(&id)?;
+        let summary = self.core.moderation_summary(subwiki)?;
+        let comments = self.core.with_replica(subwiki, |r| Ok(r.comments(&id)))?;
+        // Comments by muted authors are hidden.
+        Ok(comments
+            .into_iter()
+            .filter(|c| !summary.is_muted(&c.meta.creator))
+            .collect())
+    }
+
+    /// Every change of a post: who changed what, when.
+    pub fn history(&self, id: DocId) -> Result<Vec<HistoryItem>, NodeError> {
+        let subwiki = self.core.subwiki_of(&id)?;
+        self.core.with_replica(subwiki, |r| {
+            r.history(&id).ok_or(NodeError::UnknownDocument(id))
+        })
+    }
+
+    /// The post's document as a standard Automerge file.
+    pub fn export_post(&self, id: DocId) -> Result<Vec<u8>, NodeError> {
+        let subwiki = self.core.subwiki_of(&id)?;
+        self.core.with_replica(subwiki, |r| {
+            r.save_document(&id).ok_or(NodeError::UnknownDocument(id))
+        })
+    }
+
+    /// The feed of the joined subwikis (or of one), newest first, `limit` posts after `before`,
+    /// without the posts moderation hides.
+    pub fn feed(
+        &self,
+        subwiki: Option<SubwikiId>,
+        before: Option<FeedCursor>,
+        limit: usize,
+    ) -> Result<Vec<FeedItem>, NodeError> {
+        Ok(self
+            .feed_page(subwiki, before, limit, false)?
+            .into_iter()
+            .map(|(item, _)| item)
+            .collect())
+    }
+
+    /// A page of the feed with each post's moderation status; hidden posts are left out unless
+    /// `show_hidden`.
+    pub fn feed_page(
+        &self,
+        subwiki: Option<SubwikiId>,
+        before: Option<FeedCursor>,
+        limit: usize,
+        show_hidden: bool,
+    ) -> Result<Vec<(FeedItem, PostStatus)>, NodeError> {
+        let subwikis = match subwiki {
+            Some(s) => vec![s],
+            None => self.core.joined()?,
+        };
+        let mut summaries: HashMap<SubwikiId, Summary> = HashMap::new();
+        let mut items = Vec::with_capacity(limit.min(1024));
+        let mut cursor = before.map(|c| (c.created_at, c.post));
+        // Hidden posts are skipped, so a page may take more than one read of the index.
+        loop {
+            let keys = self.core.store().feed(&subwikis, cursor, limit)?;
+            let exhausted = keys.len() < limit;
+            for key in keys {
+                cursor = Some((key.created_at, key.post));
+                let Some(item) = self.feed_item(key.subwiki, key.post)? else {
+                    continue;
+                };
+                let summary = match summaries.entry(key.subwiki) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(self.core.moderation_summary(key.subwiki)?)
+                    }
+                };
+                let status = summary.status(&item.post.meta);
+                if status.hidden.is_none() || show_hidden {
+                    items.push((item, status));
+                    if items.len() == limit {
+                        return Ok(items);
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// A post's rendered view: the stored one (no replay of the subwiki), or rendered from the
+    /// replica and stored.
+    fn feed_item(&self, subwiki: SubwikiId, post: DocId) -> Result<Option<FeedItem>, NodeError> {
+        if let Some(item) = self
+            .core
+            .store()
+            .view(&post)?
+            .as_deref()
+            .and_then(view::decode)
+        {
+            return Ok(Some(item));
+        }
+        // None yet (or a damaged one): render it from the replica, and keep it.
+        let Some(post_view) = self.core.with_replica(subwiki, |r| Ok(r.post(&post)))? else {
+            return Ok(None);
+        };
+        let item = FeedItem {
+            subwiki,
+            post: post_view,
+        };
+        self.core
+            .store()
+            .put_views(&[(post, view::encode(&item))])?;
+        Ok(Some(item))
+    }
+
+    /// A post's moderation status as this node's owner sees it.
+    pub fn post_status(&self, id: DocId) -> Result<PostStatus, NodeError> {
+        let item = self.post(id)?;
+        Ok(self
+            .core
+            .moderation_summary(item.subwiki)?
+            .status(&item.post.meta))
+    }
+
+    /// A subwiki's moderation as this node's owner sees it (with their overrides): roles, the
+    /// outcome of every post and author with votes, the log of every statement.
+    pub fn moderation(&self, subwiki: SubwikiId) -> Result<agora_crdt::Moderation, NodeError> {
+        let overrides = self.core.overrides();
+        self.core
+            .with_replica(subwiki, |r| Ok(r.moderation(&overrides)))
+    }
+
+    /// The authors whose votes and statements this node's owner does not count.
+    pub fn overrides(&self) -> agora_crdt::Overrides {
+        self.core.overrides()
+    }
+
+    /// Stops (`ignore`) or starts again counting an author's votes and statements in this
+    /// owner's view only; kept in the home, never published. Returns whether anything changed.
+    pub fn set_override(&self, author: AuthorId, ignore: bool) -> Result<bool, NodeError> {
+        self.core.set_override(author, ignore)
+    }
+
+    /// Replication state per subwiki.
+    pub fn sync_status(&self) -> HashMap<SubwikiId, SyncStatus> {
+        self.core.sync_status()
+    }
+
+    /// Stores an image (at most [`crate::store::MAX_BLOB_BYTES`]) and returns the hash to put
+    /// in a post's `images`.
+    pub fn add_image(&self, bytes: &[u8]) -> Result<BlobHash, NodeError> {
+        Ok(self.core.store().put_blob(bytes)?)
+    }
+
+    /// An image by hash: from the store, or else fetched from connected peers, checked against
+    /// its hash and kept. `None` if no one has it.
+    pub async fn image(&self, hash: BlobHash) -> Result<Option<Vec<u8>>, NodeError> {
+        if let Some(bytes) = self.core.store().blob(&hash)? {
+            return Ok(Some(bytes));
+        }
+        Ok(self
+            .ask(|reply| Command::FetchBlob { hash, reply })
+            .await
+            .flatten())
+    }
+
+    /// Connected peers.
+    pub async fn peers(&self) -> Vec<PeerInfo> {
+        self.ask(Command::Peers).await.unwrap_or_default()
+    }
+
+    /// Addresses this node listens on, with its `/p2p/` id.
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.ask(Command::ListenAddrs).await.unwrap_or_default()
+    }
+
+    /// Dials a peer.
+    pub async fn dial(&self, addr: Multiaddr) {
+        self.command(Command::Dial(addr)).await;
+    }
+
+    /// Dials `addr` and waits until the dial ends: the peer reached, or why it could not be
+    /// (refused, timed out, wrong peer id, no route). Offline nodes cannot connect.
+    pub async fn connect(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
+        self.ask(|reply| Command::Connect { addr, reply })
+            .await
+            .ok_or_else(|| NodeError::Network("the node is offline".into()))?
+            .map_err(NodeError::Network)
+    }
+
+    /// Subwikis announced on the directory topic that this node has heard of.
+    pub async fn discovered(&self) -> Vec<(SubwikiId, Genesis)> {
+        self.ask(Command::Discovered).await.unwrap_or_default()
+    }
+
+    /// Writes every entry of a subwiki to `path`: a file of signed entries (see
+    /// `docs/protocol.md`, "Export files").
+    pub fn export(&self, subwiki: SubwikiId, path: &Path) -> Result<usize, NodeError> {
+        let loaded = self.core.store().load(&subwiki)?;
+        if loaded.entries.is_empty() {
+            return Err(NodeError::UnknownSubwiki(subwiki));
+        }
+        let bytes = crate::export::encode(&loaded.entries);
+        crate::export::write_file(path, &bytes).map_err(|reason| NodeError::File {
+            path: path.to_owned(),
+            reason,
+        })?;
+        Ok(loaded.entries.len())
+    }
+
+    /// Reads a file written by [`Node::export`]. Every entry is validated first; if any is
+    /// invalid or the file is damaged, nothing is kept. Joins the subwiki.
+    pub async fn import(&self, path: &Path) -> Result<(SubwikiId, Accepted), NodeError> {
+        let file = |reason: String| NodeError::File {
+            path: path.to_owned(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| file(e.to_string()))?;
+        let entries = crate::export::decode(&bytes, now()).map_err(file)?;
+        let subwiki = crate::export::single_subwiki(&entries).map_err(file)?;
+        let accepted = self.core.accept(subwiki, entries)?;
+        if !accepted.refused.is_empty() {
+            let ids: Vec<EntryId> = accepted.new.clone();
+            self.core.store().remove_entries(&ids)?;
+            self.core.forget_replica(subwiki);
+            let reason = match accepted.refused.first() {
+                Some((id, reason)) => format!("entry {id} refused: {reason}"),
+                None => String::from("an entry was refused"),
+            };
+            return Err(file(reason));
+        }
+        self.join(subwiki, Vec::new()).await?;
+        Ok((subwiki, accepted))
+    }
+
+    /// Sends bytes as an entry on a subwiki's gossip topic *without checking them*. For attack
+    /// simulations and tests of how peers treat a misbehaving node; never used by front ends.
+    #[doc(hidden)]
+    pub async fn publish_unchecked(&self, subwiki: SubwikiId, bytes: Vec<u8>) {
+        self.command(Command::Publish { subwiki, bytes }).await;
+    }
+
+    /// Stops the network task cleanly; everything acknowledged is already durable.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(Command::Shutdown).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn post(title: &str) -> PostContent {
+        PostContent {
+            title: title.into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reopened_node_shows_its_feed_without_replaying_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let subwiki = {
+            let node = Node::open_offline(dir.path()).unwrap();
+            let subwiki = node
+                .create_subwiki("s", "", Policy::default())
+                .await
+                .unwrap();
+            for i in 0..3 {
+                let id = node
+                    .create_post(subwiki, post(&format!("p{i}")))
+                    .await
+                    .unwrap();
+                node.comment(id, None, "c").await.unwrap();
+            }
+            subwiki
+        };
+        let node = Node::open_offline(dir.path()).unwrap();
+        let feed = node.feed(None, None, 10).unwrap();
+        assert_eq!(feed.len(), 3);
+        assert_eq!(feed[0].post.content.title, "p2");
+        assert_eq!(feed[0].post.comments, 1);
+        assert_eq!(feed[0].subwiki, subwiki);
+        assert!(!node.core.is_loaded(&subwiki), "the feed loaded a replica");
+        // A post that changes gets a fresh view.
+        node.edit_post(feed[0].post.meta.id, Base::Latest, post("p2, edited"))
+            .await
+            .unwrap();
+        let again = Node::open_offline(tempfile::tempdir().unwrap().path()).unwrap();
+        drop(again);
+        assert_eq!(
+            node.feed(None, None, 1).unwrap()[0].post.content.title,
+            "p2, edited"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reopened_subwiki_loads_its_documents_from_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let (subwiki, first) = {
+            let node = Node::open_offline(dir.path()).unwrap();
+            let subwiki = node
+                .create_subwiki("s", "", Policy::default())
+                .await
+                .unwrap();
+            let first = node.create_post(subwiki, post("p0")).await.unwrap();
+            node.create_post(subwiki, post("p1")).await.unwrap();
+            node.comment(first, None, "c").await.unwrap();
+            node.edit_post(first, Base::Latest, post("p0, edited"))
+                .await
+                .unwrap();
+            (subwiki, first)
+        };
+        let node = Node::open_offline(dir.path()).unwrap();
+        let (replica, from_snapshots) = node.core.load_replica(subwiki).unwrap();
+        // Two posts and a comment; the subwiki's info page has no document.
+        assert_eq!(replica.doc_ids().len(), 3);
+        assert_eq!(from_snapshots, 3);
+        assert_eq!(replica.post(&first).unwrap().content.title, "p0, edited");
+        assert_eq!(replica.history(&first).unwrap().len(), 2);
+
+        // Damaged snapshots are ignored, the documents rebuilt from their changes, and the
+        // snapshots written again.
+        let damaged: Vec<(DocId, Vec<u8>)> = replica
+            .doc_ids()
+            .into_iter()
+            .map(|d| (d, b"junk".to_vec()))
+            .collect();
+        node.core.store().put_snapshots(&damaged).unwrap();
+        let (again, from_snapshots) = node.core.load_replica(subwiki).unwrap();
+        assert_eq!(from_snapshots, 0);
+        assert_eq!(again.post(&first).unwrap().content.title, "p0, edited");
+        assert_eq!(node.core.load_replica(subwiki).unwrap().1, 3);
+    }
+}
