@@ -4,7 +4,7 @@
 //! 1. **The handle**, [`Node`] (`node.rs`): what every front end calls. Opened offline
 //!    ([`Node::open_offline`]) or started with networking from a [`Config`] (`config.rs`);
 //!    every failure is a [`NodeError`] (`error.rs`). The local HTTP API of a running node
-//!    (`http`) serves this handle to the command line and the web UI.
+//!    ([`http`]: typed operations on axum, behind a guard against browsers and strangers) serves this handle to the command line and the web UI.
 //! 2. **The core** (`core.rs`, crate-private): the store, the subwikis' replicas and the
 //!    author key. The one path every entry takes, local or remote: validated, checked by its
 //!    replica, made durable, then its derived views written and watchers woken.
