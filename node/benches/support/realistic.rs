@@ -425,9 +425,12 @@ pub fn cached(seed: u64, posts: usize) -> Subwiki {
     subwiki
 }
 
+/// Entries as stored: each id with its bytes.
+pub type Stored<'a> = Vec<(EntryId, &'a [u8])>;
+
 /// Splits a cached file into (id, bytes) pairs: the id is blake3 of the body (all but the
 /// 64-byte signature).
-pub fn split(file: &[u8]) -> Option<(Vec<(EntryId, &[u8])>, [usize; 3])> {
+pub fn split(file: &[u8]) -> Option<(Stored<'_>, [usize; 3])> {
     let mut counts = [0usize; 3];
     for (i, c) in counts.iter_mut().enumerate() {
         *c = u64::from_le_bytes(file.get(i * 8..i * 8 + 8)?.try_into().ok()?) as usize;
