@@ -34,6 +34,29 @@
 //!   Automerge snapshot, as the node does since it writes them ([`Replica::ingest_with_snapshots`]).
 //!   `load` reads entries back with [`agora_crdt::reopen`] (no signature check).
 
+//!
+//! # Realistic subwiki: writes, syncs, open, disk use
+//!
+//! Before the groups above, the bench measures the store on one generated realistic subwiki
+//! (`support/realistic.rs`: one genesis, 8 authors, posts of a ~40-character title and a
+//! ~600-character body, a quarter with comments, a tenth edited), of `AGORA_BENCH_POSTS` posts
+//! (10,000 by default; 100,000 for the figures in `docs/performance.md`). It prints one table,
+//! each figure measured once in this run:
+//!
+//! - the baseline: [`agora_crdt::reopen`] of all the entries (decode, blake3, ed25519 batch
+//!   verification), in entries per second;
+//! - [`Store::put_entries`] of all of them into a fresh store in batches of 1,000 and of 100,
+//!   in entries per second and as a ratio to the baseline, with the syncs it took;
+//! - single-entry writes, as gossip delivers them: from one thread (one sync each), and from 8
+//!   threads at once (group commit: writers share syncs), in writes and syncs per second;
+//! - disk use against the entries' own bytes, for sled's default options and other ones;
+//! - store open time ([`SledStore::open`], warm) and [`Store::len`] / [`Store::count`] after it.
+//!
+//! `AGORA_BENCH_1M=1` also builds a store of 1,000,000 entries (the realistic subwiki plus
+//! moderation votes carrying a 600-byte reason, signed with [`Entry::sign`]: cheap to make,
+//! the size of a post) under `target/bench-data/store-1m` and times its open.
+//! `AGORA_BENCH_REALISTIC_ONLY=1` skips the criterion groups below.
+
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -46,9 +69,15 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agora_crdt::{AuthorKey, Entry, Policy, PostContent, Replica, SubwikiId, Timestamp};
-use agora_node::store::{FeedKey, SledStore, Store};
+use agora_crdt::{
+    AuthorKey, DocId, DocKind, Entry, Payload, Policy, PostContent, Replica, SubwikiId, Timestamp,
+    Vote, VoteTarget, VoteValue,
+};
+use agora_node::store::{FeedKey, Options, SledStore, Store};
 use criterion::{BatchSize, BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
+
+#[path = "support/realistic.rs"]
+mod realistic;
 
 /// Genesis time of every subwiki (ms since the epoch).
 const T0: u64 = 1_700_000_000_000;
@@ -350,5 +379,251 @@ fn bench_feed(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_open, bench_feed);
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1")
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+/// Puts `entries` into a fresh store at `dir` in batches of `batch`; returns the time, the
+/// syncs, and the disk bytes (allocated, apparent) once closed.
+fn put_all(
+    dir: &Path,
+    options: Options,
+    entries: &[Entry],
+    batch: usize,
+) -> (Duration, u64, (u64, u64)) {
+    let _ = std::fs::remove_dir_all(dir);
+    let store = SledStore::open_with(dir, options).unwrap();
+    let started = Instant::now();
+    for chunk in entries.chunks(batch) {
+        store.put_entries(chunk).unwrap();
+    }
+    let took = started.elapsed();
+    let syncs = store.syncs();
+    assert_eq!(store.len().unwrap(), entries.len());
+    drop(store);
+    (took, syncs, realistic::disk_bytes(dir))
+}
+
+/// Single-entry writes of `entries` from `threads` threads at once; returns the time and syncs.
+fn put_single(dir: &Path, entries: &[Entry], threads: usize) -> (Duration, u64) {
+    let _ = std::fs::remove_dir_all(dir);
+    let store = SledStore::open(dir).unwrap();
+    let before = store.syncs();
+    let per = entries.len().div_ceil(threads);
+    let barrier = std::sync::Barrier::new(threads);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for chunk in entries.chunks(per) {
+            let (store, barrier) = (store.clone(), &barrier);
+            scope.spawn(move || {
+                barrier.wait();
+                for e in chunk {
+                    store.put_entries(std::slice::from_ref(e)).unwrap();
+                }
+            });
+        }
+    });
+    let took = started.elapsed();
+    (took, store.syncs() - before)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Opens the store at `dir` `n` times; the median open time, then `len` and `count` after it.
+fn time_open(dir: &Path, subwiki: &SubwikiId, n: usize) -> (Duration, Duration, usize) {
+    let mut opens = Vec::new();
+    let mut counts = Vec::new();
+    let mut len = 0;
+    for _ in 0..n {
+        let started = Instant::now();
+        let store = SledStore::open(dir).unwrap();
+        opens.push(started.elapsed());
+        let started = Instant::now();
+        len = store.len().unwrap();
+        black_box(store.count(subwiki).unwrap());
+        counts.push(started.elapsed());
+        drop(store);
+    }
+    (median(opens), median(counts), len)
+}
+
+fn bench_realistic(_c: &mut Criterion) {
+    let posts: usize = std::env::var("AGORA_BENCH_POSTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let sw = realistic::cached(1, posts);
+    let entries = &sw.entries;
+    let entry_bytes = sw.entry_bytes();
+    let n = entries.len();
+    println!(
+        "\nrealistic subwiki: {} posts, {} comments, {} edits: {n} entries, {entry_bytes} bytes ({:.0} per entry)",
+        sw.posts,
+        sw.comments,
+        sw.edits,
+        entry_bytes as f64 / n as f64
+    );
+    let stored: Vec<_> = entries.iter().map(|e| (e.id(), e.bytes())).collect();
+    let started = Instant::now();
+    let reopened = agora_crdt::reopen(&stored);
+    let verify = started.elapsed();
+    assert!(reopened.iter().all(Result::is_ok));
+    drop(reopened);
+    let verify_rate = rate(n, verify);
+    println!("| measurement | figure | against the baseline |\n|---|---:|---:|");
+    println!(
+        "| baseline: `agora_crdt::reopen` (decode + batched ed25519 verify) | {verify_rate:.0} entries/s ({:.2} s) | 1 |",
+        verify.as_secs_f64()
+    );
+    let scratch = realistic::data_dir().join("scratch");
+    let db = scratch.join("put");
+    let mut default_disk = (0, 0);
+    for batch in [1_000, 100] {
+        let (took, syncs, disk) = put_all(&db, Options::default(), entries, batch);
+        if batch == 1_000 {
+            default_disk = disk;
+        }
+        let r = rate(n, took);
+        println!(
+            "| `put_entries`, batches of {batch} | {r:.0} entries/s ({:.2} s, {syncs} syncs, {:.0} syncs/s) | {:.2}× |",
+            took.as_secs_f64(),
+            syncs as f64 / took.as_secs_f64(),
+            r / verify_rate
+        );
+        println!(
+            "| disk after batches of {batch}: allocated (apparent) / entry bytes | {:.2}× ({:.2}×), {} MB | |",
+            disk.0 as f64 / entry_bytes as f64,
+            disk.1 as f64 / entry_bytes as f64,
+            disk.0 / 1_000_000
+        );
+    }
+    let single = &entries[..n.min(2_000)];
+    let (one, one_syncs) = put_single(&db, single, 1);
+    let (eight, eight_syncs) = put_single(&db, single, 8);
+    println!(
+        "| single-entry writes, 1 thread ({} writes) | {:.0} writes/s, {one_syncs} syncs, {:.0} syncs/s | |",
+        single.len(),
+        rate(single.len(), one),
+        one_syncs as f64 / one.as_secs_f64()
+    );
+    println!(
+        "| single-entry writes, 8 threads at once ({} writes) | {:.0} writes/s, {eight_syncs} syncs ({:.1} writes per sync), {:.0} syncs/s | {:.2}× the writes/s of 1 thread |",
+        single.len(),
+        rate(single.len(), eight),
+        single.len() as f64 / eight_syncs as f64,
+        eight_syncs as f64 / eight.as_secs_f64(),
+        one.as_secs_f64() / eight.as_secs_f64()
+    );
+    // Disk use with other sled options (a fresh store each, batches of 1,000).
+    for (label, options) in [
+        (
+            "segment_size 256 KiB",
+            Options {
+                segment_size: 256 * 1024,
+                ..Options::default()
+            },
+        ),
+        (
+            "segment_size 2 MiB",
+            Options {
+                segment_size: 2 * 1024 * 1024,
+                ..Options::default()
+            },
+        ),
+    ] {
+        let (_, _, disk) = put_all(&db, options, entries, 1_000);
+        println!(
+            "| disk with {label}: allocated (apparent) / entry bytes | {:.2}× ({:.2}×) | {:.2}× the default's |",
+            disk.0 as f64 / entry_bytes as f64,
+            disk.1 as f64 / entry_bytes as f64,
+            disk.0 as f64 / default_disk.0 as f64
+        );
+    }
+    let (_, _, _) = put_all(&db, Options::default(), entries, 1_000);
+    let (open, len_count, len) = time_open(&db, &sw.id, 11);
+    assert_eq!(len, n);
+    println!(
+        "| `SledStore::open` at {n} entries (warm, median of 11) | {:.2} ms | |",
+        open.as_secs_f64() * 1e3
+    );
+    println!(
+        "| `len` + `count` right after open | {:.1} µs | |",
+        len_count.as_secs_f64() * 1e6
+    );
+    if env_flag("AGORA_BENCH_1M") {
+        let dir = realistic::data_dir().join("store-1m");
+        let marker = dir.join("complete");
+        let target = 1_000_000;
+        if std::fs::read_to_string(&marker).ok().as_deref() != Some("v1\n") {
+            let _ = std::fs::remove_dir_all(&dir);
+            let started = Instant::now();
+            let store = SledStore::open(&dir.join("db")).unwrap();
+            for chunk in entries.chunks(1_000) {
+                store.put_entries(chunk).unwrap();
+            }
+            let keys = realistic::authors();
+            let mut rng = realistic::Rng::new(2);
+            let posts: Vec<DocId> = entries
+                .iter()
+                .filter(|e| matches!(e.payload(), Payload::CreateDocument(c) if c.kind == DocKind::Post))
+                .map(|e| e.id().into())
+                .collect();
+            let mut batch = Vec::with_capacity(1_000);
+            let mut made = entries.len();
+            while made < target {
+                let vote = Vote {
+                    target: VoteTarget::Post(posts[rng.below(posts.len())]),
+                    value: VoteValue::Keep,
+                    reason: realistic::text(&mut rng, 600),
+                };
+                let e = Entry::sign(
+                    &keys[rng.below(keys.len())],
+                    Some(sw.id),
+                    Timestamp(realistic::T0 + 1_000 * made as u64),
+                    Payload::Vote(vote),
+                )
+                .unwrap();
+                batch.push(e);
+                made += 1;
+                if batch.len() == 1_000 {
+                    store.put_entries(&batch).unwrap();
+                    batch.clear();
+                }
+            }
+            store.put_entries(&batch).unwrap();
+            drop(store);
+            std::fs::write(&marker, "v1\n").unwrap();
+            eprintln!(
+                "built {} in {:.0} s",
+                dir.display(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        let (open, len_count, len) = time_open(&dir.join("db"), &sw.id, 5);
+        let disk = realistic::disk_bytes(&dir.join("db"));
+        println!(
+            "| `SledStore::open` at {len} entries (warm, median of 5) | {:.1} ms ({} MB on disk) | {:.1}× the open at {n} |",
+            open.as_secs_f64() * 1e3,
+            disk.0 / 1_000_000,
+            open.as_secs_f64() / time_open(&db, &sw.id, 5).0.as_secs_f64()
+        );
+        println!(
+            "| `len` + `count` right after open, {len} entries | {:.1} µs | |",
+            len_count.as_secs_f64() * 1e6
+        );
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    if env_flag("AGORA_BENCH_REALISTIC_ONLY") {
+        std::process::exit(0);
+    }
+}
+
+criterion_group!(benches, bench_realistic, bench_open, bench_feed);
 criterion_main!(benches);

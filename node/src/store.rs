@@ -14,8 +14,14 @@
 //!   whenever a post changes, so that the first page needs no replay of the subwiki. Rebuilding
 //!   the indexes drops them; the node renders them again on first use.
 //!
-//! Blobs (images) are kept by their blake3 hash and checked when read. Every write is durable
-//! when the call returns. An entry that no longer validates when read (a damaged disk) is
+//! Two counters are kept with the entries, in the same transactions: the number of entries
+//! ([`Store::len`]) and the number per subwiki ([`Store::count`]), so neither reads the
+//! entries. [`Store::rebuild_indexes`] recounts them.
+//!
+//! Blobs (images) are kept by their blake3 hash and checked when read. Every write of entries,
+//! views, subwiki records and blobs is durable when the call returns: on disk, not in the
+//! operating system's cache (the sled store fsyncs, and concurrent writers share one sync; see
+//! [`SledStore`]). Snapshots are a cache and are not synced. An entry that no longer validates when read (a damaged disk) is
 //! reported, removed with its index keys so that reconciliation fetches it again from a peer,
 //! and skipped; it never crashes the node.
 //!
@@ -25,13 +31,14 @@
 use agora_crdt::{BlobHash, DocId, DocKind, Entry, EntryId, Payload, SubwikiId, Timestamp};
 use thiserror::Error;
 
+mod commit;
 mod memory;
 mod sled;
 #[cfg(test)]
 mod suite;
 
 pub use self::memory::MemoryStore;
-pub use self::sled::SledStore;
+pub use self::sled::{Options, SledStore};
 
 /// The largest blob (image) kept: 5 MiB.
 pub const MAX_BLOB_BYTES: usize = 5 * 1024 * 1024;
@@ -120,9 +127,12 @@ pub trait Store: Send + Sync {
     /// Whether an entry is held, without reading it.
     fn contains(&self, id: &EntryId) -> Result<bool, StoreError>;
 
-    /// Number of entries held. Counts them: linear in the store's size (29 ms at 100,000 on
-    /// sled), so not for hot paths.
+    /// Number of entries held: a counter kept with the entries, O(1).
     fn len(&self) -> Result<usize, StoreError>;
+
+    /// Number of entries held of one subwiki (its reconciliation items, the length of
+    /// [`Store::items`]): a counter kept with the entries, O(1). Zero for a subwiki not held.
+    fn count(&self, subwiki: &SubwikiId) -> Result<usize, StoreError>;
 
     /// True if no entry is held.
     fn is_empty(&self) -> Result<bool, StoreError> {

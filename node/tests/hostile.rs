@@ -42,6 +42,9 @@ impl Store for LyingStore {
     fn len(&self) -> Result<usize, StoreError> {
         self.inner.len()
     }
+    fn count(&self, subwiki: &SubwikiId) -> Result<usize, StoreError> {
+        self.inner.count(subwiki)
+    }
     fn items(&self, subwiki: &SubwikiId) -> Result<Vec<(Timestamp, EntryId)>, StoreError> {
         let mut items = self.inner.items(subwiki)?;
         if let Some((target, time, entry)) = self.smuggled.lock().unwrap().as_ref()

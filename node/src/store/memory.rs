@@ -16,6 +16,8 @@ use super::{
 struct Inner {
     entries: BTreeMap<EntryId, Vec<u8>>,
     recon: BTreeSet<Vec<u8>>,
+    /// Reconciliation keys per subwiki (`entries.len()` is already O(1)).
+    counts: BTreeMap<SubwikiId, usize>,
     feed: BTreeSet<Vec<u8>>,
     subwikis: BTreeMap<SubwikiId, bool>,
     snapshots: BTreeMap<DocId, Vec<u8>>,
@@ -54,8 +56,34 @@ impl Inner {
     fn drop_entry(&mut self, id: &EntryId) {
         self.entries.remove(id);
         let matches = |k: &Vec<u8>| parse_index_key(k).is_none_or(|(_, _, k)| k != *id.as_bytes());
-        self.recon.retain(matches);
+        let mut dropped = Vec::new();
+        self.recon.retain(|k| {
+            let keep = matches(k);
+            if !keep && let Some((subwiki, _, _)) = parse_index_key(k) {
+                dropped.push(subwiki);
+            }
+            keep
+        });
+        for subwiki in dropped {
+            self.uncount(&subwiki);
+        }
         self.feed.retain(matches);
+    }
+
+    fn uncount(&mut self, subwiki: &SubwikiId) {
+        if let Some(n) = self.counts.get_mut(subwiki) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.counts.remove(subwiki);
+            }
+        }
+    }
+
+    /// Inserts a reconciliation key, counting it if it was new.
+    fn insert_recon(&mut self, subwiki: SubwikiId, key: Vec<u8>) {
+        if self.recon.insert(key) {
+            *self.counts.entry(subwiki).or_default() += 1;
+        }
     }
 }
 
@@ -74,7 +102,7 @@ impl Store for MemoryStore {
             } else {
                 put.new.push(entry.id());
             }
-            inner.recon.insert(keys.recon.to_vec());
+            inner.insert_recon(entry.subwiki(), keys.recon.to_vec());
             if let Some(feed) = keys.feed {
                 inner.feed.insert(feed.to_vec());
             }
@@ -108,6 +136,10 @@ impl Store for MemoryStore {
 
     fn len(&self) -> Result<usize, StoreError> {
         Ok(self.lock().entries.len())
+    }
+
+    fn count(&self, subwiki: &SubwikiId) -> Result<usize, StoreError> {
+        Ok(self.lock().counts.get(subwiki).copied().unwrap_or(0))
     }
 
     fn items(&self, subwiki: &SubwikiId) -> Result<Vec<(Timestamp, EntryId)>, StoreError> {
@@ -219,6 +251,7 @@ impl Store for MemoryStore {
     fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError> {
         let mut inner = self.lock();
         inner.recon.clear();
+        inner.counts.clear();
         inner.feed.clear();
         inner.views.clear();
         inner.snapshots.clear();
@@ -228,7 +261,7 @@ impl Store for MemoryStore {
             match inner.entries.get(&id).and_then(|b| check_stored(&id, b)) {
                 Some(entry) => {
                     let keys = index_keys(&entry);
-                    inner.recon.insert(keys.recon.to_vec());
+                    inner.insert_recon(entry.subwiki(), keys.recon.to_vec());
                     if let Some(feed) = keys.feed {
                         inner.feed.insert(feed.to_vec());
                         rebuilt.posts += 1;

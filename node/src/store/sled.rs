@@ -1,23 +1,83 @@
 //! The on-disk store, on sled 0.34.
 //!
-//! Trees: `entries` (id → entry bytes), `recon` and `feed` (index keys → nothing), `subwikis`
-//! (id → joined flag), `snapshots` (document id → Automerge bytes), `views` (document id →
-//! rendered view), `blobs` (hash → bytes).
-//! An entry and its index keys are written in one multi-tree transaction, then the database is
-//! flushed, so a write reported done survives a crash and never leaves an index key without
-//! its entry.
+//! Trees: `entries` (id → entry bytes), `recon` and `feed` (index keys → nothing), `counts`
+//! (subwiki id → its number of reconciliation keys, and [`TOTAL`] → the number of entries, as
+//! big-endian `u64`), `subwikis` (id → joined flag), `snapshots` (document id → Automerge
+//! bytes), `views` (document id → rendered view), `blobs` (hash → bytes).
+//! An entry, its index keys and the counters are written in one multi-tree transaction, so an
+//! index key never outlives its entry and the counters always match the keys.
+//!
+//! # Durability: flush, fsync, and group commit
+//!
+//! A write is acknowledged only once it is on the disk. sled's own `Db::flush` is not enough:
+//! on Linux it ends in `sync_file_range` (`sled-0.34.7/src/pagecache/iobuf.rs`, the
+//! `not(feature = "io_uring")` branch of `write_to_log`), which starts and waits for the
+//! write-back of the log's pages but issues no fsync, so neither the file's metadata (its
+//! length, as the log grows) nor the disk's volatile cache is flushed; sled fsyncs only from
+//! its background flusher, about every 500 ms. So after the flush the store fsyncs sled's data
+//! file itself (`fdatasync` through a second descriptor of the same file: the sync is per
+//! inode). The files sled 0.34 keeps in its directory (`config.rs`): `db`, the log-structured
+//! data file every page is written to; `conf`, written once at creation; `snap.<lsn>`, page
+//! table snapshots that only speed up recovery (a missing one means a longer log scan); and
+//! `blobs/<lsn>`, one file per value too large for a log segment (over
+//! `segment_size / 4 - 20` bytes, 128 KiB by default: images, large entries), which sled writes
+//! without any sync. After a write that may have made a blob, the sync also fsyncs the blob
+//! files written since the last one and the `blobs` directory. The directory itself is synced
+//! when the store is opened (it holds the files' names).
+//!
+//! Syncs are shared between concurrent writers through a group-commit gate
+//! ([`super::commit::Gate`]): a writer that arrives while a sync runs waits for the next one,
+//! which covers every write made before it started. [`SledStore::syncs`] counts them.
+//! Snapshots are a cache and are not synced ([`Store::put_snapshots`]); the next sync of
+//! anything else, sled's background flusher or closing the store makes them durable.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use ::sled::transaction::{ConflictableTransactionError, TransactionError};
-use ::sled::{Db, Transactional, Tree};
+use ::sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+use ::sled::{Db, IVec, Transactional, Tree};
 use agora_crdt::{BlobHash, DocId, Entry, EntryId, SubwikiId, Timestamp};
 
+use super::commit::Gate;
 use super::{
     FeedKey, Loaded, MAX_BLOB_BYTES, Put, Rebuilt, Store, StoreError, SubwikiRecord, check_stored,
     check_stored_all, feed_key_from_index, feed_upper, index_keys, merge_feed, parse_index_key,
     subwiki_lower,
 };
+
+/// The key of the number of entries in the `counts` tree (subwiki keys are 32 bytes).
+const TOTAL: &[u8] = b"entries";
+
+/// Values up to this size are certainly kept inline in sled's log; a larger one may be a blob
+/// file, which the next sync must fsync. sled's threshold is `segment_size / 4 - 20` bytes; the
+/// smallest segment size [`Options`] allows is 256 KiB, so 64 KiB is below it.
+const INLINE_MAX: usize = 64 * 1024;
+
+/// How sled is configured. The defaults are what the node uses; other values are for
+/// benchmarks that compare them (`node/benches/store.rs`, `docs/performance.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Bytes of sled's page cache (sled's default is 1 GiB).
+    pub cache_capacity: u64,
+    /// Bytes of a log segment. Fixed when the store is created: a store reopened with another
+    /// value keeps its own. At least 256 KiB, a power of two.
+    pub segment_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        // sled's own defaults.
+        Self {
+            cache_capacity: 1024 * 1024 * 1024,
+            segment_size: 512 * 1024,
+        }
+    }
+}
 
 /// The sled store. Cheap to clone; clones share the database.
 #[derive(Debug, Clone)]
@@ -26,13 +86,35 @@ pub struct SledStore {
     entries: Tree,
     recon: Tree,
     feed: Tree,
+    counts: Tree,
     subwikis: Tree,
     snapshots: Tree,
     views: Tree,
     blobs: Tree,
+    shared: Arc<Shared>,
+}
+
+/// What clones share besides the database.
+#[derive(Debug)]
+struct Shared {
+    gate: Gate,
+    /// sled's data file `db`, opened again to fsync it.
+    data_file: File,
+    /// sled's directory of large values.
+    blob_dir: PathBuf,
+    /// Set by a write that may have made a blob file; the next sync fsyncs new blob files.
+    blob_written: AtomicBool,
+    /// The highest blob file (named by its log sequence number) fsynced so far.
+    blob_synced: AtomicU64,
+    /// Serialises the transactions that update the counters, so that they never conflict.
+    writer: Mutex<()>,
 }
 
 fn io(e: ::sled::Error) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+fn os(e: std::io::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
@@ -43,21 +125,65 @@ fn tx_error(e: TransactionError<()>) -> StoreError {
     }
 }
 
+fn decode_count(value: Option<IVec>) -> u64 {
+    value
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// Counter changes of one write: the total, and per subwiki.
+#[derive(Default)]
+struct Deltas {
+    total: i64,
+    subwikis: BTreeMap<SubwikiId, i64>,
+}
+
+impl Deltas {
+    fn subwiki(&mut self, subwiki: SubwikiId, delta: i64) {
+        *self.subwikis.entry(subwiki).or_default() += delta;
+    }
+
+    /// Adds the changes to the stored counters, inside the write's transaction.
+    fn apply(&self, counts: &TransactionalTree) -> Result<(), UnabortableTransactionError> {
+        let keyed = self
+            .subwikis
+            .iter()
+            .map(|(s, d)| (&s.as_bytes()[..], *d))
+            .chain(std::iter::once((TOTAL, self.total)));
+        for (key, delta) in keyed {
+            if delta != 0 {
+                let n = decode_count(counts.get(key)?).saturating_add_signed(delta);
+                counts.insert(key, &n.to_be_bytes()[..])?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How long [`SledStore::open`] waits for a lock that this process may be releasing.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`. Reads no entry: the cost is sled's page table,
-    /// which grows slowly with the store (measured: 1 ms at 1,000 entries, 8 ms at 100,000;
-    /// `docs/performance.md`).
+    /// Opens (or creates) the store in `dir` with the default [`Options`]. Reads no entry: the
+    /// cost is sled's recovery (its page table snapshot and the log after it), which grows with
+    /// the store (`docs/performance.md` §4).
     ///
     /// A store held by another process is [`StoreError::Locked`]. A store that was just closed
     /// in this process can stay locked for a moment, until sled's background flusher has
     /// finished: the open is retried for up to [`LOCK_WAIT`] before giving up.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, Options::default())
+    }
+
+    /// [`SledStore::open`] with other [`Options`].
+    pub fn open_with(dir: &Path, options: Options) -> Result<Self, StoreError> {
         let started = std::time::Instant::now();
+        let config = ::sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_capacity)
+            .segment_size(options.segment_size);
         let db = loop {
-            match ::sled::Config::new().path(dir).open() {
+            match config.open() {
                 Ok(db) => break db,
                 Err(e) if e.to_string().contains("could not acquire lock") => {
                     if started.elapsed() >= LOCK_WAIT {
@@ -68,35 +194,169 @@ impl SledStore {
                 Err(e) => return Err(io(e)),
             }
         };
+        let data_file = File::open(dir.join("db")).map_err(os)?;
+        sync_dir(dir)?;
         let tree = |name: &str| db.open_tree(name).map_err(io);
-        Ok(Self {
+        let store = Self {
             entries: tree("entries")?,
             recon: tree("recon")?,
             feed: tree("feed")?,
+            counts: tree("counts")?,
             subwikis: tree("subwikis")?,
             snapshots: tree("snapshots")?,
             views: tree("views")?,
             blobs: tree("blobs")?,
+            shared: Arc::new(Shared {
+                gate: Gate::default(),
+                data_file,
+                blob_dir: dir.join("blobs"),
+                // Blob files left by an earlier run are fsynced by the first sync that needs to.
+                blob_written: AtomicBool::new(false),
+                blob_synced: AtomicU64::new(0),
+                writer: Mutex::new(()),
+            }),
             db,
-        })
+        };
+        if !store.counts.contains_key(TOTAL).map_err(io)? {
+            // A store written before the counters existed, or a rebuild cut short: count once.
+            store.recount()?;
+        }
+        Ok(store)
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(io)
+    /// Syncs run so far by this store and its clones (each one sled flush and one fsync),
+    /// for tests and benchmarks: with writers arriving together, fewer than writes.
+    pub fn syncs(&self) -> u64 {
+        self.shared.gate.syncs()
+    }
+
+    fn writer(&self) -> MutexGuard<'_, ()> {
+        self.shared
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes every write made so far durable, sharing the sync with concurrent writers.
+    fn sync(&self) -> Result<(), StoreError> {
+        self.shared
+            .gate
+            .commit(|| self.sync_now().map_err(|e| e.to_string()))
+            .map_err(StoreError::Io)
+    }
+
+    /// One sync: sled's flush (the log written out), then fsync of the data file, and of new
+    /// blob files if a write may have made one.
+    fn sync_now(&self) -> Result<(), StoreError> {
+        let blobs = self.shared.blob_written.swap(false, Ordering::SeqCst);
+        self.db.flush().map_err(io)?;
+        self.shared.data_file.sync_data().map_err(os)?;
+        if blobs {
+            self.sync_blob_files()?;
+        }
+        Ok(())
+    }
+
+    fn sync_blob_files(&self) -> Result<(), StoreError> {
+        let synced = self.shared.blob_synced.load(Ordering::SeqCst);
+        let mut highest = synced;
+        for file in std::fs::read_dir(&self.shared.blob_dir).map_err(os)? {
+            let file = file.map_err(os)?;
+            let Some(lsn) = file
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if lsn > synced || synced == 0 {
+                match File::open(file.path()) {
+                    Ok(f) => f.sync_data().map_err(os)?,
+                    // Removed by sled's garbage collection meanwhile.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(os(e)),
+                }
+                highest = highest.max(lsn);
+            }
+        }
+        sync_dir(&self.shared.blob_dir)?;
+        self.shared.blob_synced.store(highest, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn note_value(&self, len: usize) {
+        if len > INLINE_MAX {
+            self.shared.blob_written.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Counts the entries and every subwiki's reconciliation keys, and stores the counters.
+    /// Linear in the store; run at open only when the counters are missing.
+    fn recount(&self) -> Result<(), StoreError> {
+        let _writer = self.writer();
+        let mut per: BTreeMap<SubwikiId, u64> = BTreeMap::new();
+        for key in self.recon.iter().keys() {
+            if let Some((subwiki, _, _)) = parse_index_key(&key.map_err(io)?) {
+                *per.entry(subwiki).or_default() += 1;
+            }
+        }
+        let total = self.entries.iter().keys().count() as u64;
+        self.counts.clear().map_err(io)?;
+        let mut batch = ::sled::Batch::default();
+        for (subwiki, n) in per {
+            batch.insert(subwiki.as_bytes(), &n.to_be_bytes()[..]);
+        }
+        self.counts.apply_batch(batch).map_err(io)?;
+        // Written last: its presence says the counters are complete.
+        self.counts
+            .insert(TOTAL, &total.to_be_bytes()[..])
+            .map_err(io)?;
+        self.sync()
     }
 
     /// Removes a damaged entry under `id` with whatever index keys can still be found.
     fn drop_corrupt(&self, id: &EntryId) -> Result<(), StoreError> {
-        self.entries.remove(id.as_bytes()).map_err(io)?;
-        for tree in [&self.recon, &self.feed] {
+        let find = |tree: &Tree| -> Result<Vec<IVec>, StoreError> {
+            let mut found = Vec::new();
             for key in tree.iter().keys() {
                 let key = key.map_err(io)?;
                 if parse_index_key(&key).is_some_and(|(_, _, k)| k == *id.as_bytes()) {
-                    tree.remove(key).map_err(io)?;
+                    found.push(key);
                 }
             }
-        }
-        self.flush()
+            Ok(found)
+        };
+        let writer = self.writer();
+        let (recon, feed) = (find(&self.recon)?, find(&self.feed)?);
+        (&self.entries, &self.recon, &self.feed, &self.counts)
+            .transaction(|(e, r, f, c)| {
+                let mut deltas = Deltas::default();
+                if e.remove(id.as_bytes())?.is_some() {
+                    deltas.total -= 1;
+                }
+                for key in &recon {
+                    if r.remove(&key[..])?.is_some()
+                        && let Some((subwiki, _, _)) = parse_index_key(key)
+                    {
+                        deltas.subwiki(subwiki, -1);
+                    }
+                }
+                for key in &feed {
+                    f.remove(&key[..])?;
+                }
+                deltas.apply(c)?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(tx_error)?;
+        drop(writer);
+        self.sync()
+    }
+
+    /// Forgets the counters, as in a store written before they existed.
+    #[cfg(test)]
+    pub(crate) fn clear_counts(&self) {
+        self.counts.clear().ok();
+        self.sync().ok();
     }
 
     /// The raw database, for tests that damage records on purpose.
@@ -106,11 +366,25 @@ impl SledStore {
     }
 }
 
+/// Fsyncs a directory, so that the names of the files in it are durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    File::open(dir).and_then(|d| d.sync_all()).map_err(os)?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
 impl Store for SledStore {
     fn put_entries(&self, entries: &[Entry]) -> Result<Put, StoreError> {
-        let put = (&self.entries, &self.recon, &self.feed)
-            .transaction(|(e, r, f)| {
+        for entry in entries {
+            self.note_value(entry.bytes().len());
+        }
+        let writer = self.writer();
+        let put = (&self.entries, &self.recon, &self.feed, &self.counts)
+            .transaction(|(e, r, f, c)| {
                 let mut put = Put::default();
+                let mut deltas = Deltas::default();
                 for entry in entries {
                     let id = entry.id();
                     let keys = index_keys(entry);
@@ -118,16 +392,21 @@ impl Store for SledStore {
                         put.existing += 1;
                     } else {
                         put.new.push(id);
+                        deltas.total += 1;
                     }
-                    r.insert(&keys.recon[..], &[][..])?;
+                    if r.insert(&keys.recon[..], &[][..])?.is_none() {
+                        deltas.subwiki(entry.subwiki(), 1);
+                    }
                     if let Some(feed) = keys.feed {
                         f.insert(&feed[..], &[][..])?;
                     }
                 }
+                deltas.apply(c)?;
                 Ok::<_, ConflictableTransactionError<()>>(put)
             })
             .map_err(tx_error)?;
-        self.flush()?;
+        drop(writer);
+        self.sync()?;
         Ok(put)
     }
 
@@ -142,22 +421,30 @@ impl Store for SledStore {
                     .and_then(|b| check_stored(id, &b))
             })
             .collect();
-        (&self.entries, &self.recon, &self.feed)
-            .transaction(|(e, r, f)| {
+        let writer = self.writer();
+        (&self.entries, &self.recon, &self.feed, &self.counts)
+            .transaction(|(e, r, f, c)| {
+                let mut deltas = Deltas::default();
                 for id in ids {
-                    e.remove(id.as_bytes())?;
+                    if e.remove(id.as_bytes())?.is_some() {
+                        deltas.total -= 1;
+                    }
                 }
                 for entry in &held {
                     let keys = index_keys(entry);
-                    r.remove(&keys.recon[..])?;
+                    if r.remove(&keys.recon[..])?.is_some() {
+                        deltas.subwiki(entry.subwiki(), -1);
+                    }
                     if let Some(feed) = keys.feed {
                         f.remove(&feed[..])?;
                     }
                 }
+                deltas.apply(c)?;
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
             .map_err(tx_error)?;
-        self.flush()
+        drop(writer);
+        self.sync()
     }
 
     fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
@@ -178,7 +465,13 @@ impl Store for SledStore {
     }
 
     fn len(&self) -> Result<usize, StoreError> {
-        Ok(self.entries.len())
+        let n = decode_count(self.counts.get(TOTAL).map_err(io)?);
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn count(&self, subwiki: &SubwikiId) -> Result<usize, StoreError> {
+        let n = decode_count(self.counts.get(subwiki.as_bytes()).map_err(io)?);
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     fn items(&self, subwiki: &SubwikiId) -> Result<Vec<(Timestamp, EntryId)>, StoreError> {
@@ -233,7 +526,7 @@ impl Store for SledStore {
         self.subwikis
             .insert(record.id.as_bytes(), &[u8::from(record.joined)])
             .map_err(io)?;
-        self.flush()
+        self.sync()
     }
 
     fn subwikis(&self) -> Result<Vec<SubwikiRecord>, StoreError> {
@@ -257,7 +550,12 @@ impl Store for SledStore {
         for (doc, bytes) in snapshots {
             batch.insert(doc.as_bytes(), bytes.as_slice());
         }
-        // Not flushed: a cache, made durable by the next flush of entries or views.
+        // Not synced: a cache, made durable by the next sync of anything else, by sled's
+        // background flusher or when the store is closed. A large snapshot may be a blob file
+        // that the next sync then fsyncs too.
+        if snapshots.iter().any(|(_, b)| b.len() > INLINE_MAX) {
+            self.note_value(INLINE_MAX + 1);
+        }
         self.snapshots.apply_batch(batch).map_err(io)
     }
 
@@ -275,10 +573,11 @@ impl Store for SledStore {
         }
         let mut batch = ::sled::Batch::default();
         for (doc, bytes) in views {
+            self.note_value(bytes.len());
             batch.insert(doc.as_bytes(), bytes.as_slice());
         }
         self.views.apply_batch(batch).map_err(io)?;
-        self.flush()
+        self.sync()
     }
 
     fn view(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
@@ -297,8 +596,9 @@ impl Store for SledStore {
             });
         }
         let hash = BlobHash::of(bytes);
+        self.note_value(bytes.len());
         self.blobs.insert(hash.as_bytes(), bytes).map_err(io)?;
-        self.flush()?;
+        self.sync()?;
         Ok(hash)
     }
 
@@ -310,18 +610,22 @@ impl Store for SledStore {
             Ok(Some(bytes.to_vec()))
         } else {
             self.blobs.remove(hash.as_bytes()).map_err(io)?;
-            self.flush()?;
+            self.sync()?;
             Ok(None)
         }
     }
 
     fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError> {
+        let writer = self.writer();
+        // The total goes first and comes back last: a rebuild cut short is recounted at open.
+        self.counts.clear().map_err(io)?;
         self.recon.clear().map_err(io)?;
         self.feed.clear().map_err(io)?;
         self.views.clear().map_err(io)?;
         self.snapshots.clear().map_err(io)?;
         let mut rebuilt = Rebuilt::default();
-        let mut batch = Vec::new();
+        let mut per: BTreeMap<SubwikiId, u64> = BTreeMap::new();
+        let mut damaged = Vec::new();
         for kv in self.entries.iter() {
             let (k, v) = kv.map_err(io)?;
             let id = <[u8; 32]>::try_from(k.as_ref()).map(EntryId::from_bytes);
@@ -329,22 +633,30 @@ impl Store for SledStore {
                 Some(entry) => {
                     let keys = index_keys(&entry);
                     self.recon.insert(&keys.recon[..], &[][..]).map_err(io)?;
+                    *per.entry(entry.subwiki()).or_default() += 1;
                     if let Some(feed) = keys.feed {
                         self.feed.insert(&feed[..], &[][..]).map_err(io)?;
                         rebuilt.posts += 1;
                     }
                     rebuilt.entries += 1;
                 }
-                None => batch.push(k),
+                None => damaged.push(k),
             }
         }
-        for key in batch {
+        for key in damaged {
             if let Ok(id) = <[u8; 32]>::try_from(key.as_ref()) {
                 rebuilt.corrupt.push(EntryId::from_bytes(id));
             }
             self.entries.remove(key).map_err(io)?;
         }
-        self.flush()?;
+        let mut batch = ::sled::Batch::default();
+        for (subwiki, n) in per {
+            batch.insert(subwiki.as_bytes(), &n.to_be_bytes()[..]);
+        }
+        batch.insert(TOTAL, &(rebuilt.entries as u64).to_be_bytes()[..]);
+        self.counts.apply_batch(batch).map_err(io)?;
+        drop(writer);
+        self.sync()?;
         Ok(rebuilt)
     }
 }

@@ -75,6 +75,13 @@ fn entries_round_trip_and_duplicates_are_counted() {
         assert!(again.new.is_empty());
         assert_eq!(again.existing, 2);
         assert_eq!(store.len().unwrap(), entries.len());
+        let subwiki = entries[0].subwiki();
+        assert_eq!(store.count(&subwiki).unwrap(), entries.len());
+        // Duplicates within one call are counted once too.
+        let twice = [entries[1].clone(), entries[1].clone()];
+        assert_eq!(store.put_entries(&twice).unwrap().existing, 2);
+        assert_eq!(store.count(&subwiki).unwrap(), entries.len());
+        assert_eq!(store.len().unwrap(), entries.len());
         for e in &entries {
             assert!(store.contains(&e.id()).unwrap());
             assert_eq!(store.entry(&e.id()).unwrap().unwrap().bytes(), e.bytes());
@@ -101,6 +108,10 @@ fn items_are_the_subwikis_entries_in_time_order() {
         expected.sort();
         assert_eq!(items, expected);
         assert_eq!(store.items(&b.id()).unwrap().len(), eb.len());
+        assert_eq!(store.count(&a.id()).unwrap(), ea.len());
+        assert_eq!(store.count(&b.id()).unwrap(), eb.len());
+        assert_eq!(store.len().unwrap(), ea.len() + eb.len());
+        assert_eq!(store.count(&SubwikiId::from_bytes([0; 32])).unwrap(), 0);
         let loaded = store.load(&a.id()).unwrap();
         assert!(loaded.corrupt.is_empty());
         let ids: Vec<(Timestamp, EntryId)> = loaded
@@ -173,6 +184,21 @@ fn removed_entries_leave_no_index_keys() {
                 .any(|(_, id)| *id == post)
         );
         assert_eq!(store.feed(&[a.id()], None, 10).unwrap().len(), 1);
+        assert_eq!(store.count(&a.id()).unwrap(), ea.len() - 1);
+        assert_eq!(store.len().unwrap(), ea.len() - 1);
+        // Removing what is not held changes nothing.
+        store
+            .remove_entries(&[post, EntryId::from_bytes([9; 32])])
+            .unwrap();
+        assert_eq!(store.count(&a.id()).unwrap(), ea.len() - 1);
+        assert_eq!(store.len().unwrap(), ea.len() - 1);
+        store.remove_entries(&[ea[2].id(), ea[3].id()]).unwrap();
+        assert_eq!(store.count(&a.id()).unwrap(), ea.len() - 3);
+        assert_eq!(
+            store.count(&a.id()).unwrap(),
+            store.items(&a.id()).unwrap().len()
+        );
+        assert_eq!(store.len().unwrap(), ea.len() - 3);
     });
 }
 
@@ -229,7 +255,35 @@ fn rebuilding_the_indexes_gives_the_same_indexes() {
         assert!(rebuilt.corrupt.is_empty());
         assert_eq!(store.items(&a.id()).unwrap(), items);
         assert_eq!(store.feed(&[a.id()], None, 100).unwrap(), feed);
+        assert_eq!(store.count(&a.id()).unwrap(), ea.len());
+        assert_eq!(store.len().unwrap(), ea.len());
     });
+}
+
+#[test]
+fn rebuilding_recounts_and_drops_damaged_entries_from_the_counts() {
+    let memory = MemoryStore::new();
+    check_rebuild_recount(&memory, |id, bytes| memory.damage(id, bytes));
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path()).unwrap();
+    check_rebuild_recount(&sled, |id, bytes| {
+        sled.raw_entries().insert(id.as_bytes(), bytes).unwrap();
+    });
+}
+
+fn check_rebuild_recount(store: &dyn Store, damage: impl Fn(&EntryId, Vec<u8>)) {
+    let (a, ea) = subwiki(1, "a", 3, 100);
+    let (b, eb) = subwiki(2, "b", 2, 100);
+    store.put_entries(&ea).unwrap();
+    store.put_entries(&eb).unwrap();
+    let mut bytes = ea[4].bytes().to_vec();
+    bytes[10] ^= 1;
+    damage(&ea[4].id(), bytes);
+    let rebuilt = store.rebuild_indexes().unwrap();
+    assert_eq!(rebuilt.corrupt, vec![ea[4].id()]);
+    assert_eq!(store.count(&a.id()).unwrap(), ea.len() - 1);
+    assert_eq!(store.count(&b.id()).unwrap(), eb.len());
+    assert_eq!(store.len().unwrap(), ea.len() + eb.len() - 1);
 }
 
 /// Damages one entry's bytes through `damage`, then checks it is reported, skipped and
@@ -253,9 +307,13 @@ fn check_corruption(store: &dyn Store, damage: impl Fn(&EntryId, Vec<u8>)) {
             .iter()
             .any(|(_, id)| *id == victim)
     );
+    assert_eq!(store.count(&a.id()).unwrap(), ea.len() - 1);
+    assert_eq!(store.len().unwrap(), ea.len() - 1);
     // Fetched again from a peer, it is whole again.
     store.put_entries(&ea[4..5]).unwrap();
     assert_eq!(store.load(&a.id()).unwrap().entries.len(), ea.len());
+    assert_eq!(store.count(&a.id()).unwrap(), ea.len());
+    assert_eq!(store.len().unwrap(), ea.len());
 }
 
 #[test]
@@ -294,7 +352,62 @@ fn the_sled_store_keeps_everything_across_reopening_and_refuses_a_second_opener(
     }
     let store = SledStore::open(dir.path()).unwrap();
     assert_eq!(store.len().unwrap(), ea.len());
+    assert_eq!(store.count(&a.id()).unwrap(), ea.len());
     assert_eq!(store.items(&a.id()).unwrap().len(), ea.len());
     assert_eq!(store.feed(&[a.id()], None, 10).unwrap().len(), 3);
     assert_eq!(store.subwikis().unwrap().len(), 1);
+}
+
+#[test]
+fn concurrent_writers_all_return_share_syncs_and_everything_is_there_after_reopening() {
+    const WRITERS: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, ea) = subwiki(1, "a", 20, 100);
+    let per = ea.len().div_ceil(WRITERS);
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        let before = store.syncs();
+        let barrier = std::sync::Barrier::new(WRITERS);
+        std::thread::scope(|scope| {
+            for chunk in ea.chunks(per) {
+                let (store, barrier) = (store.clone(), &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    // One write per entry, as gossip delivers them.
+                    for entry in chunk {
+                        store.put_entries(std::slice::from_ref(entry)).unwrap();
+                    }
+                });
+            }
+        });
+        let syncs = store.syncs() - before;
+        assert!(syncs >= 1);
+        assert!(
+            syncs <= ea.len() as u64,
+            "{syncs} syncs for {} writes",
+            ea.len()
+        );
+        assert_eq!(store.len().unwrap(), ea.len());
+        assert_eq!(store.count(&a.id()).unwrap(), ea.len());
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.len().unwrap(), ea.len());
+    assert_eq!(store.count(&a.id()).unwrap(), ea.len());
+    for e in &ea {
+        assert!(store.contains(&e.id()).unwrap());
+    }
+}
+
+#[test]
+fn a_store_without_counters_is_counted_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, ea) = subwiki(1, "a", 3, 100);
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        store.put_entries(&ea).unwrap();
+        store.clear_counts();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.len().unwrap(), ea.len());
+    assert_eq!(store.count(&a.id()).unwrap(), ea.len());
 }
