@@ -192,7 +192,7 @@ impl Node {
                 id: record.id,
                 genesis,
                 joined: record.joined,
-                entries: self.core.store().items(&record.id)?.len(),
+                entries: self.core.store().count(&record.id)?,
             });
         }
         Ok(out)
