@@ -59,7 +59,9 @@ async fn metrics_are_served_in_prometheus_text_format() {
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert!(
-        head.contains("Content-Type: application/openmetrics-text"),
+        // Header names are case-insensitive (hyper writes them in lower case).
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
         "{head}"
     );
     assert!(body.ends_with("# EOF\n"));
