@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use agora_crdt::{
-    AuthorKey, DocId, Entry, EntryId, Policy, PostContent, Replica, SubwikiId, Timestamp,
+    AuthorKey, Base, DocId, Entry, EntryId, Policy, PostContent, Replica, SubwikiId, Timestamp,
 };
 
 /// Authors of the generated subwiki; the first founds it.
@@ -370,7 +370,7 @@ pub fn generate(seed: u64, posts: usize) -> Subwiki {
         }
         for (at, editor, doc, content) in later {
             if let Some(edit) = replica
-                .edit_post(&keys[editor], Timestamp(at), doc, content)
+                .edit_post(&keys[editor], Timestamp(at), doc, &Base::Latest, content)
                 .expect("edit")
             {
                 out.entries.push(edit);
