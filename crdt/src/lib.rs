@@ -53,8 +53,8 @@ pub use moderation::{
     Role, Roles, Standing, Statement, Tally,
 };
 pub use replica::{
-    ChangeStatus, CommentView, Equivocation, Exclusion, FeedCursor, FeedPage, HistoryItem,
-    IngestError, IngestReport, LocalError, PostView, Replica,
+    ChangeStatus, CommentView, DEFAULT_CACHE_BYTES, Equivocation, Exclusion, FeedCursor, FeedPage,
+    HistoryItem, IngestError, IngestReport, LocalError, PostView, Replica, Source,
 };
 pub use text::UnknownName;
 pub use version::{Base, Version, VersionError};

@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use automerge::transaction::CommitOptions;
 use automerge::{ActorId, Automerge, AutomergeError, Change, ChangeHash};
@@ -132,8 +133,6 @@ pub struct IngestReport {
     /// Entries refused, with the reason; this includes entries that were waiting and turned out
     /// to break a rule once their document arrived. None of them is held.
     pub rejected: Vec<(EntryId, IngestError)>,
-    /// Documents that started from a snapshot ([`Replica::ingest_with_snapshots`]).
-    pub from_snapshots: usize,
 }
 
 /// Why a change is left out of its document.
@@ -789,14 +788,182 @@ const ACTOR_ROTATION_TAG: &[u8] = b"agora-actor-rotation-v1";
 /// last one (its change will then be left out like the earlier ones).
 const MAX_ACTOR_ROTATIONS: u32 = 64;
 
+/// Where a replica reads what it does not keep in memory: the entries it was told to
+/// [release](Replica::release) (because its owner keeps them, in a store), and documents'
+/// saved Automerge snapshots. A node implements it over its store; a replica made with
+/// [`Replica::new`] keeps everything in memory and needs none.
+pub trait Source: Send + Sync {
+    /// The entries with these ids that the source holds (intact), in any order.
+    fn entries(&self, ids: &[EntryId]) -> Vec<Entry>;
+    /// A document's saved snapshot, if there is one. It is only a cache: a snapshot that does
+    /// not load or does not match the entries is ignored.
+    fn snapshot(&self, doc: &DocId) -> Option<Vec<u8>>;
+    /// Keeps a document's snapshot, made after the replica built it from more than one change.
+    fn save_snapshot(&self, doc: &DocId, bytes: Vec<u8>);
+}
+
+/// The source of a replica that keeps every entry in memory.
+#[derive(Debug)]
+struct InMemory;
+
+impl Source for InMemory {
+    fn entries(&self, _: &[EntryId]) -> Vec<Entry> {
+        Vec::new()
+    }
+    fn snapshot(&self, _: &DocId) -> Option<Vec<u8>> {
+        None
+    }
+    fn save_snapshot(&self, _: &DocId, _: Vec<u8>) {}
+}
+
+/// What a replica keeps of a document without building it.
+#[derive(Debug, Clone)]
+struct DocIndex {
+    meta: DocMeta,
+    /// The entries that carry its changes (the create entry and every change entry), by
+    /// (claimed time, id).
+    entries: BTreeSet<(Timestamp, EntryId)>,
+    /// Everyone who signed one of them, creator included.
+    authors: BTreeSet<AuthorId>,
+    /// Bytes of the changes, for the cache's estimate of the built document's size.
+    change_bytes: usize,
+}
+
+impl DocIndex {
+    fn add(&mut self, entry: &Entry, change: &Change) {
+        if self.entries.insert((entry.timestamp(), entry.id())) {
+            self.authors.insert(entry.author());
+            self.change_bytes = self.change_bytes.saturating_add(change.raw_bytes().len());
+        }
+    }
+
+    /// Estimated memory of the built document: Automerge keeps every operation expanded, about
+    /// this many times the compressed change bytes (measured on realistic posts, see
+    /// `docs/performance.md`), plus the bookkeeping of a [`DocState`].
+    fn cost(&self) -> usize {
+        self.change_bytes
+            .saturating_mul(BUILT_BYTES_PER_CHANGE_BYTE)
+            .saturating_add(DOC_OVERHEAD_BYTES)
+    }
+}
+
+/// See [`DocIndex::cost`].
+const BUILT_BYTES_PER_CHANGE_BYTE: usize = 24;
+const DOC_OVERHEAD_BYTES: usize = 4096;
+
+/// The default budget of a replica's document cache, in estimated bytes.
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Built documents, least recently used evicted first once their estimated size passes the
+/// budget.
+struct Cache {
+    docs: HashMap<DocId, Cached>,
+    clock: u64,
+    bytes: usize,
+    budget: usize,
+}
+
+struct Cached {
+    state: DocState,
+    used: u64,
+    cost: usize,
+}
+
+impl Cache {
+    fn new(budget: usize) -> Self {
+        Self {
+            docs: HashMap::new(),
+            clock: 0,
+            bytes: 0,
+            budget,
+        }
+    }
+
+    fn get(&mut self, doc: &DocId) -> Option<&mut DocState> {
+        self.clock += 1;
+        let cached = self.docs.get_mut(doc)?;
+        cached.used = self.clock;
+        Some(&mut cached.state)
+    }
+
+    fn insert(&mut self, doc: DocId, state: DocState, cost: usize) {
+        self.clock += 1;
+        if let Some(old) = self.docs.insert(
+            doc,
+            Cached {
+                state,
+                used: self.clock,
+                cost,
+            },
+        ) {
+            self.bytes = self.bytes.saturating_sub(old.cost);
+        }
+        self.bytes = self.bytes.saturating_add(cost);
+        self.evict(Some(doc));
+    }
+
+    /// Records a cached document's new size estimate.
+    fn resize(&mut self, doc: &DocId, cost: usize) {
+        if let Some(cached) = self.docs.get_mut(doc) {
+            self.bytes = self.bytes.saturating_sub(cached.cost).saturating_add(cost);
+            cached.cost = cost;
+        }
+    }
+
+    /// Drops the least recently used documents until the estimate fits the budget; `keep` (the
+    /// one just used) stays even if it alone is over.
+    fn evict(&mut self, keep: Option<DocId>) {
+        while self.bytes > self.budget {
+            let coldest = self
+                .docs
+                .iter()
+                .filter(|(id, _)| Some(**id) != keep)
+                .min_by_key(|(_, c)| c.used)
+                .map(|(id, _)| *id);
+            let Some(id) = coldest else { return };
+            if let Some(gone) = self.docs.remove(&id) {
+                self.bytes = self.bytes.saturating_sub(gone.cost);
+            }
+        }
+    }
+}
+
+fn lock(cache: &Mutex<Cache>) -> MutexGuard<'_, Cache> {
+    cache.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A change that waits for its document's create entry.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    id: EntryId,
+    author: AuthorId,
+}
+
 /// A replica of one subwiki. See the module documentation.
+///
+/// # Documents on demand
+///
+/// A replica keeps an index of what it holds (every entry id, each document's fixed facts and
+/// the entries of its changes, the feed, comment and profile indexes, the votes and role
+/// statements themselves), not the documents. A document is built from its entries (and its
+/// saved snapshot, if the [`Source`] has one) when something reads or edits it, and kept in a
+/// cache bounded by an estimate of its size ([`Replica::set_cache_budget`]); an entry that
+/// arrives for a cached document is applied to it at once, others only when they are read.
+/// The replica's owner may [release](Replica::release) entries it has stored, and the replica
+/// then reads them from its [`Source`] when it builds their document. Every view is the same
+/// as if every document had been built eagerly: the state is still a function of the set of
+/// entries held.
 pub struct Replica {
     genesis: Entry,
     genesis_body: Genesis,
-    entries: HashMap<EntryId, Entry>,
-    docs: HashMap<DocId, DocState>,
+    /// Every entry held.
+    ids: HashSet<EntryId>,
+    /// The entries kept in memory: votes, role statements and the genesis always, others
+    /// until they are released.
+    held: HashMap<EntryId, Entry>,
+    docs: HashMap<DocId, DocIndex>,
     /// Change entries whose document is not held yet.
-    waiting: HashMap<DocId, Vec<EntryId>>,
+    waiting: HashMap<DocId, Vec<Waiting>>,
     posts: BTreeSet<(Timestamp, DocId)>,
     comments: HashMap<DocId, BTreeSet<(Timestamp, DocId)>>,
     profiles: HashMap<AuthorId, BTreeSet<(Timestamp, DocId)>>,
@@ -804,31 +971,40 @@ pub struct Replica {
     roles: BTreeSet<(Timestamp, EntryId)>,
     /// Roles computed from the role statements held; recomputed when one arrives.
     computed_roles: Roles,
+    source: Arc<dyn Source>,
+    cache: Mutex<Cache>,
 }
 
 impl fmt::Debug for Replica {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Replica")
             .field("subwiki", &self.id())
-            .field("entries", &self.entries.len())
+            .field("entries", &self.ids.len())
             .field("documents", &self.docs.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Replica {
-    /// A replica of the subwiki that `genesis` founds, holding nothing else yet.
+    /// A replica of the subwiki that `genesis` founds, holding nothing else yet, that keeps
+    /// every entry in memory.
     pub fn new(genesis: Entry) -> Result<Self, IngestError> {
+        Self::with_source(genesis, Arc::new(InMemory))
+    }
+
+    /// A replica that reads released entries and snapshots from `source`.
+    pub fn with_source(genesis: Entry, source: Arc<dyn Source>) -> Result<Self, IngestError> {
         let Payload::Genesis(body) = genesis.payload().clone() else {
             return Err(IngestError::NotGenesis);
         };
-        let mut entries = HashMap::new();
-        entries.insert(genesis.id(), genesis.clone());
+        let mut held = HashMap::new();
+        held.insert(genesis.id(), genesis.clone());
         let computed_roles = Roles::founder_only(genesis.author());
         Ok(Self {
+            ids: HashSet::from([genesis.id()]),
             genesis,
             genesis_body: body,
-            entries,
+            held,
             docs: HashMap::new(),
             waiting: HashMap::new(),
             posts: BTreeSet::new(),
@@ -837,6 +1013,8 @@ impl Replica {
             votes: BTreeSet::new(),
             roles: BTreeSet::new(),
             computed_roles,
+            source,
+            cache: Mutex::new(Cache::new(DEFAULT_CACHE_BYTES)),
         })
     }
 
@@ -861,6 +1039,35 @@ impl Replica {
         Ok((Self::new(genesis.clone())?, genesis))
     }
 
+    /// Sets the budget of the document cache, in estimated bytes (0 builds every document at
+    /// every read), and evicts what no longer fits.
+    pub fn set_cache_budget(&mut self, bytes: usize) {
+        let cache = self.cache.get_mut().unwrap_or_else(PoisonError::into_inner);
+        cache.budget = bytes;
+        cache.evict(None);
+    }
+
+    /// Number of documents built and cached now.
+    pub fn cached_documents(&self) -> usize {
+        lock(&self.cache).docs.len()
+    }
+
+    /// Lets the replica drop these entries from memory: its [`Source`] holds them now. Votes,
+    /// role statements and the genesis entry stay.
+    pub fn release<'a>(&mut self, ids: impl IntoIterator<Item = &'a EntryId>) {
+        for id in ids {
+            let keep = self.held.get(id).is_none_or(|e| {
+                matches!(
+                    e.payload(),
+                    Payload::Genesis(_) | Payload::Vote(_) | Payload::Role(_)
+                )
+            });
+            if !keep {
+                self.held.remove(id);
+            }
+        }
+    }
+
     /// The subwiki's id.
     pub fn id(&self) -> SubwikiId {
         self.genesis.id().into()
@@ -883,37 +1090,43 @@ impl Replica {
 
     /// Number of entries held.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.ids.len()
     }
 
     /// True if only the genesis entry is held.
     pub fn is_empty(&self) -> bool {
-        self.entries.len() <= 1
+        self.ids.len() <= 1
     }
 
     /// Whether an entry is held.
     pub fn contains(&self, id: &EntryId) -> bool {
-        self.entries.contains_key(id)
+        self.ids.contains(id)
     }
 
-    /// An entry held.
+    /// The ids of every entry held, in no particular order.
+    pub fn entry_ids(&self) -> impl Iterator<Item = &EntryId> {
+        self.ids.iter()
+    }
+
+    /// An entry kept in memory (every entry held, unless it was [released](Replica::release)).
     pub fn entry(&self, id: &EntryId) -> Option<&Entry> {
-        self.entries.get(id)
+        self.held.get(id)
     }
 
-    /// Every entry held, in no particular order.
+    /// Every entry kept in memory, in no particular order: every entry held, unless some were
+    /// [released](Replica::release).
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.values()
+        self.held.values()
     }
 
     /// Vote entries held, oldest first.
     pub fn votes(&self) -> impl Iterator<Item = &Entry> {
-        self.votes.iter().filter_map(|(_, id)| self.entries.get(id))
+        self.votes.iter().filter_map(|(_, id)| self.held.get(id))
     }
 
     /// Role statements held, oldest first.
     pub fn role_statements(&self) -> impl Iterator<Item = &Entry> {
-        self.roles.iter().filter_map(|(_, id)| self.entries.get(id))
+        self.roles.iter().filter_map(|(_, id)| self.held.get(id))
     }
 
     /// The roles computed from the role statements held (see [`crate::moderation`]). Kept up
@@ -940,11 +1153,11 @@ impl Replica {
     /// in an `open` subwiki, by anyone; a post in a `trusted` subwiki, by its creator or by the
     /// founder, a moderator or a trusted member. False for a document not held.
     pub fn may_edit(&self, author: &AuthorId, doc: &DocId) -> bool {
-        let Some(state) = self.docs.get(doc) else {
+        let Some(index) = self.docs.get(doc) else {
             return false;
         };
-        *author == state.meta.creator
-            || match state.meta.kind.write_policy() {
+        *author == index.meta.creator
+            || match index.meta.kind.write_policy() {
                 WritePolicy::Owner => false,
                 WritePolicy::Wiki => {
                     self.genesis_body.policy.edit == EditPolicy::Open
@@ -953,28 +1166,30 @@ impl Replica {
             }
     }
 
-    /// Takes in valid entries, in any order and with duplicates, and brings every document they
-    /// touch up to date (one Automerge batch per document).
-    pub fn ingest(&mut self, entries: impl IntoIterator<Item = Entry>) -> IngestReport {
-        self.ingest_with_snapshots(entries, |_| None)
+    /// Posts with a change signed by someone other than their creator: the posts whose view a
+    /// change of roles can change under the `trusted` edit policy.
+    pub fn posts_edited_by_others(&self) -> Vec<DocId> {
+        self.posts
+            .iter()
+            .filter(|(_, id)| {
+                self.docs
+                    .get(id)
+                    .is_some_and(|d| d.authors.iter().any(|a| *a != d.meta.creator))
+            })
+            .map(|(_, id)| *id)
+            .collect()
     }
 
-    /// Like [`Replica::ingest`], but a document that has nothing applied yet may start from a
-    /// saved snapshot (the bytes of [`Replica::save_document`]) that `snapshot` returns for it:
-    /// this is how a node reopens a subwiki without applying every change again. A snapshot
-    /// that does not load, or that does not hold exactly changes of this replica, is ignored;
-    /// the resulting replica is the same with or without snapshots.
-    pub fn ingest_with_snapshots(
-        &mut self,
-        entries: impl IntoIterator<Item = Entry>,
-        mut snapshot: impl FnMut(&DocId) -> Option<Vec<u8>>,
-    ) -> IngestReport {
+    /// Takes in valid entries, in any order and with duplicates. Documents that are built (in
+    /// the cache) are brought up to date at once, one Automerge batch per document; the others
+    /// when they are next read.
+    pub fn ingest(&mut self, entries: impl IntoIterator<Item = Entry>) -> IngestReport {
         let mut report = IngestReport::default();
         let mut touched = BTreeSet::new();
         let mut roles_changed = false;
         for entry in entries {
             let id = entry.id();
-            if self.entries.contains_key(&id) {
+            if self.ids.contains(&id) {
                 report.duplicates += 1;
                 continue;
             }
@@ -987,44 +1202,44 @@ impl Replica {
                 && self.computed_roles.counts(&entry.author());
             match self.admit(&entry, &mut touched, &mut report) {
                 Ok(()) => {
-                    self.entries.insert(id, entry);
+                    self.ids.insert(id);
+                    self.held.insert(id, entry);
                     report.accepted.push(id);
                     roles_changed |= may_change_roles;
                 }
                 Err(e) => report.rejected.push((id, e)),
             }
         }
+        let cache = self.cache.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let policy = self.genesis_body.policy.edit;
         if roles_changed {
             let roles = Roles::compute(
-                self.founder(),
+                self.genesis.author(),
                 &self.genesis_body.policy,
-                self.role_statements(),
+                self.roles.iter().filter_map(|(_, id)| self.held.get(id)),
             );
             if roles != self.computed_roles {
                 self.computed_roles = roles;
-                // Under the `trusted` edit policy, posts whose editors' trust changed are
-                // settled again, so the view follows the final roles.
-                let policy = self.genesis_body.policy.edit;
-                for (id, state) in &mut self.docs {
-                    if state.gate(policy, &self.computed_roles) {
+                // Under the `trusted` edit policy, built posts whose editors' trust changed are
+                // settled again, so the view follows the final roles (the others are gated
+                // when they are built).
+                for (id, cached) in &mut cache.docs {
+                    if cached.state.gate(policy, &self.computed_roles) {
                         touched.insert(*id);
                     }
                 }
             }
         }
-        let policy = self.genesis_body.policy.edit;
         for doc in touched {
-            if let Some(state) = self.docs.get_mut(&doc) {
+            if let Some(state) = cache.get(&doc) {
                 state.gate(policy, &self.computed_roles);
-                if state.applied.is_empty()
-                    && let Some(bytes) = snapshot(&doc)
-                    && state.adopt(&bytes)
-                {
-                    report.from_snapshots += 1;
-                }
                 state.settle();
             }
+            if let Some(index) = self.docs.get(&doc) {
+                cache.resize(&doc, index.cost());
+            }
         }
+        cache.evict(None);
         report
     }
 
@@ -1052,11 +1267,10 @@ impl Replica {
                 .remove(&DocId::from(entry.id()))
                 .unwrap_or_default()
             {
-                self.entries.remove(&waiting);
-                report.accepted.retain(|a| *a != waiting);
+                self.forget(&waiting.id, report);
                 report
                     .rejected
-                    .push((waiting, IngestError::NotADocument(entry.id().into())));
+                    .push((waiting.id, IngestError::NotADocument(entry.id().into())));
             }
         }
         match entry.payload() {
@@ -1064,7 +1278,7 @@ impl Replica {
                 expected: self.id(),
                 got: entry.id().into(),
             }),
-            Payload::CreateDocument(create) => self.admit_create(entry, create, touched, report),
+            Payload::CreateDocument(create) => self.admit_create(entry, create, report),
             Payload::Change(change) => self.admit_change(entry, change, touched),
             Payload::Vote(_) => {
                 self.votes.insert(key);
@@ -1077,43 +1291,57 @@ impl Replica {
         }
     }
 
+    /// Drops an entry accepted earlier that turned out to break a rule.
+    fn forget(&mut self, id: &EntryId, report: &mut IngestReport) {
+        self.ids.remove(id);
+        self.held.remove(id);
+        report.accepted.retain(|a| a != id);
+    }
+
     fn admit_create(
         &mut self,
         entry: &Entry,
         create: &CreateDocument,
-        touched: &mut BTreeSet<DocId>,
         report: &mut IngestReport,
     ) -> Result<(), IngestError> {
         if create.kind == DocKind::Info && entry.author() != self.founder() {
             return Err(IngestError::NotFounder);
         }
         let id = DocId::from(entry.id());
-        let meta = DocMeta {
-            id,
-            kind: create.kind,
-            creator: entry.author(),
-            created_at: entry.timestamp(),
-            parent: create.parent,
-            reply_to: create.reply_to,
+        let mut index = DocIndex {
+            meta: DocMeta {
+                id,
+                kind: create.kind,
+                creator: entry.author(),
+                created_at: entry.timestamp(),
+                parent: create.parent,
+                reply_to: create.reply_to,
+            },
+            entries: BTreeSet::new(),
+            authors: BTreeSet::from([entry.author()]),
+            change_bytes: 0,
         };
-        let mut state = DocState::new(meta);
         if let Some(change) = entry.change() {
-            state.add(entry, change);
+            index.add(entry, change);
         }
         for waiting in self.waiting.remove(&id).unwrap_or_default() {
-            let Some(pending) = self.entries.get(&waiting) else {
-                continue;
-            };
-            if create.kind.write_policy() == WritePolicy::Owner
-                && pending.author() != entry.author()
+            if create.kind.write_policy() == WritePolicy::Owner && waiting.author != entry.author()
             {
-                self.entries.remove(&waiting);
-                report.accepted.retain(|a| *a != waiting);
+                self.forget(&waiting.id, report);
                 report
                     .rejected
-                    .push((waiting, IngestError::NotOwner { doc: id }));
-            } else if let Some(change) = pending.change() {
-                state.add(pending, change);
+                    .push((waiting.id, IngestError::NotOwner { doc: id }));
+                continue;
+            }
+            let pending = self
+                .held
+                .get(&waiting.id)
+                .cloned()
+                .or_else(|| self.source.entries(&[waiting.id]).pop());
+            if let Some(pending) = pending
+                && let Some(change) = pending.change()
+            {
+                index.add(&pending, change);
             }
         }
         let key = (entry.timestamp(), id);
@@ -1131,8 +1359,7 @@ impl Replica {
             }
             DocKind::Info => {}
         }
-        self.docs.insert(id, state);
-        touched.insert(id);
+        self.docs.insert(id, index);
         Ok(())
     }
 
@@ -1142,64 +1369,125 @@ impl Replica {
         change: &DocChange,
         touched: &mut BTreeSet<DocId>,
     ) -> Result<(), IngestError> {
-        let Some(state) = self.docs.get_mut(&change.doc) else {
-            if self.entries.contains_key(&change.doc.into()) {
+        let Some(index) = self.docs.get_mut(&change.doc) else {
+            if self.ids.contains(&change.doc.into()) {
                 return Err(IngestError::NotADocument(change.doc));
             }
-            self.waiting.entry(change.doc).or_default().push(entry.id());
+            self.waiting.entry(change.doc).or_default().push(Waiting {
+                id: entry.id(),
+                author: entry.author(),
+            });
             return Ok(());
         };
-        if state.meta.kind.write_policy() == WritePolicy::Owner
-            && entry.author() != state.meta.creator
+        if index.meta.kind.write_policy() == WritePolicy::Owner
+            && entry.author() != index.meta.creator
         {
             return Err(IngestError::NotOwner { doc: change.doc });
         }
         if let Some(decoded) = entry.change() {
-            state.add(entry, decoded);
+            index.add(entry, decoded);
+            let cache = self.cache.get_mut().unwrap_or_else(PoisonError::into_inner);
+            if let Some(state) = cache.get(&change.doc) {
+                state.add(entry, decoded);
+                touched.insert(change.doc);
+            }
         }
-        touched.insert(change.doc);
         Ok(())
     }
 
-    /// Entries held that are not part of any view yet: changes waiting for their document or
-    /// for changes they depend on.
-    pub fn pending(&self) -> Vec<EntryId> {
-        let mut out: Vec<EntryId> = self.waiting.values().flatten().copied().collect();
-        for state in self.docs.values() {
-            for (hash, record) in &state.changes {
-                if state.status(hash) == ChangeStatus::Pending {
-                    out.extend(record.entries.iter().map(|(_, id)| *id));
+    /// Builds a document from its entries (kept in memory or read from the source) and its
+    /// snapshot, and saves a new snapshot if it took applying changes beyond the old one.
+    fn build(&self, index: &DocIndex) -> DocState {
+        let mut state = DocState::new(index.meta.clone());
+        let mut released = Vec::new();
+        for (_, id) in &index.entries {
+            match self.held.get(id) {
+                Some(entry) => {
+                    if let Some(change) = entry.change() {
+                        state.add(entry, change);
+                    }
+                }
+                None => released.push(*id),
+            }
+        }
+        if !released.is_empty() {
+            for entry in self.source.entries(&released) {
+                if index.entries.contains(&(entry.timestamp(), entry.id()))
+                    && let Some(change) = entry.change()
+                {
+                    state.add(&entry, change);
                 }
             }
+        }
+        state.gate(self.genesis_body.policy.edit, &self.computed_roles);
+        let snapshot = self.source.snapshot(&index.meta.id);
+        let adopted = snapshot.is_some_and(|bytes| state.adopt(&bytes));
+        let from_snapshot = state.applied.len();
+        state.settle();
+        if state.changes.len() > 1 && (!adopted || state.applied.len() != from_snapshot) {
+            self.source.save_snapshot(&index.meta.id, state.doc.save());
+        }
+        state
+    }
+
+    /// Runs `f` on a document, built on demand. `None` if the document is not held.
+    fn with_doc<T>(&self, doc: &DocId, f: impl FnOnce(&DocState) -> T) -> Option<T> {
+        let index = self.docs.get(doc)?;
+        let mut cache = lock(&self.cache);
+        if let Some(state) = cache.get(doc) {
+            return Some(f(state));
+        }
+        let state = self.build(index);
+        let out = f(&state);
+        cache.insert(*doc, state, index.cost());
+        Some(out)
+    }
+
+    /// Entries held that are not part of any view yet: changes waiting for their document or
+    /// for changes they depend on. Builds every document: for tests and tools.
+    pub fn pending(&self) -> Vec<EntryId> {
+        let mut out: Vec<EntryId> = self.waiting.values().flatten().map(|w| w.id).collect();
+        for doc in self.doc_ids() {
+            self.with_doc(&doc, |state| {
+                for (hash, record) in &state.changes {
+                    if state.status(hash) == ChangeStatus::Pending {
+                        out.extend(record.entries.iter().map(|(_, id)| *id));
+                    }
+                }
+            });
         }
         out.sort();
         out
     }
 
-    /// Every equivocation seen, with the entries that prove it.
+    /// Every equivocation seen, with the entries that prove it. Builds every document: for
+    /// tests and tools.
     pub fn equivocations(&self) -> Vec<Equivocation> {
         let mut out = Vec::new();
-        for state in self.docs.values() {
-            for ((actor, seq), hashes) in state.by_actor_seq.iter().filter(|(_, h)| h.len() > 1) {
-                let mut entries: Vec<EntryId> = hashes
-                    .iter()
-                    .filter_map(|h| state.changes.get(h))
-                    .flat_map(|r| r.entries.iter().map(|(_, id)| *id))
-                    .collect();
-                entries.sort();
-                let author = actor
-                    .get(..32)
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .map(AuthorId::from_bytes)
-                    .unwrap_or(state.meta.creator);
-                out.push(Equivocation {
-                    doc: state.meta.id,
-                    author,
-                    actor: actor.clone(),
-                    seq: *seq,
-                    entries,
-                });
-            }
+        for doc in self.doc_ids() {
+            self.with_doc(&doc, |state| {
+                for ((actor, seq), hashes) in state.by_actor_seq.iter().filter(|(_, h)| h.len() > 1)
+                {
+                    let mut entries: Vec<EntryId> = hashes
+                        .iter()
+                        .filter_map(|h| state.changes.get(h))
+                        .flat_map(|r| r.entries.iter().map(|(_, id)| *id))
+                        .collect();
+                    entries.sort();
+                    let author = actor
+                        .get(..32)
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                        .map(AuthorId::from_bytes)
+                        .unwrap_or(state.meta.creator);
+                    out.push(Equivocation {
+                        doc: state.meta.id,
+                        author,
+                        actor: actor.clone(),
+                        seq: *seq,
+                        entries,
+                    });
+                }
+            });
         }
         out.sort_by(|a, b| (a.doc, &a.actor, a.seq).cmp(&(b.doc, &b.actor, b.seq)));
         out
@@ -1219,22 +1507,22 @@ impl Replica {
 
     /// A document's current contents.
     pub fn content(&self, doc: &DocId) -> Option<Content> {
-        self.docs.get(doc).map(DocState::content)
+        self.with_doc(doc, DocState::content)
     }
 
     /// A document's current Automerge heads, sorted.
     pub fn heads(&self, doc: &DocId) -> Option<Vec<ChangeHash>> {
-        self.docs.get(doc).map(DocState::heads)
+        self.with_doc(doc, DocState::heads)
     }
 
     /// A document's current version: what an edit of the text read now names as its base.
     pub fn version(&self, doc: &DocId) -> Option<Version> {
-        self.docs.get(doc).map(DocState::version)
+        self.with_doc(doc, DocState::version)
     }
 
     /// The document as a standard Automerge file, which any Automerge implementation opens.
     pub fn save_document(&self, doc: &DocId) -> Option<Vec<u8>> {
-        self.docs.get(doc).map(|s| s.doc.save())
+        self.with_doc(doc, |s| s.doc.save())
     }
 
     /// The author's display name in this subwiki: the name in their newest profile.
@@ -1248,29 +1536,33 @@ impl Replica {
 
     /// A post as a reader sees it now.
     pub fn post(&self, doc: &DocId) -> Option<PostView> {
-        let state = self.docs.get(doc)?;
-        let Content::Post(content) = state.content() else {
-            return None;
-        };
-        let applied: Vec<&ChangeRecord> = state
-            .applied
-            .iter()
-            .filter_map(|h| state.changes.get(h))
-            .collect();
-        Some(PostView {
-            content,
-            author_name: self.display_name(&state.meta.creator),
-            edits: applied.len().saturating_sub(1),
-            editors: applied.iter().map(|r| r.author).collect(),
-            comments: self.comments.get(doc).map_or(0, BTreeSet::len),
-            updated_at: applied
+        let mut view = self.with_doc(doc, |state| {
+            let Content::Post(content) = state.content() else {
+                return None;
+            };
+            let applied: Vec<&ChangeRecord> = state
+                .applied
                 .iter()
-                .map(|r| r.first().0)
-                .max()
-                .unwrap_or(state.meta.created_at),
-            version: state.version(),
-            meta: state.meta.clone(),
-        })
+                .filter_map(|h| state.changes.get(h))
+                .collect();
+            Some(PostView {
+                content,
+                author_name: None,
+                edits: applied.len().saturating_sub(1),
+                editors: applied.iter().map(|r| r.author).collect(),
+                comments: 0,
+                updated_at: applied
+                    .iter()
+                    .map(|r| r.first().0)
+                    .max()
+                    .unwrap_or(state.meta.created_at),
+                version: state.version(),
+                meta: state.meta.clone(),
+            })
+        })??;
+        view.author_name = self.display_name(&view.meta.creator);
+        view.comments = self.comments.get(doc).map_or(0, BTreeSet::len);
+        Some(view)
     }
 
     /// The comments on a post, oldest first. Each names the comment it answers, if any.
@@ -1280,14 +1572,14 @@ impl Replica {
             .into_iter()
             .flatten()
             .filter_map(|(_, id)| {
-                let state = self.docs.get(id)?;
-                let Content::Comment(c) = state.content() else {
-                    return None;
-                };
+                let (meta, text) = self.with_doc(id, |state| match state.content() {
+                    Content::Comment(c) => Some((state.meta.clone(), c.text)),
+                    _ => None,
+                })??;
                 Some(CommentView {
-                    meta: state.meta.clone(),
-                    text: c.text,
-                    author_name: self.display_name(&state.meta.creator),
+                    author_name: self.display_name(&meta.creator),
+                    meta,
+                    text,
                 })
             })
             .collect()
@@ -1332,42 +1624,42 @@ impl Replica {
     /// Every change of a document, ordered by claimed time then entry id: who changed what,
     /// when, and whether it is part of the document.
     pub fn history(&self, doc: &DocId) -> Option<Vec<HistoryItem>> {
-        let state = self.docs.get(doc)?;
-        let touched = state.fields_touched();
-        let mut items: Vec<HistoryItem> = state
-            .changes
-            .iter()
-            .map(|(hash, record)| {
-                let (timestamp, version) = record.first();
-                let status = state.status(hash);
-                let fields = if status == ChangeStatus::Applied {
-                    touched.get(hash).cloned().unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-                HistoryItem {
-                    version,
-                    author: record.author,
-                    timestamp,
-                    change: *hash,
-                    status,
-                    fields,
-                }
-            })
-            .collect();
-        items.sort_by_key(|i| (i.timestamp, i.version));
-        Some(items)
+        self.with_doc(doc, |state| {
+            let touched = state.fields_touched();
+            let mut items: Vec<HistoryItem> = state
+                .changes
+                .iter()
+                .map(|(hash, record)| {
+                    let (timestamp, version) = record.first();
+                    let status = state.status(hash);
+                    let fields = if status == ChangeStatus::Applied {
+                        touched.get(hash).cloned().unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    HistoryItem {
+                        version,
+                        author: record.author,
+                        timestamp,
+                        change: *hash,
+                        status,
+                        fields,
+                    }
+                })
+                .collect();
+            items.sort_by_key(|i| (i.timestamp, i.version));
+            items
+        })
     }
 
     /// A document as it read at `version`: a [`PostView::version`], or one entry id from its
     /// history (the document right after that change).
     pub fn content_at(&self, doc: &DocId, version: &Version) -> Result<Content, LocalError> {
-        let state = self
-            .docs
-            .get(doc)
-            .ok_or(LocalError::UnknownDocument(*doc))?;
-        let heads = state.heads_of(version)?;
-        Ok(Content::read(state.meta.kind, &state.doc, Some(&heads)))
+        self.with_doc(doc, |state| {
+            let heads = state.heads_of(version)?;
+            Ok(Content::read(state.meta.kind, &state.doc, Some(&heads)))
+        })
+        .ok_or(LocalError::UnknownDocument(*doc))?
     }
 
     fn publish(
@@ -1434,57 +1726,59 @@ impl Replica {
         base: &Base,
         content: &Content,
     ) -> Result<Option<Entry>, LocalError> {
-        let state = self
-            .docs
-            .get(&doc)
+        let meta = self
+            .doc_meta(&doc)
+            .cloned()
             .ok_or(LocalError::UnknownDocument(doc))?;
-        if state.meta.kind != content.kind() {
+        if meta.kind != content.kind() {
             return Err(LocalError::WrongKind {
                 doc,
-                actual: state.meta.kind,
+                actual: meta.kind,
                 expected: content.kind(),
             });
         }
-        if state.meta.kind.write_policy() == WritePolicy::Owner && key.id() != state.meta.creator {
+        if meta.kind.write_policy() == WritePolicy::Owner && key.id() != meta.creator {
             return Err(IngestError::NotOwner { doc }.into());
         }
         if !self.may_edit(&key.id(), &doc) {
             return Err(LocalError::NotTrusted { doc });
         }
-        // The fork holds applied changes only (the view, or the part of it the base names): an
-        // edit never depends on a change the view leaves out (a vandal's, an equivocation).
-        let mut fork = match base {
-            Base::Latest => state
-                .doc
-                .fork()
-                .with_actor(state.actor_for(key, |h| state.applied.contains(h))),
-            Base::At(version) => {
-                let heads = state.heads_of(version)?;
-                let closure = state.closure(&heads);
-                state
-                    .doc
-                    .fork_at(&heads)?
-                    .with_actor(state.actor_for(key, |h| closure.contains(h)))
-            }
-        };
-        let mut tx = fork.transaction();
-        content.write(&mut tx)?;
-        let (hash, _) = tx.commit_with(CommitOptions::default().with_time(now.as_secs()));
-        if hash.is_none() {
+        let change = self
+            .with_doc(&doc, |state| -> Result<Option<Vec<u8>>, LocalError> {
+                // The fork holds applied changes only (the view, or the part of it the base
+                // names): an edit never depends on a change the view leaves out (a vandal's,
+                // an equivocation).
+                let mut fork = match base {
+                    Base::Latest => state
+                        .doc
+                        .fork()
+                        .with_actor(state.actor_for(key, |h| state.applied.contains(h))),
+                    Base::At(version) => {
+                        let heads = state.heads_of(version)?;
+                        let closure = state.closure(&heads);
+                        state
+                            .doc
+                            .fork_at(&heads)?
+                            .with_actor(state.actor_for(key, |h| closure.contains(h)))
+                    }
+                };
+                let mut tx = fork.transaction();
+                content.write(&mut tx)?;
+                let (hash, _) = tx.commit_with(CommitOptions::default().with_time(now.as_secs()));
+                if hash.is_none() {
+                    return Ok(None);
+                }
+                let change = fork
+                    .get_last_local_change()
+                    .ok_or(LocalError::Automerge(AutomergeError::Fail))?;
+                Ok(Some(change.raw_bytes().to_vec()))
+            })
+            .ok_or(LocalError::UnknownDocument(doc))??;
+        let Some(change) = change else {
             return Ok(None);
-        }
-        let change = fork
-            .get_last_local_change()
-            .ok_or(LocalError::Automerge(AutomergeError::Fail))?;
-        self.publish(
-            key,
-            now,
-            Payload::Change(DocChange {
-                doc,
-                change: change.raw_bytes().to_vec(),
-            }),
-        )
-        .map(Some)
+        };
+        self.publish(key, now, Payload::Change(DocChange { doc, change }))
+            .map(Some)
     }
 
     /// Creates a post; returns its create-document entry (its id is the post's id).

@@ -293,16 +293,53 @@ proptest! {
             saved.insert(*a, other);
         }
 
-        let mut reopened = Replica::new(genesis.clone()).unwrap();
-        let report = reopened.ingest_with_snapshots(order, |d| saved.get(d).cloned());
+        let source = std::sync::Arc::new(MemorySource::default());
+        *source.snapshots.lock().unwrap() = saved;
+        let mut reopened = Replica::with_source(genesis.clone(), source.clone()).unwrap();
+        ingest_and_release(&mut reopened, &source, order);
         prop_assert_eq!(&snapshot(&reopened), &expected);
-        // The spoiled snapshots (the first, and the second when there are three) are never taken.
-        let spoiled = match docs.len() {
-            0 => 0,
-            1 | 2 => 1,
-            _ => 2,
-        };
-        prop_assert!(report.from_snapshots <= docs.len() - spoiled);
+    }
+
+    /// Documents built on demand, from entries the replica let go of and read back from its
+    /// source, in a cache that keeps none, a few or all of them, with reads between deliveries
+    /// (so that some entries arrive for documents that are built and some for documents that
+    /// are not): the same state as every document built from every entry at once.
+    #[test]
+    fn documents_built_on_demand_equal_the_eagerly_built_ones(
+        steps in proptest::collection::vec(step(), 1..30),
+        seed in any::<u64>(),
+        budget in prop_oneof![Just(0usize), 0usize..40_000, Just(usize::MAX)],
+    ) {
+        let (genesis, entries) = play(&steps);
+        let mut reference = Replica::new(genesis.clone()).unwrap();
+        reference.ingest(entries.clone());
+        let expected = snapshot(&reference);
+
+        let mut rng = Rng(seed);
+        let mut order = entries.clone();
+        rng.shuffle(&mut order);
+        let source = std::sync::Arc::new(MemorySource::default());
+        let mut lazy = Replica::with_source(genesis.clone(), source.clone()).unwrap();
+        lazy.set_cache_budget(budget);
+        let mut rest = order.as_slice();
+        while !rest.is_empty() {
+            let n = 1 + rng.below(rest.len().min(6));
+            let (batch, tail) = rest.split_at(n);
+            ingest_and_release(&mut lazy, &source, batch.to_vec());
+            // Read a few documents, which builds and caches them.
+            let docs = lazy.doc_ids();
+            for _ in 0..rng.below(3) {
+                if !docs.is_empty() {
+                    let doc = docs[rng.below(docs.len())];
+                    let _ = lazy.content(&doc);
+                    let _ = lazy.post(&doc);
+                }
+            }
+            rest = tail;
+        }
+        prop_assert_eq!(&snapshot(&lazy), &expected);
+        prop_assert!(lazy.entries().all(|e| !matches!(e.payload(), agora_crdt::Payload::CreateDocument(_) | agora_crdt::Payload::Change(_))),
+            "documents' entries were released");
     }
 }
 
@@ -326,14 +363,27 @@ fn a_snapshot_is_used_when_it_matches() {
     }
     let saved = a.save_document(&id).unwrap();
     let entries: Vec<Entry> = a.entries().cloned().collect();
-    let mut calls = 0;
-    let mut b = fresh(&a);
-    let report = b.ingest_with_snapshots(entries, |d| {
-        calls += 1;
-        (*d == id).then(|| saved.clone())
-    });
-    assert_eq!(calls, 1, "asked once, for the one document");
-    assert_eq!(report.from_snapshots, 1);
+    let source = std::sync::Arc::new(MemorySource::default());
+    source.snapshots.lock().unwrap().insert(id, saved);
+    let mut b = Replica::with_source(a.genesis_entry().clone(), source.clone()).unwrap();
+    ingest_and_release(&mut b, &source, entries);
+    assert_eq!(
+        b.cached_documents(),
+        0,
+        "nothing is built before it is read"
+    );
+    assert_eq!(b.post(&id), a.post(&id));
+    use std::sync::atomic::Ordering;
+    assert_eq!(
+        source.snapshot_reads.load(Ordering::Relaxed),
+        1,
+        "asked once, for the one document"
+    );
+    assert_eq!(
+        source.snapshot_saves.load(Ordering::Relaxed),
+        0,
+        "the snapshot was taken as it is, not replaced"
+    );
     assert_eq!(snapshot(&b), snapshot(&a));
 }
 

@@ -3,8 +3,11 @@
 
 use agora_crdt::{
     AuthorKey, ChangeStatus, Content, DocChange, DocId, Entry, EntryId, Equivocation, FeedCursor,
-    HistoryItem, Payload, Policy, PostContent, Replica, Timestamp,
+    HistoryItem, Payload, Policy, PostContent, Replica, Source, Timestamp,
 };
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const T0: u64 = 1_700_000_000_000;
 
@@ -63,7 +66,7 @@ pub struct Snapshot {
 }
 
 pub fn snapshot(r: &Replica) -> Snapshot {
-    let mut entries: Vec<EntryId> = r.entries().map(|e| e.id()).collect();
+    let mut entries: Vec<EntryId> = r.entry_ids().copied().collect();
     entries.sort();
     let mut feed = Vec::new();
     let mut cursor: Option<FeedCursor> = None;
@@ -195,4 +198,46 @@ pub fn deliver_shuffled(genesis: &Entry, entries: &[Entry], seed: u64) -> Replic
         rest = tail;
     }
     replica
+}
+
+/// A [`Source`] in memory, the way a node's store serves a replica: it holds the entries the
+/// replica released and the snapshots it saved, and counts what it was asked.
+#[derive(Debug, Default)]
+pub struct MemorySource {
+    pub entries: Mutex<HashMap<EntryId, Entry>>,
+    pub snapshots: Mutex<HashMap<DocId, Vec<u8>>>,
+    pub snapshot_reads: AtomicUsize,
+    pub snapshot_saves: AtomicUsize,
+}
+
+impl MemorySource {
+    pub fn hold(&self, entries: &[Entry]) {
+        let mut held = self.entries.lock().unwrap();
+        for e in entries {
+            held.insert(e.id(), e.clone());
+        }
+    }
+}
+
+impl Source for MemorySource {
+    fn entries(&self, ids: &[EntryId]) -> Vec<Entry> {
+        let held = self.entries.lock().unwrap();
+        ids.iter().filter_map(|id| held.get(id).cloned()).collect()
+    }
+    fn snapshot(&self, doc: &DocId) -> Option<Vec<u8>> {
+        self.snapshot_reads.fetch_add(1, Ordering::Relaxed);
+        self.snapshots.lock().unwrap().get(doc).cloned()
+    }
+    fn save_snapshot(&self, doc: &DocId, bytes: Vec<u8>) {
+        self.snapshot_saves.fetch_add(1, Ordering::Relaxed);
+        self.snapshots.lock().unwrap().insert(*doc, bytes);
+    }
+}
+
+/// Ingests `entries` into `replica` the way a node does: the source stores them, then the
+/// replica lets go of them.
+pub fn ingest_and_release(replica: &mut Replica, source: &MemorySource, entries: Vec<Entry>) {
+    source.hold(&entries);
+    let report = replica.ingest(entries);
+    replica.release(report.accepted.iter());
 }
