@@ -972,6 +972,8 @@ pub struct Replica {
     /// Roles computed from the role statements held; recomputed when one arrives.
     computed_roles: Roles,
     source: Arc<dyn Source>,
+    /// False for a replica without a source ([`Replica::new`]): it keeps every entry.
+    may_release: bool,
     cache: Mutex<Cache>,
 }
 
@@ -989,7 +991,9 @@ impl Replica {
     /// A replica of the subwiki that `genesis` founds, holding nothing else yet, that keeps
     /// every entry in memory.
     pub fn new(genesis: Entry) -> Result<Self, IngestError> {
-        Self::with_source(genesis, Arc::new(InMemory))
+        let mut replica = Self::with_source(genesis, Arc::new(InMemory))?;
+        replica.may_release = false;
+        Ok(replica)
     }
 
     /// A replica that reads released entries and snapshots from `source`.
@@ -1014,6 +1018,7 @@ impl Replica {
             roles: BTreeSet::new(),
             computed_roles,
             source,
+            may_release: true,
             cache: Mutex::new(Cache::new(DEFAULT_CACHE_BYTES)),
         })
     }
@@ -1053,8 +1058,12 @@ impl Replica {
     }
 
     /// Lets the replica drop these entries from memory: its [`Source`] holds them now. Votes,
-    /// role statements and the genesis entry stay.
+    /// role statements and the genesis entry stay, and a replica made without a source
+    /// ([`Replica::new`]) keeps everything.
     pub fn release<'a>(&mut self, ids: impl IntoIterator<Item = &'a EntryId>) {
+        if !self.may_release {
+            return;
+        }
         for id in ids {
             let keep = self.held.get(id).is_none_or(|e| {
                 matches!(

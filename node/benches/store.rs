@@ -28,11 +28,11 @@
 //! - `replica_load_5k`: [`Store::load`] of one subwiki of the 100k store (5,000 posts, every
 //!   entry validated), [`Replica::ingest`] of them into a fresh replica, and both one after
 //!   the other (`load_and_ingest`). The node builds a subwiki's replica this way the first
-//!   time it needs it after starting (`Core::with_replica` in `api.rs`): to accept entries
-//!   from a peer, to write one, or to show a post whose rendered view is not stored.
-//!   `ingest_from_snapshots` is the same ingest with each document starting from its saved
-//!   Automerge snapshot, as the node does since it writes them ([`Replica::ingest_with_snapshots`]).
-//!   `load` reads entries back with [`agora_crdt::reopen`] (no signature check).
+//!   time it needs it after starting (`Core::with_replica` in `core.rs`): to accept entries
+//!   from a peer, to write one, or to show a post whose rendered view is not stored. The
+//!   ingest builds no document (documents are built on demand); `ingest_then_one_post` adds
+//!   reading the oldest post, whose document is then built alone.
+//!   `load` reads entries back with [`agora_crdt::reopen`] (batched signature check).
 
 //!
 //! # Realistic subwiki: writes, syncs, open, disk use
@@ -343,24 +343,20 @@ fn bench_feed(c: &mut Criterion) {
             BatchSize::PerIteration,
         );
     });
-    // What a reopened node does: the same entries, each document starting from its saved
-    // snapshot (held in memory here; reading them from sled is one get per document).
-    let snapshots: std::collections::HashMap<_, _> = {
-        let mut replica = Replica::new(genesis.clone()).unwrap();
-        replica.ingest(store.load(&subwikis[0]).unwrap().entries);
-        replica
-            .doc_ids()
-            .into_iter()
-            .map(|d| (d, replica.save_document(&d).unwrap()))
-            .collect()
-    };
-    group.bench_function("ingest_from_snapshots", |b| {
+    // Reading one old post after that: its document is built on demand, alone.
+    let old_post = store
+        .feed(&subwikis[..1], None, 5_000)
+        .unwrap()
+        .last()
+        .unwrap()
+        .post;
+    group.bench_function("ingest_then_one_post", |b| {
         b.iter_batched(
             || store.load(&subwikis[0]).unwrap().entries,
             |entries| {
                 let mut replica = Replica::new(genesis.clone()).unwrap();
-                let report = replica.ingest_with_snapshots(entries, |d| snapshots.get(d).cloned());
-                assert_eq!(report.from_snapshots, snapshots.len());
+                replica.ingest(entries);
+                assert!(replica.post(&old_post).is_some());
                 replica
             },
             BatchSize::PerIteration,

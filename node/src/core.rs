@@ -11,6 +11,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use agora_crdt::Source;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use agora_crdt::{
@@ -75,9 +77,48 @@ pub(crate) struct Core {
     /// The owner's personal moderation overrides, and where they are kept.
     overrides: Mutex<Overrides>,
     overrides_file: OverridesFile,
-    replicas: Mutex<HashMap<SubwikiId, Replica>>,
+    /// One slot per subwiki, each with its own lock, so that loading or writing one subwiki
+    /// never holds up another.
+    replicas: Mutex<HashMap<SubwikiId, Slot>>,
     status: Mutex<HashMap<SubwikiId, SyncStatus>>,
     changes: watch::Sender<u64>,
+}
+
+/// A subwiki's replica, loaded on first use.
+type Slot = Arc<Mutex<Option<Replica>>>;
+
+/// How much of its documents a replica keeps built, in estimated bytes.
+const CACHE_BYTES_PER_SUBWIKI: usize = agora_crdt::DEFAULT_CACHE_BYTES / 2;
+
+/// What a replica reads from the store: the entries it released once they were stored, and
+/// documents' snapshots.
+struct StoreSource(Arc<dyn Store>);
+
+impl Source for StoreSource {
+    fn entries(&self, ids: &[EntryId]) -> Vec<Entry> {
+        ids.iter()
+            .filter_map(|id| match self.0.entry(id) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    tracing::warn!(%id, error = %e, "cannot read an entry of a document");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn snapshot(&self, doc: &DocId) -> Option<Vec<u8>> {
+        self.0.snapshot(doc).unwrap_or_else(|e| {
+            tracing::warn!(%doc, error = %e, "cannot read a snapshot; applying the changes");
+            None
+        })
+    }
+
+    fn save_snapshot(&self, doc: &DocId, bytes: Vec<u8>) {
+        if let Err(e) = self.0.put_snapshots(&[(*doc, bytes)]) {
+            tracing::warn!(%doc, error = %e, "cannot save a snapshot");
+        }
+    }
 }
 
 /// The posts whose rendered view `entries` may have changed: posts created or changed, posts
@@ -121,39 +162,18 @@ fn authored_posts(replica: &Replica, author: AuthorId) -> Vec<DocId> {
         .collect()
 }
 
-/// Renders the views of the posts `entries` affected, for the store.
-fn render_views<'a>(
+/// Renders the views of these posts, for the store.
+fn render_views(
     replica: &Replica,
     subwiki: SubwikiId,
-    entries: impl Iterator<Item = &'a Entry>,
+    posts: impl IntoIterator<Item = DocId>,
 ) -> Vec<(DocId, Vec<u8>)> {
-    affected_posts(replica, entries)
+    posts
         .into_iter()
         .filter_map(|id| {
             let post = replica.post(&id)?;
             Some((id, view::encode(&FeedItem { subwiki, post })))
         })
-        .collect()
-}
-
-/// The documents `entries` create or change.
-fn touched_docs<'a>(entries: impl Iterator<Item = &'a Entry>) -> BTreeSet<DocId> {
-    entries
-        .filter_map(|entry| match entry.payload() {
-            Payload::CreateDocument(_) => Some(DocId::from(entry.id())),
-            Payload::Change(c) => Some(c.doc),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Compacted snapshots of the given documents, for the store.
-fn save_documents(
-    replica: &Replica,
-    docs: impl IntoIterator<Item = DocId>,
-) -> Vec<(DocId, Vec<u8>)> {
-    docs.into_iter()
-        .filter_map(|doc| Some((doc, replica.save_document(&doc)?)))
         .collect()
 }
 
@@ -211,13 +231,21 @@ impl Core {
 
     /// Drops a subwiki's replica from memory; it reloads from the store on next use.
     pub(crate) fn forget_replica(&self, subwiki: SubwikiId) {
-        lock(&self.replicas).remove(&subwiki);
+        let slot = lock(&self.replicas).remove(&subwiki);
+        if let Some(slot) = slot {
+            *lock(&slot) = None;
+        }
     }
 
     /// Whether a subwiki's replica is in memory.
     #[cfg(test)]
     pub(crate) fn is_loaded(&self, subwiki: &SubwikiId) -> bool {
-        lock(&self.replicas).contains_key(subwiki)
+        let slot = lock(&self.replicas).get(subwiki).cloned();
+        slot.is_some_and(|s| lock(&s).is_some())
+    }
+
+    fn slot(&self, subwiki: SubwikiId) -> Slot {
+        lock(&self.replicas).entry(subwiki).or_default().clone()
     }
 
     /// Founds a subwiki, stores its genesis entry, joins it and keeps its replica.
@@ -227,12 +255,12 @@ impl Core {
         description: &str,
         policy: Policy,
     ) -> Result<Entry, NodeError> {
-        let (replica, genesis) =
-            Replica::found(&self.identity.author, now(), name, description, policy)?;
+        let (_, genesis) = Replica::found(&self.identity.author, now(), name, description, policy)?;
+        let replica = self.replica_of(genesis.clone())?;
         let id = replica.id();
         self.store.put_entries(std::slice::from_ref(&genesis))?;
         self.refresh_moderation(id, &replica)?;
-        lock(&self.replicas).insert(id, replica);
+        *lock(&self.slot(id)) = Some(replica);
         self.store.set_subwiki(SubwikiRecord { id, joined: true })?;
         self.notify();
         Ok(genesis)
@@ -300,23 +328,41 @@ impl Core {
         self.joined().is_ok_and(|j| j.contains(subwiki))
     }
 
-    /// Runs `f` on the subwiki's replica, loading it from the store on first use.
+    /// Runs `f` on the subwiki's replica, loading it from the store on first use. Holds the
+    /// subwiki's lock (only this subwiki's) while `f` runs. If `f` fails on a storage error,
+    /// the replica is dropped from memory, to be loaded again from what is really stored.
     pub(crate) fn with_replica<T>(
         &self,
         subwiki: SubwikiId,
         f: impl FnOnce(&mut Replica) -> Result<T, NodeError>,
     ) -> Result<T, NodeError> {
-        let mut replicas = lock(&self.replicas);
-        let replica = match replicas.entry(subwiki) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.load_replica(subwiki)?.0),
+        let slot = self.slot(subwiki);
+        let mut guard = lock(&slot);
+        if guard.is_none() {
+            *guard = Some(self.load_replica(subwiki)?);
+        }
+        let Some(replica) = guard.as_mut() else {
+            return Err(NodeError::UnknownSubwiki(subwiki));
         };
-        f(replica)
+        let result = f(replica);
+        if matches!(result, Err(NodeError::Store(_))) {
+            *guard = None;
+        }
+        result
     }
 
-    /// Loads a subwiki's replica from the store, its documents from their snapshots where
-    /// possible; returns it with the number of documents that came from a snapshot.
-    pub(crate) fn load_replica(&self, subwiki: SubwikiId) -> Result<(Replica, usize), NodeError> {
+    /// An empty replica of the subwiki `genesis` founds, reading from the store what it
+    /// releases.
+    fn replica_of(&self, genesis: Entry) -> Result<Replica, NodeError> {
+        let source: Arc<dyn Source> = Arc::new(StoreSource(self.store.clone()));
+        let mut replica = Replica::with_source(genesis, source).map_err(LocalError::from)?;
+        replica.set_cache_budget(CACHE_BYTES_PER_SUBWIKI);
+        Ok(replica)
+    }
+
+    /// Loads a subwiki's replica from the store: its index of entries, not its documents,
+    /// which it builds when they are read (from their snapshots where there are some).
+    pub(crate) fn load_replica(&self, subwiki: SubwikiId) -> Result<Replica, NodeError> {
         let loaded = self.store.load(&subwiki)?;
         if !loaded.corrupt.is_empty() {
             tracing::warn!(%subwiki, corrupt = loaded.corrupt.len(), "damaged entries dropped; they will be fetched again");
@@ -328,43 +374,55 @@ impl Core {
             .find(|e| e.id() == genesis_id)
             .cloned()
             .ok_or(NodeError::UnknownSubwiki(subwiki))?;
-        let mut replica = Replica::new(genesis).map_err(LocalError::from)?;
-        let store = &self.store;
-        let report = replica.ingest_with_snapshots(loaded.entries, |doc| {
-            store.snapshot(doc).unwrap_or_else(|e| {
-                tracing::warn!(%doc, error = %e, "cannot read a snapshot; applying the changes");
-                None
-            })
-        });
+        let mut replica = self.replica_of(genesis)?;
+        let report = replica.ingest(loaded.entries);
+        replica.release(report.accepted.iter());
         if !report.rejected.is_empty() {
             let ids: Vec<EntryId> = report.rejected.iter().map(|(id, _)| *id).collect();
             self.store.remove_entries(&ids)?;
         }
-        let docs = replica.doc_ids();
-        tracing::debug!(%subwiki, docs = docs.len(), from_snapshots = report.from_snapshots, "subwiki loaded");
-        if report.from_snapshots < docs.len() {
-            // Some documents had no usable snapshot (a store written before snapshots, a
-            // rebuild, a damaged one): save them all now so the next open is fast.
-            self.store.put_snapshots(&save_documents(&replica, docs))?;
-        }
+        tracing::debug!(%subwiki, entries = replica.len(), "subwiki loaded");
         self.refresh_moderation(subwiki, &replica)?;
-        Ok((replica, report.from_snapshots))
+        Ok(replica)
     }
 
-    /// Makes a local entry durable after the replica took it; on a storage failure the replica
-    /// is dropped from memory so that it reloads from what is really stored.
-    fn persist(&self, subwiki: SubwikiId, entries: &[Entry]) -> Result<(), NodeError> {
+    /// Writes entries the replica took, with what they change in the derived views: the
+    /// rendered views they make stale are removed first (their removal becomes durable with
+    /// the entries), the entries are stored durably, the replica lets go of them (it reads them
+    /// back from the store when it builds their documents), and the moderation summary is
+    /// recomputed if they hold votes or role statements. Runs under the subwiki's lock, so no
+    /// reader sees a document built without them or stores a view that misses them.
+    fn persist(
+        &self,
+        subwiki: SubwikiId,
+        replica: &mut Replica,
+        entries: &[Entry],
+        roles_before: &agora_crdt::Roles,
+    ) -> Result<(), NodeError> {
         if entries.is_empty() {
             return Ok(());
         }
-        match self.store.put_entries(entries) {
-            // Watchers are told by the caller, once the views are written too.
-            Ok(_) => Ok(()),
-            Err(e) => {
-                lock(&self.replicas).remove(&subwiki);
-                Err(e.into())
-            }
+        let mut stale: Vec<DocId> = affected_posts(replica, entries.iter())
+            .into_iter()
+            .collect();
+        if replica.roles() != roles_before
+            && replica.genesis().policy.edit == agora_crdt::EditPolicy::Trusted
+        {
+            // Which edits are in a post follows the roles: every post someone other than its
+            // creator edited may read differently now.
+            stale.extend(replica.posts_edited_by_others());
         }
+        self.store.remove_views(&stale)?;
+        self.store.put_entries(entries)?;
+        let ids: Vec<EntryId> = entries.iter().map(Entry::id).collect();
+        replica.release(ids.iter());
+        if entries
+            .iter()
+            .any(|e| matches!(e.payload(), Payload::Vote(_) | Payload::Role(_)))
+        {
+            self.refresh_moderation(subwiki, replica)?;
+        }
+        Ok(())
     }
 
     /// Runs a local operation that makes one entry, stores it and returns it.
@@ -377,26 +435,27 @@ impl Core {
             Timestamp,
         ) -> Result<Option<Entry>, LocalError>,
     ) -> Result<Option<Entry>, NodeError> {
-        let (entry, views, snapshots) = self.with_replica(subwiki, |r| {
-            let entry = f(r, &self.identity.author, now())?;
-            let views = render_views(r, subwiki, entry.iter());
-            let snapshots = save_documents(r, touched_docs(entry.iter()));
-            Ok((entry, views, snapshots))
+        let entry = self.with_replica(subwiki, |r| {
+            let roles_before = r.roles().clone();
+            let Some(entry) = f(r, &self.identity.author, now())? else {
+                return Ok(None);
+            };
+            self.persist(subwiki, r, std::slice::from_ref(&entry), &roles_before)?;
+            // The author reads what they wrote next: render its post's view now, from the
+            // document the operation just built.
+            let views = render_views(r, subwiki, affected_posts(r, std::iter::once(&entry)));
+            self.store.cache_views(&views)?;
+            Ok(Some(entry))
         })?;
-        if let Some(entry) = &entry {
-            self.persist(subwiki, std::slice::from_ref(entry))?;
-            self.store.put_views(&views)?;
-            self.store.put_snapshots(&snapshots)?;
-            self.with_replica(subwiki, |r| {
-                self.after_moderation_entries(subwiki, r, std::iter::once(entry))
-            })?;
+        if entry.is_some() {
             self.notify();
         }
         Ok(entry)
     }
 
     /// Takes entries from a peer or a file: validates each, runs the replica's checks, stores
-    /// the new ones durably.
+    /// the new ones durably. Documents are not built for this: the views of the posts they
+    /// change are rendered again when someone reads them.
     pub(crate) fn accept(
         &self,
         subwiki: SubwikiId,
@@ -427,31 +486,25 @@ impl Core {
             }
             return Ok(accepted);
         }
-        let (report, fresh, views, snapshots) = self.with_replica(subwiki, |replica| {
+        let report = self.with_replica(subwiki, |replica| {
+            let roles_before = replica.roles().clone();
             let report = replica.ingest(entries.iter().cloned());
             let fresh: Vec<Entry> = entries
                 .iter()
                 .filter(|e| report.accepted.contains(&e.id()))
                 .cloned()
                 .collect();
-            let views = render_views(replica, subwiki, fresh.iter());
-            let snapshots = save_documents(replica, touched_docs(fresh.iter()));
-            Ok((report, fresh, views, snapshots))
+            self.persist(subwiki, replica, &fresh, &roles_before)?;
+            // Entries that waited for their document and turned out to break its rules.
+            let late: Vec<EntryId> = report.rejected.iter().map(|(id, _)| *id).collect();
+            if !late.is_empty() {
+                self.store.remove_entries(&late)?;
+            }
+            Ok(report)
         })?;
-        self.persist(subwiki, &fresh)?;
-        self.store.put_views(&views)?;
-        self.store.put_snapshots(&snapshots)?;
-        self.with_replica(subwiki, |r| {
-            self.after_moderation_entries(subwiki, r, fresh.iter())
-        })?;
-        if !fresh.is_empty() {
-            // Only now: a reader woken by this sees the new views.
+        if !report.accepted.is_empty() {
+            // Only now: a reader woken by this sees the new entries.
             self.notify();
-        }
-        // Entries that waited for their document and turned out to break its rules.
-        let late: Vec<EntryId> = report.rejected.iter().map(|(id, _)| *id).collect();
-        if !late.is_empty() {
-            self.store.remove_entries(&late)?;
         }
         accepted.new.extend(report.accepted);
         accepted.duplicates += report.duplicates;
@@ -491,36 +544,29 @@ impl Core {
         self.with_replica(subwiki, |r| self.refresh_moderation(subwiki, r))
     }
 
-    /// After entries were added to a replica: if any is a vote or a role statement, the
-    /// moderation summary is recomputed; a role statement in a `trusted` subwiki can change
-    /// which edits are in the documents, so every post view is rendered again.
-    fn after_moderation_entries<'a>(
+    /// A post's rendered view: the stored one, or rendered from its document (built on
+    /// demand) and kept.
+    pub(crate) fn post_view(
         &self,
         subwiki: SubwikiId,
-        replica: &Replica,
-        entries: impl Iterator<Item = &'a Entry> + Clone,
-    ) -> Result<(), NodeError> {
-        let votes_or_roles = entries
-            .clone()
-            .any(|e| matches!(e.payload(), Payload::Vote(_) | Payload::Role(_)));
-        if !votes_or_roles {
-            return Ok(());
+        post: DocId,
+    ) -> Result<Option<FeedItem>, NodeError> {
+        if let Some(item) = self.store.view(&post)?.as_deref().and_then(view::decode) {
+            return Ok(Some(item));
         }
-        self.refresh_moderation(subwiki, replica)?;
-        let roles = entries
-            .into_iter()
-            .any(|e| matches!(e.payload(), Payload::Role(_)));
-        if roles && replica.genesis().policy.edit == agora_crdt::EditPolicy::Trusted {
-            let views: Vec<(DocId, Vec<u8>)> = replica
-                .feed_keys()
-                .filter_map(|(_, id)| {
-                    let post = replica.post(id)?;
-                    Some((*id, view::encode(&FeedItem { subwiki, post })))
-                })
-                .collect();
-            self.store.put_views(&views)?;
-        }
-        Ok(())
+        // None yet (or a damaged one): render it under the subwiki's lock, so that no entry
+        // written meanwhile is missing from the view kept.
+        self.with_replica(subwiki, |r| {
+            let Some(post_view) = r.post(&post) else {
+                return Ok(None);
+            };
+            let item = FeedItem {
+                subwiki,
+                post: post_view,
+            };
+            self.store.cache_views(&[(post, view::encode(&item))])?;
+            Ok(Some(item))
+        })
     }
 
     pub(crate) fn update_status(&self, subwiki: SubwikiId, f: impl FnOnce(&mut SyncStatus)) {

@@ -27,7 +27,6 @@ use crate::home::{Home, Identity};
 use crate::moderation::{PostStatus, Summary};
 use crate::net::{self, Command, PeerInfo};
 use crate::store::{SledStore, Store, SubwikiRecord};
-use crate::view;
 
 /// A subwiki as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -348,11 +347,9 @@ impl Node {
     /// A post as it reads now, with its subwiki.
     pub fn post(&self, id: DocId) -> Result<FeedItem, NodeError> {
         let subwiki = self.core.subwiki_of(&id)?;
-        let post = self
-            .core
-            .with_replica(subwiki, |r| Ok(r.post(&id)))?
-            .ok_or(NodeError::UnknownDocument(id))?;
-        Ok(FeedItem { subwiki, post })
+        self.core
+            .post_view(subwiki, id)?
+            .ok_or(NodeError::UnknownDocument(id))
     }
 
     /// A post as it read at `version`: a version a reader saw ([`agora_crdt::PostView`]'s
@@ -438,7 +435,7 @@ impl Node {
             let exhausted = keys.len() < limit;
             for key in keys {
                 cursor = Some((key.created_at, key.post));
-                let Some(item) = self.feed_item(key.subwiki, key.post)? else {
+                let Some(item) = self.core.post_view(key.subwiki, key.post)? else {
                     continue;
                 };
                 let summary = match summaries.entry(key.subwiki) {
@@ -459,32 +456,6 @@ impl Node {
                 return Ok(items);
             }
         }
-    }
-
-    /// A post's rendered view: the stored one (no replay of the subwiki), or rendered from the
-    /// replica and stored.
-    fn feed_item(&self, subwiki: SubwikiId, post: DocId) -> Result<Option<FeedItem>, NodeError> {
-        if let Some(item) = self
-            .core
-            .store()
-            .view(&post)?
-            .as_deref()
-            .and_then(view::decode)
-        {
-            return Ok(Some(item));
-        }
-        // None yet (or a damaged one): render it from the replica, and keep it.
-        let Some(post_view) = self.core.with_replica(subwiki, |r| Ok(r.post(&post)))? else {
-            return Ok(None);
-        };
-        let item = FeedItem {
-            subwiki,
-            post: post_view,
-        };
-        self.core
-            .store()
-            .put_views(&[(post, view::encode(&item))])?;
-        Ok(Some(item))
     }
 
     /// A post's moderation status as this node's owner sees it.
@@ -670,7 +641,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_reopened_subwiki_loads_its_documents_from_snapshots() {
+    async fn a_reopened_node_builds_only_the_documents_it_reads() {
         let dir = tempfile::tempdir().unwrap();
         let (subwiki, first) = {
             let node = Node::open_offline(dir.path()).unwrap();
@@ -687,24 +658,31 @@ mod tests {
             (subwiki, first)
         };
         let node = Node::open_offline(dir.path()).unwrap();
-        let (replica, from_snapshots) = node.core.load_replica(subwiki).unwrap();
-        // Two posts and a comment; the subwiki's info page has no document.
-        assert_eq!(replica.doc_ids().len(), 3);
-        assert_eq!(from_snapshots, 3);
-        assert_eq!(replica.post(&first).unwrap().content.title, "p0, edited");
-        assert_eq!(replica.history(&first).unwrap().len(), 2);
+        // A post reads from its stored view: the subwiki is not even loaded.
+        assert_eq!(node.post(first).unwrap().post.content.title, "p0, edited");
+        assert_eq!(node.post(first).unwrap().post.comments, 1);
+        assert!(!node.core.is_loaded(&subwiki));
+        // Its history builds that one document, from its two changes, and keeps a snapshot.
+        assert_eq!(node.history(first).unwrap().len(), 2);
+        assert!(node.core.is_loaded(&subwiki));
+        let built = node
+            .core
+            .with_replica(subwiki, |r| Ok(r.cached_documents()));
+        assert_eq!(built.unwrap(), 1, "only the post read was built");
+        let saved = node.core.store().snapshot(&first).unwrap().unwrap();
 
-        // Damaged snapshots are ignored, the documents rebuilt from their changes, and the
-        // snapshots written again.
-        let damaged: Vec<(DocId, Vec<u8>)> = replica
-            .doc_ids()
-            .into_iter()
-            .map(|d| (d, b"junk".to_vec()))
-            .collect();
-        node.core.store().put_snapshots(&damaged).unwrap();
-        let (again, from_snapshots) = node.core.load_replica(subwiki).unwrap();
-        assert_eq!(from_snapshots, 0);
-        assert_eq!(again.post(&first).unwrap().content.title, "p0, edited");
-        assert_eq!(node.core.load_replica(subwiki).unwrap().1, 3);
+        // A damaged snapshot is ignored, the document built from its changes, and the snapshot
+        // written again.
+        node.core
+            .store()
+            .put_snapshots(&[(first, b"junk".to_vec())])
+            .unwrap();
+        node.core.forget_replica(subwiki);
+        assert_eq!(node.history(first).unwrap().len(), 2);
+        assert_eq!(
+            node.post_at(first, EntryId::from(first)).unwrap().title,
+            "p0"
+        );
+        assert_eq!(node.core.store().snapshot(&first).unwrap().unwrap(), saved);
     }
 }

@@ -172,6 +172,15 @@ pub trait Store: Send + Sync {
     /// feed needs no replay); durable when it returns.
     fn put_views(&self, views: &[(DocId, Vec<u8>)]) -> Result<(), StoreError>;
 
+    /// Keeps rendered views made on demand: a cache, not synced (it becomes durable with the
+    /// next synced write). Write a view only after the entries it shows are durable.
+    fn cache_views(&self, views: &[(DocId, Vec<u8>)]) -> Result<(), StoreError>;
+
+    /// Drops rendered views that entries about to be written make stale. Not synced by itself:
+    /// call it before writing those entries, whose sync then makes the removal durable too, so
+    /// that no stale view outlives a crash.
+    fn remove_views(&self, docs: &[DocId]) -> Result<(), StoreError>;
+
     /// A document's rendered view, if one was stored.
     fn view(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError>;
 

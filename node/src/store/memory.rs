@@ -223,6 +223,18 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn cache_views(&self, views: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+        self.put_views(views)
+    }
+
+    fn remove_views(&self, docs: &[DocId]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for doc in docs {
+            inner.views.remove(doc);
+        }
+        Ok(())
+    }
+
     fn view(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.lock().views.get(doc).cloned())
     }

@@ -580,6 +580,23 @@ impl Store for SledStore {
         self.sync()
     }
 
+    fn cache_views(&self, views: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut batch = ::sled::Batch::default();
+        for (doc, bytes) in views {
+            self.note_value(bytes.len());
+            batch.insert(doc.as_bytes(), bytes.as_slice());
+        }
+        self.views.apply_batch(batch).map_err(io)
+    }
+
+    fn remove_views(&self, docs: &[DocId]) -> Result<(), StoreError> {
+        let mut batch = ::sled::Batch::default();
+        for doc in docs {
+            batch.remove(doc.as_bytes());
+        }
+        self.views.apply_batch(batch).map_err(io)
+    }
+
     fn view(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .views

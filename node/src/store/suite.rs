@@ -411,3 +411,22 @@ fn a_store_without_counters_is_counted_when_opened() {
     assert_eq!(store.len().unwrap(), ea.len());
     assert_eq!(store.count(&a.id()).unwrap(), ea.len());
 }
+
+#[test]
+fn views_are_cached_replaced_and_removed() {
+    both(|store| {
+        let (a, _) = subwiki(1, "a", 2, 100);
+        let ids: Vec<DocId> = a.feed_keys().map(|(_, id)| *id).collect();
+        store.put_views(&[(ids[0], b"one".to_vec())]).unwrap();
+        store.cache_views(&[(ids[1], b"two".to_vec())]).unwrap();
+        assert_eq!(store.view(&ids[0]).unwrap().as_deref(), Some(&b"one"[..]));
+        assert_eq!(store.view(&ids[1]).unwrap().as_deref(), Some(&b"two"[..]));
+        store.cache_views(&[(ids[0], b"uno".to_vec())]).unwrap();
+        assert_eq!(store.view(&ids[0]).unwrap().as_deref(), Some(&b"uno"[..]));
+        store.remove_views(&ids).unwrap();
+        assert_eq!(store.view(&ids[0]).unwrap(), None);
+        assert_eq!(store.view(&ids[1]).unwrap(), None);
+        // Removing what is not there is no error.
+        store.remove_views(&ids).unwrap();
+    });
+}
