@@ -81,6 +81,12 @@ impl Store for LyingStore {
     fn put_views(&self, views: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
         self.inner.put_views(views)
     }
+    fn cache_views(&self, views: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+        self.inner.cache_views(views)
+    }
+    fn remove_views(&self, docs: &[DocId]) -> Result<(), StoreError> {
+        self.inner.remove_views(docs)
+    }
     fn view(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.view(doc)
     }
