@@ -12,12 +12,13 @@
 
 mod behaviour;
 mod codec;
+mod ingest;
 mod sync;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use agora_crdt::{BlobHash, EntryId, Genesis, Payload, SubwikiId};
+use agora_crdt::{BlobHash, Genesis, Payload, SubwikiId};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 use libp2p::multiaddr::Protocol;
@@ -204,13 +205,15 @@ pub(crate) async fn spawn(
         });
     }
     let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
+    let (ingest, reports, worker) = ingest::start(core.clone())
+        .map_err(|e| NodeError::Network(format!("cannot start the ingest worker: {e}")))?;
     let mut actor = Actor {
         swarm,
         core,
         topics: HashMap::new(),
         strikes: HashMap::new(),
         discovered: BTreeMap::new(),
-        sync: sync::Syncer::default(),
+        sync: sync::Syncer::new(ingest.clone()),
         listen_waiters: Vec::new(),
         dials: HashMap::new(),
         blob_searches: HashMap::new(),
@@ -219,6 +222,9 @@ pub(crate) async fn spawn(
         rates: RateLimiter::new(config.limits.requests_per_minute),
         relays,
         stats: Stats::new(config),
+        ingest,
+        reports,
+        worker: Some(worker),
     };
     actor.subscribe_directory();
     for subwiki in actor.core.joined()? {
@@ -288,6 +294,12 @@ struct Actor {
     relays: Vec<Relay>,
     /// Metrics, when asked for.
     stats: Stats,
+    /// Hands gossip to the ingest worker.
+    ingest: ingest::Handle,
+    /// What the ingest worker made of gossip messages and catch-ups.
+    reports: mpsc::Receiver<ingest::Report>,
+    /// The ingest worker, joined at shutdown.
+    worker: Option<std::thread::JoinHandle<()>>,
 }
 
 /// A relay this node listens through.
@@ -471,12 +483,22 @@ impl Actor {
                     None => break None,
                 },
                 event = self.swarm.select_next_some() => self.handle_event(event),
+                Some(report) = self.reports.recv() => match report {
+                    ingest::Report::Gossip(verdict) => self.report(verdict),
+                    ingest::Report::Reconciled(subwiki, peer) => {
+                        self.sync.stored(&mut self.swarm, &self.core, subwiki, peer);
+                    }
+                },
                 _ = tick.tick() => self.resync(),
             }
         };
-        // Close the swarm and let go of the store before saying so, so that whoever asked can
-        // reopen the store at once.
+        // Close the swarm, let the ingest worker finish what it was given and let go of the
+        // store before saying so, so that whoever asked can reopen the store at once.
+        let worker = self.worker.take();
         drop(self);
+        if let Some(worker) = worker {
+            let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+        }
         if let Some(done) = done {
             let _ = done.send(());
         }
@@ -896,15 +918,18 @@ impl Actor {
                 message_id,
                 message,
             }) => {
-                let acceptance = self.on_gossip(propagation_source, &message.topic, &message.data);
-                if acceptance == MessageAcceptance::Reject {
-                    self.strike(propagation_source, 1);
+                if let Some(acceptance) = self.on_gossip(
+                    propagation_source,
+                    &message_id,
+                    &message.topic,
+                    message.data,
+                ) {
+                    self.report(ingest::Verdict {
+                        message_id,
+                        source: propagation_source,
+                        acceptance,
+                    });
                 }
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
             }
             BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
                 if let Some(subwiki) = self.topics.get(&topic).copied() {
@@ -977,17 +1002,41 @@ impl Actor {
 
     /// Validates a gossip message: Accept (forward) only a valid, new entry of the topic's
     /// subwiki; Ignore what is merely early or already held; Reject what is invalid.
-    fn on_gossip(&mut self, from: PeerId, topic: &TopicHash, data: &[u8]) -> MessageAcceptance {
-        let entry = match agora_crdt::validate(data, now()) {
-            Ok(entry) => entry,
-            Err(e) if e.is_retriable() => return MessageAcceptance::Ignore,
-            Err(e) => {
-                tracing::debug!(peer = %from, "invalid gossip entry: {e}");
-                return MessageAcceptance::Reject;
-            }
-        };
+    /// Tells gossipsub what became of a message, and penalises a peer that sent garbage.
+    fn report(&mut self, verdict: ingest::Verdict) {
+        if verdict.acceptance == MessageAcceptance::Reject {
+            self.strike(verdict.source, 1);
+        }
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(
+                &verdict.message_id,
+                &verdict.source,
+                verdict.acceptance,
+            );
+    }
+
+    /// A gossip message: a subwiki's goes to the ingest worker, which reports on it later
+    /// (`None` here); the directory's is taken at once.
+    fn on_gossip(
+        &mut self,
+        from: PeerId,
+        message_id: &gossipsub::MessageId,
+        topic: &TopicHash,
+        data: Vec<u8>,
+    ) -> Option<MessageAcceptance> {
         if *topic == IdentTopic::new(DIRECTORY_TOPIC).hash() {
-            return match entry.payload() {
+            let entry = match agora_crdt::validate(&data, now()) {
+                Ok(entry) => entry,
+                Err(e) if e.is_retriable() => return Some(MessageAcceptance::Ignore),
+                Err(e) => {
+                    tracing::debug!(peer = %from, "invalid directory entry: {e}");
+                    return Some(MessageAcceptance::Reject);
+                }
+            };
+            return Some(match entry.payload() {
                 Payload::Genesis(genesis) => {
                     if self.discovered.len() < MAX_DISCOVERED {
                         self.discovered.insert(entry.subwiki(), genesis.clone());
@@ -996,35 +1045,13 @@ impl Actor {
                     MessageAcceptance::Accept
                 }
                 _ => MessageAcceptance::Reject,
-            };
+            });
         }
         let Some(subwiki) = self.topics.get(topic).copied() else {
-            return MessageAcceptance::Ignore;
+            return Some(MessageAcceptance::Ignore);
         };
-        if entry.subwiki() != subwiki {
-            return MessageAcceptance::Reject;
-        }
-        let id: EntryId = entry.id();
-        match self.core.accept(subwiki, vec![entry]) {
-            Ok(accepted) if accepted.new.contains(&id) => {
-                self.core.update_status(subwiki, |s| {
-                    s.received += 1;
-                    s.entry_bytes += data.len() as u64;
-                });
-                MessageAcceptance::Accept
-            }
-            Ok(accepted) if accepted.duplicates > 0 => {
-                self.core.update_status(subwiki, |s| {
-                    s.received += 1;
-                    s.entry_bytes += data.len() as u64;
-                    s.duplicates += 1;
-                });
-                MessageAcceptance::Ignore
-            }
-            // Refused for context (a change to someone else's comment, say), already held, or
-            // the subwiki's genesis is not here yet: not forwarded, and no fault of the
-            // forwarder, who may simply lack the context.
-            Ok(_) | Err(_) => MessageAcceptance::Ignore,
-        }
+        // Too busy: not forwarded; catch-up brings it later.
+        (!self.ingest.gossip(subwiki, data, message_id.clone(), from))
+            .then_some(MessageAcceptance::Ignore)
     }
 }

@@ -20,6 +20,7 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::{Multiaddr, PeerId, Swarm};
 
 use super::Behaviour;
+use super::ingest;
 use crate::core::{Core, now};
 use crate::proto::{self, Output, Request, Response, Session, Snapshot};
 
@@ -55,12 +56,31 @@ pub(crate) struct Syncer {
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
     /// The responder's view of each subwiki, with the store generation it was read at.
     snapshots: HashMap<SubwikiId, (u64, Snapshot)>,
+    /// Where fetched entries go to be stored (off the network task); without it they are
+    /// stored here.
+    ingest: Option<ingest::Handle>,
 }
 
 /// Invalid entries or protocol violations per peer, to penalise.
 pub(crate) type Strikes = Vec<(PeerId, u32)>;
 
 impl Syncer {
+    /// A syncer that hands what it fetches to the ingest worker.
+    pub(crate) fn new(ingest: ingest::Handle) -> Self {
+        Self {
+            ingest: Some(ingest),
+            ..Self::default()
+        }
+    }
+
+    /// Stores fetched (or pushed) entries: through the ingest worker if there is one.
+    fn store(&self, core: &Core, subwiki: SubwikiId, entries: Vec<agora_crdt::Entry>) {
+        match &self.ingest {
+            Some(ingest) => ingest.fetched(core, subwiki, entries),
+            None => ingest::take_fetched(core, subwiki, entries),
+        }
+    }
+
     pub(crate) fn connected(&mut self, peer: PeerId, addr: Multiaddr) {
         let addrs = self.addresses.entry(peer).or_default();
         if !addrs.contains(&addr) {
@@ -124,6 +144,22 @@ impl Syncer {
 
     /// Ends the lane's current session and starts the next queued peer that is still
     /// connected, if any.
+    /// The entries of the session with `peer` are stored: if it is still the subwiki's active
+    /// one (the peer did not go meanwhile), the next queued session starts.
+    pub(crate) fn stored(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        core: &Core,
+        subwiki: SubwikiId,
+        peer: PeerId,
+    ) {
+        let active = self.lanes.get(&subwiki).and_then(|l| l.active);
+        if active == Some(peer) && !self.sessions.contains_key(&(peer, subwiki)) {
+            self.finish(swarm, core, subwiki);
+        }
+    }
+
+    /// Ends the subwiki's current session and starts the next queued one, if any.
     fn finish(&mut self, swarm: &mut Swarm<Behaviour>, core: &Core, subwiki: SubwikiId) {
         loop {
             let Some(lane) = self.lanes.get_mut(&subwiki) else {
@@ -300,16 +336,7 @@ impl Syncer {
             None => {}
         }
         if !reply.store.is_empty() {
-            let count = reply.store.len() as u64;
-            let bytes: u64 = reply.store.iter().map(|e| e.bytes().len() as u64).sum();
-            match core.accept(subwiki, reply.store) {
-                Ok(accepted) => core.update_status(subwiki, |s| {
-                    s.received += count;
-                    s.entry_bytes += bytes;
-                    s.duplicates += accepted.duplicates as u64;
-                }),
-                Err(e) => tracing::warn!(%subwiki, "pushed entries not stored: {e}"),
-            }
+            self.store(core, subwiki, reply.store);
         }
         reply.response
     }
@@ -424,6 +451,9 @@ impl Syncer {
             }
         };
         let mut waiting = false;
+        // The next session waits for this one's entries to be stored when the worker stores
+        // them: it starts when the worker reports them stored.
+        let mut deferred = false;
         while let Some(output) = (!queue.is_empty()).then(|| queue.remove(0)) {
             match output {
                 Output::Send(request) => {
@@ -434,18 +464,7 @@ impl Syncer {
                     self.requests.insert(id, Pending::Session(peer, subwiki));
                     waiting = true;
                 }
-                Output::Store(entries) => {
-                    let count = entries.len() as u64;
-                    let bytes: u64 = entries.iter().map(|e| e.bytes().len() as u64).sum();
-                    match core.accept(subwiki, entries) {
-                        Ok(accepted) => core.update_status(subwiki, |s| {
-                            s.received += count;
-                            s.entry_bytes += bytes;
-                            s.duplicates += accepted.duplicates as u64;
-                        }),
-                        Err(e) => tracing::warn!(%subwiki, "fetched entries not stored: {e}"),
-                    }
-                }
+                Output::Store(entries) => self.store(core, subwiki, entries),
                 Output::Invalid { count, first_error } => {
                     tracing::warn!(%peer, %subwiki, count, "peer sent invalid entries: {first_error}");
                     core.update_status(subwiki, |s| s.refused += count as u64);
@@ -459,21 +478,18 @@ impl Syncer {
                         Err(e) => tracing::debug!(%subwiki, "session ended: {e}"),
                     }
                 }
-                Output::Done(stats) => {
-                    core.update_status(subwiki, |s| {
-                        s.syncs += 1;
-                        s.last_sync = Some(now());
-                        s.bytes_received += stats.bytes_received;
-                        s.round_trips += u64::from(stats.rounds);
-                    });
-                    tracing::debug!(%peer, %subwiki, ?stats, "reconciled");
-                    core.notify();
-                }
+                Output::Done(stats) => match &self.ingest {
+                    Some(ingest) => {
+                        ingest.reconciled(subwiki, peer, stats);
+                        deferred = true;
+                    }
+                    None => ingest::reconciled(core, subwiki, peer, stats),
+                },
             }
         }
         if waiting && !session.is_finished() {
             self.sessions.insert((peer, subwiki), session);
-        } else {
+        } else if !deferred {
             self.finish(swarm, core, subwiki);
         }
     }
