@@ -52,7 +52,7 @@
 mod config;
 mod core;
 mod error;
-mod export;
+pub mod export;
 pub mod home;
 pub mod http;
 mod moderation;

@@ -1,5 +1,6 @@
 //! A peer that sends forged or malformed entries, by gossip and through reconciliation, has
-//! none of them stored or forwarded and is blocked; honest traffic keeps flowing.
+//! none of them stored or forwarded and is blocked; honest traffic keeps flowing. A node whose
+//! disk stalls while it takes in a peer's entries keeps answering its owner and its peers.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,7 +10,8 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use agora_crdt::{BlobHash, DocId, Entry, EntryId, Policy, PostContent, SubwikiId, Timestamp};
 use agora_node::home::Home;
@@ -19,15 +21,52 @@ use agora_node::store::{
 use agora_node::{Config, Node};
 use support::*;
 
-/// A store that advertises, in one subwiki, an entry that belongs to another: a peer fetching
-/// it gets a valid entry of the wrong subwiki. Everything else is an honest memory store.
+/// An honest memory store with two tricks. It may advertise, in one subwiki, an entry that
+/// belongs to another (a peer fetching it gets a valid entry of the wrong subwiki). And it may
+/// stall: while `stalled` holds, a write of anything but a genesis entry waits (at most a
+/// minute), as on a disk that has stopped answering.
 struct LyingStore {
     inner: MemoryStore,
     smuggled: Mutex<Option<(SubwikiId, Timestamp, Entry)>>,
+    stalled: Mutex<bool>,
+    unstalled: Condvar,
+    /// Writes that waited.
+    waited: AtomicUsize,
+}
+
+impl LyingStore {
+    fn new() -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            smuggled: Mutex::new(None),
+            stalled: Mutex::new(false),
+            unstalled: Condvar::new(),
+            waited: AtomicUsize::new(0),
+        }
+    }
+
+    fn stall(&self, on: bool) {
+        *self.stalled.lock().unwrap() = on;
+        self.unstalled.notify_all();
+    }
 }
 
 impl Store for LyingStore {
     fn put_entries(&self, entries: &[Entry]) -> Result<Put, StoreError> {
+        let genesis = entries
+            .iter()
+            .all(|e| matches!(e.payload(), agora_crdt::Payload::Genesis(_)));
+        let stalled = self.stalled.lock().unwrap();
+        if *stalled && !genesis {
+            self.waited.fetch_add(1, Ordering::SeqCst);
+            let (guard, _) = self
+                .unstalled
+                .wait_timeout_while(stalled, std::time::Duration::from_secs(60), |s| *s)
+                .unwrap();
+            drop(guard);
+        } else {
+            drop(stalled);
+        }
         self.inner.put_entries(entries)
     }
     fn remove_entries(&self, ids: &[EntryId]) -> Result<(), StoreError> {
@@ -138,10 +177,7 @@ async fn hostile_peer(smuggle: bool) {
     let first = a.create_post(subwiki, post("first")).await.unwrap();
 
     // The hostile node: a real node whose store lies during reconciliation.
-    let lying = Arc::new(LyingStore {
-        inner: MemoryStore::new(),
-        smuggled: Mutex::new(None),
-    });
+    let lying = Arc::new(LyingStore::new());
     let identity = Home::new(dirs[1].path()).load_or_init().unwrap();
     let mut config = Config::new(dirs[1].path());
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
@@ -215,6 +251,64 @@ async fn hostile_peer(smuggle: bool) {
     assert_eq!(entries_in(&a, subwiki), 3);
     assert!(a.peers().await.iter().any(|p| p.peer == b.peer_id()));
     for node in [&a, &b, &h] {
+        node.shutdown().await;
+    }
+}
+
+/// While the node's disk stalls in the middle of taking in a peer's history, the node still
+/// answers: its network task (peers, gossip, the other side's requests) and its owner's reads.
+/// Nothing is lost: once the disk answers again, everything is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_disk_stalls_while_it_ingests_keeps_answering() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), vec![]).await;
+    let a_addr = addr(&a).await;
+    let subwiki = a
+        .create_subwiki("history", "", Policy::default())
+        .await
+        .unwrap();
+    for i in 0..50 {
+        a.create_post(subwiki, post(&format!("post {i}")))
+            .await
+            .unwrap();
+    }
+    let store = Arc::new(LyingStore::new());
+    let identity = Home::new(dirs[1].path()).load_or_init().unwrap();
+    let mut config = Config::new(dirs[1].path());
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    config.mdns = false;
+    let b = Node::start_with(store.clone(), identity, &config)
+        .await
+        .unwrap();
+    let mine = b
+        .create_subwiki("mine", "", Policy::default())
+        .await
+        .unwrap();
+    b.create_post(mine, post("my own")).await.unwrap();
+    store.stall(true);
+    b.join(subwiki, vec![a_addr]).await.unwrap();
+    // Wait until B is writing A's entries and its disk holds it there.
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while store.waited.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never wrote the entries it fetched"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The network task answers (on a node that stores on it, this waits for the disk)...
+    let peers = tokio::time::timeout(GUARD / 2, b.peers())
+        .await
+        .expect("the network task answers while the disk stalls");
+    assert!(peers.iter().any(|p| p.peer == a.peer_id()));
+    // ... and so do the owner's reads.
+    let feed = b.feed(Some(mine), None, 10).unwrap();
+    assert_eq!(feed.len(), 1);
+    assert_eq!(entries_in(&b, subwiki), 1, "only the genesis is stored yet");
+
+    store.stall(false);
+    until(&b, "B holds A's history", |n| entries_in(n, subwiki) == 51).await;
+    for node in [&a, &b] {
         node.shutdown().await;
     }
 }

@@ -1,0 +1,295 @@
+//! A node holding a real community, restarted: what the first things a person or a peer asks
+//! cost, and how much memory it holds.
+//!
+//! ```sh
+//! AGORA_BENCH_POSTS=100000 cargo bench -p agora-node --bench restart
+//! ```
+//!
+//! The bench generates a realistic subwiki (`support/realistic.rs`, `AGORA_BENCH_POSTS` posts,
+//! 10,000 by default), builds a node's home holding it under `target/bench-data/`, and then,
+//! in a child process of its own (so that the figures are the node's, not the generator's):
+//!
+//! - opens the node offline (store, identity) as `agora` does;
+//! - the first feed page (20 posts), the first `post show` of the oldest post, its history
+//!   (which builds its document), the first edit of it, and the first entry accepted from a
+//!   peer (a new post by another author, through the same path as gossip and catch-up);
+//! - the resident memory (VmRSS) after those, after showing 1,000 old posts, and after reading
+//!   the history of 1,000 old posts (each builds a document, kept in the bounded cache).
+//!
+//! The baselines, measured in the same run: `SledStore::open` of the same store alone, and
+//! `agora_crdt::reopen` of every entry (decode and batched signature check) for the import.
+//! The import of the export file into a fresh home is timed too (entries/s against that
+//! baseline). Figures are printed as a Markdown table for `docs/performance.md`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+#[path = "support/realistic.rs"]
+mod realistic;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use agora_crdt::{Base, DocId, PostContent, Replica, Timestamp};
+use agora_node::Node;
+use agora_node::home::Home;
+use agora_node::store::{SledStore, Store, SubwikiRecord};
+
+/// Read from the child's environment: the home to restart.
+const CHILD_HOME: &str = "AGORA_BENCH_RESTART_HOME";
+
+fn main() {
+    if let Ok(home) = std::env::var(CHILD_HOME) {
+        child(Path::new(&home));
+        return;
+    }
+    // `cargo bench` passes `--bench`; a filter argument that is not ours means another bench.
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with('-') && a != "restart")
+    {
+        return;
+    }
+    let posts: usize = std::env::var("AGORA_BENCH_POSTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let sw = realistic::cached(1, posts);
+    let n = sw.entries.len();
+    let entry_bytes = sw.entry_bytes();
+    println!(
+        "\nrestart: a node holding one realistic subwiki of {} posts, {} comments, {} edits ({n} entries, {entry_bytes} bytes)",
+        sw.posts, sw.comments, sw.edits
+    );
+    let stored: Vec<_> = sw.entries.iter().map(|e| (e.id(), e.bytes())).collect();
+    let started = Instant::now();
+    assert!(agora_crdt::reopen(&stored).iter().all(Result::is_ok));
+    let verify = started.elapsed();
+    drop(stored);
+
+    let dir = realistic::data_dir().join(format!("restart-{posts}"));
+    let home = dir.join("home");
+    // A fresh home every run: the child edits it.
+    {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&home).unwrap();
+        let store = SledStore::open(&Home::new(&home).store()).unwrap();
+        for chunk in sw.entries.chunks(1_000) {
+            store.put_entries(chunk).unwrap();
+        }
+        store
+            .set_subwiki(SubwikiRecord {
+                id: sw.id,
+                joined: true,
+            })
+            .unwrap();
+        drop(store);
+    }
+
+    // Import of the whole subwiki into a fresh home, as `agora import` does.
+    let export = dir.join("subwiki.agora");
+    std::fs::write(&export, agora_node::export::encode(&sw.entries)).unwrap();
+    let fresh = dir.join("imported");
+    let _ = std::fs::remove_dir_all(&fresh);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let import = runtime.block_on(async {
+        let node = Node::open_offline(&fresh).unwrap();
+        let started = Instant::now();
+        let (_, accepted) = node.import(&export).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(accepted.new.len(), n);
+        took
+    });
+    let _ = std::fs::remove_dir_all(&fresh);
+    let _ = std::fs::remove_file(&export);
+
+    // A post made by another author, as a peer would send it.
+    let genesis = sw.entries[0].clone();
+    let mut replica = Replica::new(genesis).unwrap();
+    let newest = sw.entries.iter().map(|e| e.timestamp().0).max().unwrap();
+    let peer_post = replica
+        .create_post(
+            &realistic::authors()[1],
+            Timestamp(newest + 1_000),
+            PostContent {
+                title: "A new post from a peer".into(),
+                body: "It arrives right after the restart.".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    std::fs::write(
+        dir.join("peer-entry.agora"),
+        agora_node::export::encode(&[replica.genesis_entry().clone(), peer_post]),
+    )
+    .unwrap();
+
+    // The node's figures, from a process of its own.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env(CHILD_HOME, &home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let child = String::from_utf8_lossy(&out.stdout);
+    println!("| measurement | figure | against the baseline |\n|---|---:|---:|");
+    println!(
+        "| baseline: `agora_crdt::reopen` of every entry | {:.0} entries/s | 1 |",
+        rate(n, verify)
+    );
+    println!(
+        "| `Node::import` of the export file into a fresh home | {:.0} entries/s ({:.1} s) | {:.2}× |",
+        rate(n, import),
+        import.as_secs_f64(),
+        rate(n, import) / rate(n, verify)
+    );
+    print!("{child}");
+    let _ = std::fs::remove_file(dir.join("peer-entry.agora"));
+}
+
+fn rate(n: usize, took: Duration) -> f64 {
+    n as f64 / took.as_secs_f64().max(1e-9)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1_000.0)
+}
+
+/// Resident memory of this process, in MB.
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1_000.0)
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let started = Instant::now();
+    let out = f();
+    (out, started.elapsed())
+}
+
+/// The restarted node: prints table rows.
+fn child(home: &Path) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store_dir: PathBuf = Home::new(home).store();
+        let (store, open_store) = timed(|| SledStore::open(&store_dir).unwrap());
+        drop(store);
+        let (node, open) = timed(|| Node::open_offline(home).unwrap());
+        let baseline = open_store.max(Duration::from_micros(1));
+        let row = |what: &str, took: Duration| {
+            println!(
+                "| {what} | {} | {:.2}× |",
+                ms(took),
+                took.as_secs_f64() / baseline.as_secs_f64()
+            );
+        };
+        println!(
+            "| baseline: `SledStore::open` of the home's store (warm) | {} | 1 |",
+            ms(open_store)
+        );
+        row("`Node::open_offline` (store, identity)", open);
+        let (page, first_page) = timed(|| node.feed(None, None, 20).unwrap());
+        assert_eq!(page.len(), 20);
+        row("first feed page (20 posts)", first_page);
+        // The oldest posts, from the feed index.
+        let mut old: Vec<DocId> = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = node.feed(None, cursor, 1_000).unwrap();
+            let Some(last) = page.last() else { break };
+            cursor = Some(agora_crdt::FeedCursor {
+                created_at: last.post.meta.created_at,
+                post: last.post.meta.id,
+            });
+            old.extend(page.iter().map(|i| i.post.meta.id));
+            if page.len() < 1_000 {
+                break;
+            }
+        }
+        old.reverse();
+        let oldest = old[0];
+        let (_, show) = timed(|| node.post(oldest).unwrap());
+        row("first `post show` of the oldest post", show);
+        let (_, history) = timed(|| node.history(oldest).unwrap());
+        row(
+            "its history (loads the subwiki's index, builds the one document)",
+            history,
+        );
+        let current = node.post(oldest).unwrap().post.content;
+        let edited = PostContent {
+            body: format!("{}\n\nEdited after the restart.", current.body),
+            ..current
+        };
+        let (_, edit) = {
+            let started = Instant::now();
+            node.edit_post(oldest, Base::Latest, edited).await.unwrap();
+            ((), started.elapsed())
+        };
+        row("first edit of it", edit);
+        let peer_file = home.parent().unwrap().join("peer-entry.agora");
+        let started = Instant::now();
+        let (_, accepted) = node.import(&peer_file).await.unwrap();
+        let peer = started.elapsed();
+        assert_eq!(accepted.new.len(), 1);
+        row("first entry accepted from a peer (a new post)", peer);
+        println!(
+            "| RSS after the restart and the above | {:.0} MB | |",
+            rss_mb()
+        );
+        let sample: Vec<DocId> = old
+            .iter()
+            .step_by((old.len() / 1_000).max(1))
+            .take(1_000)
+            .copied()
+            .collect();
+        let (_, shown) = timed(|| {
+            for id in &sample {
+                node.post(*id).unwrap();
+            }
+        });
+        println!(
+            "| `post show` of 1,000 old posts | {} per post | |",
+            ms(shown / sample.len().max(1) as u32)
+        );
+        println!("| RSS after showing them | {:.0} MB | |", rss_mb());
+        let (_, built) = timed(|| {
+            for id in &sample {
+                node.history(*id).unwrap();
+            }
+        });
+        println!(
+            "| history of 1,000 old posts (each builds its document) | {} per post | |",
+            ms(built / sample.len().max(1) as u32)
+        );
+        println!(
+            "| RSS after reading their histories | {:.0} MB | |",
+            rss_mb()
+        );
+        let (_, closed) = {
+            let started = Instant::now();
+            node.shutdown().await;
+            drop(node);
+            ((), started.elapsed())
+        };
+        row("shutdown (offline node)", closed);
+    });
+}
