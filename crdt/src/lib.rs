@@ -31,6 +31,7 @@
 mod codec;
 pub mod doc;
 pub mod entry;
+pub mod held;
 pub mod id;
 pub mod key;
 pub mod moderation;
@@ -46,6 +47,7 @@ pub use entry::{
     Policy, REOPEN_BATCH, RoleAction, RoleStatement, Timestamp, Vote, VoteTarget, VoteValue,
     WritePolicy, limits, reopen, validate,
 };
+pub use held::{Held, HeldKind};
 pub use id::{AuthorId, BlobHash, DocId, EntryId, IdError, SubwikiId};
 pub use key::{AuthorKey, KeyFileError};
 pub use moderation::{

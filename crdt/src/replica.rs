@@ -44,6 +44,7 @@ use crate::entry::{
     CreateDocument, DocChange, DocKind, EditPolicy, EntryError, Genesis, Payload, Policy,
     RoleAction, RoleStatement, Timestamp, Vote, VoteTarget, VoteValue, WritePolicy,
 };
+use crate::held::{Held, HeldKind};
 use crate::id::{AuthorId, DocId, EntryId, IdError, SubwikiId};
 use crate::key::{AuthorKey, DEVICE_SUFFIX_LEN};
 use crate::moderation::{Moderation, Overrides, Roles};
@@ -830,10 +831,12 @@ struct DocIndex {
 }
 
 impl DocIndex {
-    fn add(&mut self, entry: &Entry, change: &Change) {
-        if self.entries.insert((entry.timestamp(), entry.id())) {
-            self.authors.insert(entry.author());
-            self.change_bytes = self.change_bytes.saturating_add(change.raw_bytes().len());
+    fn add(&mut self, held: &Held, change_bytes: u32) {
+        if self.entries.insert((held.timestamp, held.id)) {
+            self.authors.insert(held.author);
+            self.change_bytes = self
+                .change_bytes
+                .saturating_add(usize::try_from(change_bytes).unwrap_or(usize::MAX));
         }
     }
 
@@ -902,6 +905,12 @@ impl Cache {
         self.evict(Some(doc));
     }
 
+    fn remove(&mut self, doc: &DocId) {
+        if let Some(gone) = self.docs.remove(doc) {
+            self.bytes = self.bytes.saturating_sub(gone.cost);
+        }
+    }
+
     /// Records a cached document's new size estimate.
     fn resize(&mut self, doc: &DocId, cost: usize) {
         if let Some(cached) = self.docs.get_mut(doc) {
@@ -935,8 +944,8 @@ fn lock(cache: &Mutex<Cache>) -> MutexGuard<'_, Cache> {
 /// A change that waits for its document's create entry.
 #[derive(Debug, Clone, Copy)]
 struct Waiting {
-    id: EntryId,
-    author: AuthorId,
+    held: Held,
+    change_bytes: u32,
 }
 
 /// A replica of one subwiki. See the module documentation.
@@ -1021,6 +1030,59 @@ impl Replica {
             may_release: true,
             cache: Mutex::new(Cache::new(DEFAULT_CACHE_BYTES)),
         })
+    }
+
+    /// A replica restored from the records of the entries it held ([`Held`], as a store keeps
+    /// them beside the entries) and the entries of its votes and role statements, without
+    /// reading any other entry: it reads them from `source` when it builds their documents.
+    /// Gives the same replica as [`Replica::ingest`] of the entries, then
+    /// [`Replica::release`] of them all; records of votes or role statements whose entry is
+    /// not given are left out (a damaged one, say), and the report says what the replica
+    /// refused, as `ingest` would have.
+    pub fn restore(
+        genesis: Entry,
+        source: Arc<dyn Source>,
+        records: impl IntoIterator<Item = Held>,
+        statements: Vec<Entry>,
+    ) -> Result<(Self, IngestReport), IngestError> {
+        let mut replica = Self::with_source(genesis, source)?;
+        let mut statements: HashMap<EntryId, Entry> =
+            statements.into_iter().map(|e| (e.id(), e)).collect();
+        let mut report = IngestReport::default();
+        let mut touched = BTreeSet::new();
+        for held in records {
+            if replica.ids.contains(&held.id) {
+                report.duplicates += 1;
+                continue;
+            }
+            let statement = if held.is_statement() {
+                match statements.remove(&held.id) {
+                    Some(entry) => Some(entry),
+                    None => continue,
+                }
+            } else {
+                None
+            };
+            match replica.admit(&held, None, &mut touched, &mut report) {
+                Ok(()) => {
+                    replica.ids.insert(held.id);
+                    if let Some(entry) = statement {
+                        replica.held.insert(held.id, entry);
+                    }
+                    report.accepted.push(held.id);
+                }
+                Err(e) => report.rejected.push((held.id, e)),
+            }
+        }
+        replica.computed_roles = Roles::compute(
+            replica.genesis.author(),
+            &replica.genesis_body.policy,
+            replica
+                .roles
+                .iter()
+                .filter_map(|(_, id)| replica.held.get(id)),
+        );
+        Ok((replica, report))
     }
 
     /// Founds a new subwiki: signs its genesis entry and returns the replica and the entry.
@@ -1209,7 +1271,15 @@ impl Replica {
             // untrusted keys costs no recomputation.
             let may_change_roles = matches!(entry.payload(), Payload::Role(_))
                 && self.computed_roles.counts(&entry.author());
-            match self.admit(&entry, &mut touched, &mut report) {
+            let admitted = if entry.subwiki() == self.id() {
+                self.admit(&Held::of(&entry), Some(&entry), &mut touched, &mut report)
+            } else {
+                Err(IngestError::WrongSubwiki {
+                    expected: self.id(),
+                    got: entry.subwiki(),
+                })
+            };
+            match admitted {
                 Ok(()) => {
                     self.ids.insert(id);
                     self.held.insert(id, entry);
@@ -1252,48 +1322,53 @@ impl Replica {
         report
     }
 
+    /// The admission checks and index updates of one entry, from its record; `entry` is the
+    /// entry itself when it is at hand (not when the index is restored from records), to
+    /// bring a built document up to date.
     fn admit(
         &mut self,
-        entry: &Entry,
+        held: &Held,
+        entry: Option<&Entry>,
         touched: &mut BTreeSet<DocId>,
         report: &mut IngestReport,
     ) -> Result<(), IngestError> {
-        if entry.subwiki() != self.id() {
-            return Err(IngestError::WrongSubwiki {
-                expected: self.id(),
-                got: entry.subwiki(),
-            });
-        }
-        if entry.timestamp() < self.genesis.timestamp() {
+        if held.timestamp < self.genesis.timestamp() {
             return Err(IngestError::BeforeGenesis);
         }
-        let key = (entry.timestamp(), entry.id());
-        if !matches!(entry.payload(), Payload::CreateDocument(_)) {
+        let key = (held.timestamp, held.id);
+        if !matches!(held.what, HeldKind::Create { .. }) {
             // Changes that named this entry as their document were waiting for a document that
             // will never come: refuse them now, as they would have been had this come first.
             for waiting in self
                 .waiting
-                .remove(&DocId::from(entry.id()))
+                .remove(&DocId::from(held.id))
                 .unwrap_or_default()
             {
-                self.forget(&waiting.id, report);
+                self.forget(&waiting.held.id, report);
                 report
                     .rejected
-                    .push((waiting.id, IngestError::NotADocument(entry.id().into())));
+                    .push((waiting.held.id, IngestError::NotADocument(held.id.into())));
             }
         }
-        match entry.payload() {
-            Payload::Genesis(_) => Err(IngestError::WrongSubwiki {
+        match held.what {
+            HeldKind::Genesis => Err(IngestError::WrongSubwiki {
                 expected: self.id(),
-                got: entry.id().into(),
+                got: held.id.into(),
             }),
-            Payload::CreateDocument(create) => self.admit_create(entry, create, report),
-            Payload::Change(change) => self.admit_change(entry, change, touched),
-            Payload::Vote(_) => {
+            HeldKind::Create {
+                kind,
+                parent,
+                reply_to,
+                change_bytes,
+            } => self.admit_create(held, kind, parent, reply_to, change_bytes, report),
+            HeldKind::Change { doc, change_bytes } => {
+                self.admit_change(held, doc, change_bytes, entry, touched)
+            }
+            HeldKind::Vote => {
                 self.votes.insert(key);
                 Ok(())
             }
-            Payload::Role(_) => {
+            HeldKind::Role => {
                 self.roles.insert(key);
                 Ok(())
             }
@@ -1309,62 +1384,53 @@ impl Replica {
 
     fn admit_create(
         &mut self,
-        entry: &Entry,
-        create: &CreateDocument,
+        held: &Held,
+        kind: DocKind,
+        parent: Option<DocId>,
+        reply_to: Option<DocId>,
+        change_bytes: u32,
         report: &mut IngestReport,
     ) -> Result<(), IngestError> {
-        if create.kind == DocKind::Info && entry.author() != self.founder() {
+        if kind == DocKind::Info && held.author != self.founder() {
             return Err(IngestError::NotFounder);
         }
-        let id = DocId::from(entry.id());
+        let id = DocId::from(held.id);
         let mut index = DocIndex {
             meta: DocMeta {
                 id,
-                kind: create.kind,
-                creator: entry.author(),
-                created_at: entry.timestamp(),
-                parent: create.parent,
-                reply_to: create.reply_to,
+                kind,
+                creator: held.author,
+                created_at: held.timestamp,
+                parent,
+                reply_to,
             },
             entries: BTreeSet::new(),
-            authors: BTreeSet::from([entry.author()]),
+            authors: BTreeSet::from([held.author]),
             change_bytes: 0,
         };
-        if let Some(change) = entry.change() {
-            index.add(entry, change);
-        }
+        index.add(held, change_bytes);
         for waiting in self.waiting.remove(&id).unwrap_or_default() {
-            if create.kind.write_policy() == WritePolicy::Owner && waiting.author != entry.author()
-            {
-                self.forget(&waiting.id, report);
+            if kind.write_policy() == WritePolicy::Owner && waiting.held.author != held.author {
+                self.forget(&waiting.held.id, report);
                 report
                     .rejected
-                    .push((waiting.id, IngestError::NotOwner { doc: id }));
+                    .push((waiting.held.id, IngestError::NotOwner { doc: id }));
                 continue;
             }
-            let pending = self
-                .held
-                .get(&waiting.id)
-                .cloned()
-                .or_else(|| self.source.entries(&[waiting.id]).pop());
-            if let Some(pending) = pending
-                && let Some(change) = pending.change()
-            {
-                index.add(&pending, change);
-            }
+            index.add(&waiting.held, waiting.change_bytes);
         }
-        let key = (entry.timestamp(), id);
-        match create.kind {
+        let key = (held.timestamp, id);
+        match kind {
             DocKind::Post => {
                 self.posts.insert(key);
             }
             DocKind::Comment => {
-                if let Some(parent) = create.parent {
+                if let Some(parent) = parent {
                     self.comments.entry(parent).or_default().insert(key);
                 }
             }
             DocKind::Profile => {
-                self.profiles.entry(entry.author()).or_default().insert(key);
+                self.profiles.entry(held.author).or_default().insert(key);
             }
             DocKind::Info => {}
         }
@@ -1374,32 +1440,38 @@ impl Replica {
 
     fn admit_change(
         &mut self,
-        entry: &Entry,
-        change: &DocChange,
+        held: &Held,
+        doc: DocId,
+        change_bytes: u32,
+        entry: Option<&Entry>,
         touched: &mut BTreeSet<DocId>,
     ) -> Result<(), IngestError> {
-        let Some(index) = self.docs.get_mut(&change.doc) else {
-            if self.ids.contains(&change.doc.into()) {
-                return Err(IngestError::NotADocument(change.doc));
+        let Some(index) = self.docs.get_mut(&doc) else {
+            if self.ids.contains(&doc.into()) {
+                return Err(IngestError::NotADocument(doc));
             }
-            self.waiting.entry(change.doc).or_default().push(Waiting {
-                id: entry.id(),
-                author: entry.author(),
+            self.waiting.entry(doc).or_default().push(Waiting {
+                held: *held,
+                change_bytes,
             });
             return Ok(());
         };
-        if index.meta.kind.write_policy() == WritePolicy::Owner
-            && entry.author() != index.meta.creator
+        if index.meta.kind.write_policy() == WritePolicy::Owner && held.author != index.meta.creator
         {
-            return Err(IngestError::NotOwner { doc: change.doc });
+            return Err(IngestError::NotOwner { doc });
         }
-        if let Some(decoded) = entry.change() {
-            index.add(entry, decoded);
-            let cache = self.cache.get_mut().unwrap_or_else(PoisonError::into_inner);
-            if let Some(state) = cache.get(&change.doc) {
+        index.add(held, change_bytes);
+        let cache = self.cache.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(state) = cache.get(&doc) {
+            if let Some(entry) = entry
+                && let Some(decoded) = entry.change()
+            {
                 state.add(entry, decoded);
-                touched.insert(change.doc);
+            } else {
+                // Restored from a record: the document is built again when next read.
+                cache.remove(&doc);
             }
+            touched.insert(doc);
         }
         Ok(())
     }
@@ -1455,7 +1527,7 @@ impl Replica {
     /// Entries held that are not part of any view yet: changes waiting for their document or
     /// for changes they depend on. Builds every document: for tests and tools.
     pub fn pending(&self) -> Vec<EntryId> {
-        let mut out: Vec<EntryId> = self.waiting.values().flatten().map(|w| w.id).collect();
+        let mut out: Vec<EntryId> = self.waiting.values().flatten().map(|w| w.held.id).collect();
         for doc in self.doc_ids() {
             self.with_doc(&doc, |state| {
                 for (hash, record) in &state.changes {

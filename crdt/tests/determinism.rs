@@ -12,7 +12,7 @@
 mod support;
 
 use agora_crdt::{
-    AuthorKey, Base, DocId, Entry, PostContent, Replica, Timestamp, VoteTarget, VoteValue,
+    AuthorKey, Base, DocId, Entry, Held, PostContent, Replica, Timestamp, VoteTarget, VoteValue,
 };
 use proptest::prelude::*;
 use support::*;
@@ -340,6 +340,44 @@ proptest! {
         prop_assert_eq!(&snapshot(&lazy), &expected);
         prop_assert!(lazy.entries().all(|e| !matches!(e.payload(), agora_crdt::Payload::CreateDocument(_) | agora_crdt::Payload::Change(_))),
             "documents' entries were released");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// A replica restored from its entries' records (as a store keeps them), in any order,
+    /// with only the votes and role statements as entries, is the replica that ingested the
+    /// entries; every record reads back from its bytes, and a cut one does not.
+    #[test]
+    fn a_replica_restored_from_records_equals_the_one_that_ingested_the_entries(
+        steps in proptest::collection::vec(step(), 1..30),
+        seed in any::<u64>(),
+    ) {
+        let (genesis, entries) = play(&steps);
+        let mut reference = Replica::new(genesis.clone()).unwrap();
+        reference.ingest(entries.clone());
+        let expected = snapshot(&reference);
+
+        let mut order = entries.clone();
+        Rng(seed).shuffle(&mut order);
+        let records: Vec<Held> = order.iter().map(Held::of).collect();
+        for (entry, held) in order.iter().zip(&records) {
+            let bytes = held.encode();
+            prop_assert_eq!(Held::decode(entry.id(), entry.timestamp(), &bytes), Some(*held));
+            prop_assert_eq!(Held::decode(entry.id(), entry.timestamp(), &bytes[..bytes.len() - 1]), None);
+        }
+        let statements: Vec<Entry> = order
+            .iter()
+            .filter(|e| Held::of(e).is_statement())
+            .cloned()
+            .collect();
+        let source = std::sync::Arc::new(MemorySource::default());
+        source.hold(&entries);
+        let (restored, report) =
+            Replica::restore(genesis.clone(), source, records, statements).unwrap();
+        prop_assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        prop_assert_eq!(&snapshot(&restored), &expected);
     }
 }
 

@@ -8,7 +8,7 @@
 //! Both the handle ([`crate::Node`]) and the network task ([`crate::net`]) drive the core; the
 //! core knows neither.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -361,26 +361,46 @@ impl Core {
     }
 
     /// Loads a subwiki's replica from the store: its index of entries, not its documents,
-    /// which it builds when they are read (from their snapshots where there are some).
+    /// which it builds when they are read (from their snapshots where there are some). The
+    /// index is restored from the records the store keeps beside its reconciliation index;
+    /// only votes and role statements are read as entries. A store without records (written
+    /// before they were kept) is loaded by reading every entry.
     pub(crate) fn load_replica(&self, subwiki: SubwikiId) -> Result<Replica, NodeError> {
-        let loaded = self.store.load(&subwiki)?;
-        if !loaded.corrupt.is_empty() {
-            tracing::warn!(%subwiki, corrupt = loaded.corrupt.len(), "damaged entries dropped; they will be fetched again");
-        }
         let genesis_id: EntryId = subwiki.into();
-        let genesis = loaded
-            .entries
-            .iter()
-            .find(|e| e.id() == genesis_id)
-            .cloned()
+        let genesis = self
+            .store
+            .entry(&genesis_id)?
             .ok_or(NodeError::UnknownSubwiki(subwiki))?;
-        let mut replica = self.replica_of(genesis)?;
-        let report = replica.ingest(loaded.entries);
-        replica.release(report.accepted.iter());
+        let (mut replica, report) = match self.store.index(&subwiki)? {
+            Some(records) => {
+                let ids: Vec<EntryId> = records
+                    .iter()
+                    .filter(|r| r.is_statement())
+                    .map(|r| r.id)
+                    .collect();
+                let statements = StoreSource(self.store.clone()).entries(&ids);
+                let source: Arc<dyn Source> = Arc::new(StoreSource(self.store.clone()));
+                let (mut replica, report) = Replica::restore(genesis, source, records, statements)
+                    .map_err(LocalError::from)?;
+                replica.set_cache_budget(CACHE_BYTES_PER_SUBWIKI);
+                (replica, report)
+            }
+            None => {
+                let loaded = self.store.load(&subwiki)?;
+                if !loaded.corrupt.is_empty() {
+                    tracing::warn!(%subwiki, corrupt = loaded.corrupt.len(), "damaged entries dropped; they will be fetched again");
+                }
+                let mut replica = self.replica_of(genesis)?;
+                let report = replica.ingest(loaded.entries);
+                replica.release(report.accepted.iter());
+                (replica, report)
+            }
+        };
         if !report.rejected.is_empty() {
             let ids: Vec<EntryId> = report.rejected.iter().map(|(id, _)| *id).collect();
             self.store.remove_entries(&ids)?;
         }
+        replica.release(report.accepted.iter());
         tracing::debug!(%subwiki, entries = replica.len(), "subwiki loaded");
         self.refresh_moderation(subwiki, &replica)?;
         Ok(replica)
@@ -489,11 +509,17 @@ impl Core {
         let report = self.with_replica(subwiki, |replica| {
             let roles_before = replica.roles().clone();
             let report = replica.ingest(entries.iter().cloned());
-            let fresh: Vec<Entry> = entries
-                .iter()
-                .filter(|e| report.accepted.contains(&e.id()))
-                .cloned()
-                .collect();
+            let new: HashSet<EntryId> = report.accepted.iter().copied().collect();
+            let refused: HashSet<EntryId> = report.rejected.iter().map(|(id, _)| *id).collect();
+            // An entry the replica holds but the store lost (found damaged when a document was
+            // built, and dropped) is stored again when a peer sends it.
+            let mut fresh = Vec::with_capacity(new.len());
+            for entry in &entries {
+                let id = entry.id();
+                if new.contains(&id) || (!refused.contains(&id) && !self.store.contains(&id)?) {
+                    fresh.push(entry.clone());
+                }
+            }
             self.persist(subwiki, replica, &fresh, &roles_before)?;
             // Entries that waited for their document and turned out to break its rules.
             let late: Vec<EntryId> = report.rejected.iter().map(|(id, _)| *id).collect();

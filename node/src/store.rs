@@ -4,7 +4,9 @@
 //! [`Store::rebuild_indexes`] can recompute from them:
 //!
 //! - the reconciliation index, per subwiki: the `(claimed time, entry id)` items that set
-//!   reconciliation runs over ([`Store::items`]);
+//!   reconciliation runs over ([`Store::items`]), each with the entry's record
+//!   ([`agora_crdt::Held`]), from which a replica's index is restored without reading the
+//!   entries ([`Store::index`]);
 //! - the feed index, per subwiki: `(creation time, post id)` of every post
 //!   ([`Store::feed`] merges the subwikis asked for, newest first);
 //! - compacted Automerge snapshots of documents ([`Store::put_snapshots`]), written by the node
@@ -28,7 +30,7 @@
 //! Two implementations share one test suite: [`SledStore`] (on disk, the default) and
 //! [`MemoryStore`] (for tests and simulations).
 
-use agora_crdt::{BlobHash, DocId, DocKind, Entry, EntryId, Payload, SubwikiId, Timestamp};
+use agora_crdt::{BlobHash, DocId, DocKind, Entry, EntryId, Held, Payload, SubwikiId, Timestamp};
 use thiserror::Error;
 
 mod commit;
@@ -144,6 +146,12 @@ pub trait Store: Send + Sync {
 
     /// Every entry of a subwiki, validated, oldest first.
     fn load(&self, subwiki: &SubwikiId) -> Result<Loaded, StoreError>;
+
+    /// The records of a subwiki's entries ([`agora_crdt::Held`], kept beside the
+    /// reconciliation index), oldest first, without reading the entries: what a replica's
+    /// index is restored from. `None` if some entry has no record (a store written before
+    /// records were kept: load the entries instead, and rebuild the indexes to add them).
+    fn index(&self, subwiki: &SubwikiId) -> Result<Option<Vec<Held>>, StoreError>;
 
     /// Posts of the given subwikis, newest first by (creation time, id), strictly older than
     /// `before` if given, at most `limit`.

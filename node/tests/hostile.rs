@@ -97,6 +97,9 @@ impl Store for LyingStore {
     fn load(&self, subwiki: &SubwikiId) -> Result<Loaded, StoreError> {
         self.inner.load(subwiki)
     }
+    fn index(&self, subwiki: &SubwikiId) -> Result<Option<Vec<agora_crdt::Held>>, StoreError> {
+        self.inner.index(subwiki)
+    }
     fn feed(
         &self,
         subwikis: &[SubwikiId],

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
-use agora_crdt::{BlobHash, DocId, Entry, EntryId, SubwikiId, Timestamp};
+use agora_crdt::{BlobHash, DocId, Entry, EntryId, Held, SubwikiId, Timestamp};
 
 use super::{
     FeedKey, Loaded, MAX_BLOB_BYTES, Put, Rebuilt, Store, StoreError, SubwikiRecord, check_stored,
@@ -150,6 +150,20 @@ impl Store for MemoryStore {
             .map_while(|k| parse_index_key(k).filter(|(s, _, _)| s == subwiki))
             .map(|(_, t, id)| (t, EntryId::from_bytes(id)))
             .collect())
+    }
+
+    fn index(&self, subwiki: &SubwikiId) -> Result<Option<Vec<Held>>, StoreError> {
+        let items = self.items(subwiki)?;
+        let inner = self.lock();
+        Ok(Some(
+            items
+                .into_iter()
+                .filter_map(|(_, id)| {
+                    let bytes = inner.entries.get(&id)?;
+                    check_stored(&id, bytes).map(|e| Held::of(&e))
+                })
+                .collect(),
+        ))
     }
 
     fn load(&self, subwiki: &SubwikiId) -> Result<Loaded, StoreError> {

@@ -41,7 +41,7 @@ use ::sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
 };
 use ::sled::{Db, IVec, Transactional, Tree};
-use agora_crdt::{BlobHash, DocId, Entry, EntryId, SubwikiId, Timestamp};
+use agora_crdt::{BlobHash, DocId, Entry, EntryId, Held, SubwikiId, Timestamp};
 
 use super::commit::Gate;
 use super::{
@@ -394,7 +394,9 @@ impl Store for SledStore {
                         put.new.push(id);
                         deltas.total += 1;
                     }
-                    if r.insert(&keys.recon[..], &[][..])?.is_none() {
+                    if r.insert(&keys.recon[..], Held::of(entry).encode())?
+                        .is_none()
+                    {
                         deltas.subwiki(entry.subwiki(), 1);
                     }
                     if let Some(feed) = keys.feed {
@@ -483,6 +485,20 @@ impl Store for SledStore {
                 Err(e) => Some(Err(io(e))),
             })
             .collect()
+    }
+
+    fn index(&self, subwiki: &SubwikiId) -> Result<Option<Vec<Held>>, StoreError> {
+        let mut records = Vec::new();
+        for kv in self.recon.scan_prefix(subwiki.as_bytes()) {
+            let (k, v) = kv.map_err(io)?;
+            let record = parse_index_key(&k)
+                .and_then(|(_, t, id)| Held::decode(EntryId::from_bytes(id), t, &v));
+            match record {
+                Some(record) => records.push(record),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(records))
     }
 
     fn load(&self, subwiki: &SubwikiId) -> Result<Loaded, StoreError> {
@@ -649,7 +665,9 @@ impl Store for SledStore {
             match id.ok().and_then(|id| check_stored(&id, &v)) {
                 Some(entry) => {
                     let keys = index_keys(&entry);
-                    self.recon.insert(&keys.recon[..], &[][..]).map_err(io)?;
+                    self.recon
+                        .insert(&keys.recon[..], Held::of(&entry).encode())
+                        .map_err(io)?;
                     *per.entry(entry.subwiki()).or_default() += 1;
                     if let Some(feed) = keys.feed {
                         self.feed.insert(&feed[..], &[][..]).map_err(io)?;

@@ -430,3 +430,24 @@ fn views_are_cached_replaced_and_removed() {
         store.remove_views(&ids).unwrap();
     });
 }
+
+#[test]
+fn the_index_gives_each_entrys_record_without_reading_entries() {
+    both(|store| {
+        let (a, ea) = subwiki(1, "a", 3, 100);
+        let (_, eb) = subwiki(2, "b", 2, 100);
+        store.put_entries(&ea).unwrap();
+        store.put_entries(&eb).unwrap();
+        let records = store.index(&a.id()).unwrap().unwrap();
+        let mut expected: Vec<agora_crdt::Held> = ea.iter().map(agora_crdt::Held::of).collect();
+        expected.sort_by_key(|h| (h.timestamp, h.id));
+        assert_eq!(records, expected);
+        store.remove_entries(&[ea[1].id()]).unwrap();
+        let records = store.index(&a.id()).unwrap().unwrap();
+        assert_eq!(records.len(), ea.len() - 1);
+        assert!(records.iter().all(|r| r.id != ea[1].id()));
+        let rebuilt = store.rebuild_indexes().unwrap();
+        assert_eq!(rebuilt.corrupt, vec![]);
+        assert_eq!(store.index(&a.id()).unwrap().unwrap().len(), ea.len() - 1);
+    });
+}
