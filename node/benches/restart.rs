@@ -133,6 +133,20 @@ fn main() {
     )
     .unwrap();
 
+    // The posts, oldest first, for the child to read (it must not page the whole feed to find
+    // them: that would render every post).
+    let mut posts: Vec<(Timestamp, DocId)> = sw
+        .entries
+        .iter()
+        .filter(|e| {
+            matches!(e.payload(), agora_crdt::Payload::CreateDocument(c) if c.kind == agora_crdt::DocKind::Post)
+        })
+        .map(|e| (e.timestamp(), DocId::from(e.id())))
+        .collect();
+    posts.sort();
+    let list: Vec<String> = posts.iter().map(|(_, id)| id.to_string()).collect();
+    std::fs::write(dir.join("posts.txt"), list.join("\n")).unwrap();
+
     // The node's figures, from a process of its own.
     let out = Command::new(std::env::current_exe().unwrap())
         .env(CHILD_HOME, &home)
@@ -210,22 +224,9 @@ fn child(home: &Path) {
         let (page, first_page) = timed(|| node.feed(None, None, 20).unwrap());
         assert_eq!(page.len(), 20);
         row("first feed page (20 posts)", first_page);
-        // The oldest posts, from the feed index.
-        let mut old: Vec<DocId> = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = node.feed(None, cursor, 1_000).unwrap();
-            let Some(last) = page.last() else { break };
-            cursor = Some(agora_crdt::FeedCursor {
-                created_at: last.post.meta.created_at,
-                post: last.post.meta.id,
-            });
-            old.extend(page.iter().map(|i| i.post.meta.id));
-            if page.len() < 1_000 {
-                break;
-            }
-        }
-        old.reverse();
+        // The posts, oldest first, as the parent listed them.
+        let list = std::fs::read_to_string(home.parent().unwrap().join("posts.txt")).unwrap();
+        let old: Vec<DocId> = list.lines().map(|l| l.parse().unwrap()).collect();
         let oldest = old[0];
         let (_, show) = timed(|| node.post(oldest).unwrap());
         row("first `post show` of the oldest post", show);
