@@ -378,8 +378,8 @@ impl Core {
                     .filter(|r| r.is_statement())
                     .map(|r| r.id)
                     .collect();
-                let statements = StoreSource(self.store.clone()).entries(&ids);
-                let source: Arc<dyn Source> = Arc::new(StoreSource(self.store.clone()));
+                let source = Arc::new(StoreSource(self.store.clone()));
+                let statements = source.entries(&ids);
                 let (mut replica, report) = Replica::restore(genesis, source, records, statements)
                     .map_err(LocalError::from)?;
                 replica.set_cache_budget(CACHE_BYTES_PER_SUBWIKI);
@@ -392,7 +392,6 @@ impl Core {
                 }
                 let mut replica = self.replica_of(genesis)?;
                 let report = replica.ingest(loaded.entries);
-                replica.release(report.accepted.iter());
                 (replica, report)
             }
         };

@@ -32,6 +32,8 @@ struct LyingStore {
     unstalled: Condvar,
     /// Writes that waited.
     waited: AtomicUsize,
+    /// Told when a write starts to wait.
+    waiting: tokio::sync::Notify,
 }
 
 impl LyingStore {
@@ -42,6 +44,7 @@ impl LyingStore {
             stalled: Mutex::new(false),
             unstalled: Condvar::new(),
             waited: AtomicUsize::new(0),
+            waiting: tokio::sync::Notify::new(),
         }
     }
 
@@ -59,6 +62,7 @@ impl Store for LyingStore {
         let stalled = self.stalled.lock().unwrap();
         if *stalled && !genesis {
             self.waited.fetch_add(1, Ordering::SeqCst);
+            self.waiting.notify_one();
             let (guard, _) = self
                 .unstalled
                 .wait_timeout_while(stalled, std::time::Duration::from_secs(60), |s| *s)
@@ -291,14 +295,10 @@ async fn a_node_whose_disk_stalls_while_it_ingests_keeps_answering() {
     store.stall(true);
     b.join(subwiki, vec![a_addr]).await.unwrap();
     // Wait until B is writing A's entries and its disk holds it there.
-    let deadline = tokio::time::Instant::now() + GUARD;
-    while store.waited.load(Ordering::SeqCst) == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "B never wrote the entries it fetched"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    tokio::time::timeout(GUARD, store.waiting.notified())
+        .await
+        .expect("B writes the entries it fetched");
+    assert!(store.waited.load(Ordering::SeqCst) > 0);
     // The network task answers (on a node that stores on it, this waits for the disk)...
     let peers = tokio::time::timeout(GUARD / 2, b.peers())
         .await
