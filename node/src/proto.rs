@@ -15,7 +15,7 @@
 //! ([`Config::frame_size_limit`], 60 KiB by default) so one fits a single request; a message
 //! that would be larger is cut and the rest of the work is carried to the next round.
 //!
-//! Then the initiator **fetches** the ids it lacks, **newest first** (so a newcomer sees the
+//! Meanwhile the initiator **fetches** the ids it lacks, **newest first** (so a newcomer sees the
 //! current feed before the old history), in batches of at most [`MAX_FETCH_IDS`] ids whose
 //! answers hold at most [`MAX_BATCH_BYTES`], and **pushes** the entries the responder lacks in
 //! batches under the same limits. Every entry received either way goes through the same
@@ -36,12 +36,28 @@
 //!
 //! # Ordering newest first
 //!
+//! Items are keyed for negentropy by their claimed time counted *down* from the top of the key
+//! space ([`Snapshot`]), so negentropy's ascending order is newest first. Negentropy walks
+//! ranges in that order and cuts each message at the frame size limit, leaving the rest for the
+//! next round: the first rounds name the newest entries. A newcomer to a subwiki of 100,000
+//! posts learns the newest ~1,900 ids in the first response, and the session fetches them at
+//! once while reconciliation goes on over the older history (two requests in flight: one
+//! reconciliation round, one fetch).
+//!
 //! Negentropy reports the ids the initiator lacks without their times. They all come from id
-//! lists in the responder's messages, which list ids in ascending `(time, id)` order, each list
+//! lists in the responder's messages, which list ids in ascending key order, each list
 //! covering a range below a known upper bound; the ranges that end up as id lists never
 //! overlap. The session reads those bounds and positions from each message it receives and
-//! sorts the ids it lacks by `(range bound, position)`, descending: that is exactly the
-//! responder's `(time, id)` order, newest first, without an extra round trip.
+//! keeps the ids it lacks ordered by `(range bound, position)`: that is exactly the responder's
+//! order, newest first, without an extra round trip. Ids named by a later round can be newer
+//! than ids already fetched (a range still being split), so the order is newest first among
+//! what is known when each batch is sent.
+//!
+//! # Several peers
+//!
+//! The driver may run sessions about one subwiki with several peers at once and give them the
+//! same [`Claims`]: each id is fetched from one peer only, and the transfer splits across the
+//! peers that hold it.
 //!
 //! # Hostile input
 //!
@@ -68,7 +84,7 @@ mod tests;
 
 pub use self::reconcile::{PayloadError, Snapshot};
 pub use self::responder::{Fault, Reply, Responder};
-pub use self::session::{Output, Session};
+pub use self::session::{Claims, Output, Session};
 pub use self::wire::{Request, Response, WireError};
 
 /// The reconciliation frame size limit used unless configured otherwise: 60 KiB, so a

@@ -17,7 +17,7 @@
 //! Bounds are the exclusive upper ends of consecutive ranges, so they never decrease.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use agora_crdt::{EntryId, Timestamp};
 use negentropy::{Bound, Id, Item, NegentropyStorageBase, PROTOCOL_VERSION};
@@ -30,12 +30,34 @@ const FINGERPRINT_LEN: usize = 16;
 /// Size of an id in a negentropy message.
 const ID_LEN: usize = 32;
 
-/// The items of one subwiki, `(claimed time, entry id)`, sorted and without duplicates: what
-/// set reconciliation runs over. Cheap to clone (shared), so a driver can build one per
-/// subwiki and hand it to every session and responder until the subwiki changes.
+/// The largest reconciliation key: below negentropy's "infinity" bound (`u64::MAX`), which no
+/// item may equal.
+const KEY_TOP: u64 = u64::MAX - 1;
+
+/// An item's reconciliation key: its claimed time counted down from [`KEY_TOP`], so that
+/// negentropy's ascending order is newest first. Negentropy lists ids and cuts its messages at
+/// the frame size limit in ascending key order; with this key the first rounds of a
+/// reconciliation name the newest entries, and a newcomer can fetch the current feed while the
+/// older history is still being reconciled. (Times above [`KEY_TOP`] share key 0; validation
+/// refuses such claimed times long before.)
+fn key(time: Timestamp) -> u64 {
+    KEY_TOP.saturating_sub(time.0)
+}
+
+/// The claimed time of a key.
+fn time_of(key: u64) -> Timestamp {
+    Timestamp(KEY_TOP.saturating_sub(key))
+}
+
+/// The items of one subwiki, `(claimed time, entry id)`, newest first and without duplicates:
+/// what set reconciliation runs over (keyed by [`key`]). Cheap to clone (shared), so a driver
+/// can build one per subwiki and hand it to every session and responder until the subwiki
+/// changes.
 #[derive(Clone, Default)]
 pub struct Snapshot {
     items: Arc<[Item]>,
+    /// The ids alone, sorted, built the first time [`Snapshot::contains_id`] is asked.
+    ids: Arc<OnceLock<Box<[[u8; ID_LEN]]>>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -52,13 +74,14 @@ impl Snapshot {
         let mut items: Vec<Item> = items
             .into_iter()
             .map(|(time, id)| {
-                Item::with_timestamp_and_id(time.0, Id::from_byte_array(*id.as_bytes()))
+                Item::with_timestamp_and_id(key(time), Id::from_byte_array(*id.as_bytes()))
             })
             .collect();
         items.sort_unstable();
         items.dedup();
         Self {
             items: items.into(),
+            ids: Arc::default(),
         }
     }
 
@@ -74,15 +97,27 @@ impl Snapshot {
 
     /// True if the item is in the set.
     pub fn contains(&self, time: Timestamp, id: &EntryId) -> bool {
-        let item = Item::with_timestamp_and_id(time.0, Id::from_byte_array(*id.as_bytes()));
+        let item = Item::with_timestamp_and_id(key(time), Id::from_byte_array(*id.as_bytes()));
         self.items.binary_search(&item).is_ok()
     }
 
-    /// The items, oldest first.
+    /// True if an item with this id is in the set, whatever its time. The first call sorts the
+    /// ids (once per snapshot, shared by its clones).
+    pub fn contains_id(&self, id: &EntryId) -> bool {
+        let ids = self.ids.get_or_init(|| {
+            let mut ids: Vec<[u8; ID_LEN]> =
+                self.items.iter().map(|item| item.id.to_bytes()).collect();
+            ids.sort_unstable();
+            ids.into()
+        });
+        ids.binary_search(id.as_bytes()).is_ok()
+    }
+
+    /// The items, newest first (equal claimed times by id).
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (Timestamp, EntryId)> + '_ {
         self.items.iter().map(|item| {
             (
-                Timestamp(item.timestamp),
+                time_of(item.timestamp),
                 EntryId::from_bytes(item.id.to_bytes()),
             )
         })
@@ -161,7 +196,7 @@ pub enum PayloadError {
 
 /// Where an id stood in the responder's messages: the upper bound of the id list it came in,
 /// then its position in that list. Id-list ranges never overlap and list their ids in
-/// ascending `(time, id)` order, so sorting by rank is sorting by `(time, id)`.
+/// ascending key order, so sorting by rank is sorting newest first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Rank {
     bound_time: u64,
@@ -307,13 +342,15 @@ mod unit {
         assert_eq!(
             items,
             vec![
-                (Timestamp(1), id(2)),
                 (Timestamp(5), id(0)),
-                (Timestamp(5), id(1))
+                (Timestamp(5), id(1)),
+                (Timestamp(1), id(2))
             ]
         );
         assert!(s.contains(Timestamp(5), &id(0)));
         assert!(!s.contains(Timestamp(4), &id(0)));
+        assert!(s.contains_id(&id(2)));
+        assert!(!s.contains_id(&id(3)));
     }
 
     #[test]
@@ -331,7 +368,7 @@ mod unit {
         let mut theirs = NegentropyStorageVector::new();
         for (t, i) in &items {
             theirs
-                .insert(t.0, Id::from_byte_array(*i.as_bytes()))
+                .insert(key(*t), Id::from_byte_array(*i.as_bytes()))
                 .unwrap();
         }
         theirs.seal().unwrap();
@@ -360,7 +397,8 @@ mod unit {
         assert_eq!(seen.len(), 20);
         assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(seen[0].0.bound_time, u64::MAX);
-        assert_eq!(EntryId::from_bytes(seen[3].1), id(3));
+        // Newest first.
+        assert_eq!(EntryId::from_bytes(seen[3].1), id(16));
     }
 
     #[test]

@@ -1,21 +1,29 @@
 //! The initiator's side: one catch-up session with one peer about one subwiki.
 //!
-//! A session goes through three phases, one request in flight at a time:
+//! A session has two lanes of requests, each with at most one request in flight, so at most
+//! two requests are in flight at once:
 //!
 //! 1. **Reconcile**: negentropy rounds until the responder has nothing more to say. Each
 //!    round's response yields ids we lack (with their rank, see [`super::reconcile`]) and ids
-//!    the peer lacks.
-//! 2. **Fetch**: the ids we lack, sorted newest first, in batches of [`Config::fetch_batch`].
-//!    Each batch's entries are validated; valid ones are handed out with [`Output::Store`].
-//! 3. **Push**: the ids the peer lacks, newest first, are asked of the driver
-//!    ([`Output::NeedEntries`], [`Config::push_batch`] at a time); what it
-//!    [`provides`](Session::provide) is sent in batches of at most [`MAX_BATCH_ENTRIES`] entries
-//!    and [`MAX_BATCH_BYTES`] bytes.
+//!    the peer lacks. Items are ordered newest first ([`Snapshot`]), so the first rounds name
+//!    the newest entries.
+//! 2. **Transfer**, alongside: the ids we lack are fetched as soon as a round names them,
+//!    newest first, in batches of [`Config::fetch_batch`], while reconciliation goes on. Each
+//!    batch's entries are validated; valid ones are handed out with [`Output::Store`]. Once
+//!    reconciliation is over and nothing is left to fetch, the ids the peer lacks, newest first,
+//!    are asked of the driver ([`Output::NeedEntries`], [`Config::push_batch`] at a time); what
+//!    it [`provides`](Session::provide) is pushed in batches of at most [`MAX_BATCH_ENTRIES`]
+//!    entries and [`MAX_BATCH_BYTES`] bytes.
+//!
+//! Sessions of one subwiki with several peers can share [`Claims`]: an id one session is
+//! fetching, or has fetched, is not fetched by another, so the work is split across the peers
+//! instead of every peer sending the whole difference.
 //!
 //! A protocol violation ends the session with a [`ProtoError`]. Entries that fail validation
 //! end it with [`Output::Invalid`] then [`Output::Done`]; nothing of that batch is stored.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use agora_crdt::limits::MAX_ENTRY_BYTES;
 use agora_crdt::{Entry, EntryId, SubwikiId, Timestamp};
@@ -50,27 +58,116 @@ pub enum Output<E = Entry> {
     Done(Stats),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Reconciling,
-    Transfer,
-    Finished,
-}
-
+/// The transfer request in flight.
 #[derive(Debug)]
-enum InFlight {
-    Reconcile,
-    Fetch(Vec<EntryId>),
+enum Transfer {
+    /// A fetch of these ids, with their ranks.
+    Fetch(Vec<(Rank, EntryId)>),
+    /// A push of this many entries.
     Push(usize),
 }
 
-impl InFlight {
-    fn expects(&self) -> &'static str {
-        match self {
-            InFlight::Reconcile => "reconcile",
-            InFlight::Fetch(_) => "entries",
-            InFlight::Push(_) => "accepted",
+/// Who fetches which id, shared by the sessions of one subwiki with different peers.
+///
+/// A session claims an id before it asks for it; an id claimed by another session is left to
+/// that session (and tried again at the end, in case that one failed), an id already fetched by
+/// any session is not asked for again. A session's claims are released when it ends, however it
+/// ends (it is dropped). Cheap to clone: the clones share one set.
+#[derive(Clone, Default)]
+pub struct Claims {
+    inner: Arc<Mutex<ClaimsInner>>,
+}
+
+#[derive(Default)]
+struct ClaimsInner {
+    next_session: u64,
+    /// Ids being fetched, by the session fetching them.
+    fetching: HashMap<[u8; 32], u64>,
+    /// Ids fetched (and handed over to store) by any session.
+    fetched: HashSet<[u8; 32]>,
+}
+
+/// What [`Claims::claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// Ours to fetch.
+    Ours,
+    /// Another session is fetching it.
+    Taken,
+    /// Already fetched.
+    Fetched,
+}
+
+impl std::fmt::Debug for Claims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("Claims")
+            .field("fetching", &inner.fetching.len())
+            .field("fetched", &inner.fetched.len())
+            .finish()
+    }
+}
+
+impl Claims {
+    /// An empty set of claims.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ClaimsInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ids being fetched now, by all sessions.
+    pub fn fetching(&self) -> usize {
+        self.lock().fetching.len()
+    }
+
+    /// Ids fetched so far, by all sessions.
+    pub fn fetched(&self) -> usize {
+        self.lock().fetched.len()
+    }
+
+    fn join(&self) -> u64 {
+        let mut inner = self.lock();
+        inner.next_session = inner.next_session.wrapping_add(1);
+        inner.next_session
+    }
+
+    fn claim(&self, session: u64, id: &EntryId) -> Claim {
+        let mut inner = self.lock();
+        if inner.fetched.contains(id.as_bytes()) {
+            return Claim::Fetched;
         }
+        match inner.fetching.entry(*id.as_bytes()) {
+            std::collections::hash_map::Entry::Occupied(o) if *o.get() != session => Claim::Taken,
+            std::collections::hash_map::Entry::Occupied(_) => Claim::Ours,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(session);
+                Claim::Ours
+            }
+        }
+    }
+
+    fn done(&self, ids: impl IntoIterator<Item = EntryId>) {
+        let mut inner = self.lock();
+        for id in ids {
+            inner.fetching.remove(id.as_bytes());
+            inner.fetched.insert(*id.as_bytes());
+        }
+    }
+
+    fn release(&self, session: u64, ids: impl IntoIterator<Item = EntryId>) {
+        let mut inner = self.lock();
+        for id in ids {
+            if inner.fetching.get(id.as_bytes()) == Some(&session) {
+                inner.fetching.remove(id.as_bytes());
+            }
+        }
+    }
+
+    fn release_all(&self, session: u64) {
+        self.lock().fetching.retain(|_, s| *s != session);
     }
 }
 
@@ -81,16 +178,26 @@ pub struct Session<V: Verify = Signed> {
     verifier: V,
     snapshot: Snapshot,
     negentropy: Negentropy<'static, Snapshot>,
-    phase: Phase,
-    in_flight: Option<InFlight>,
+    /// A reconciliation request is in flight.
+    reconciling: bool,
+    /// Reconciliation is over: every id either side lacks is known.
+    reconciled: bool,
+    finished: bool,
+    /// The fetch or push in flight.
+    transfer: Option<Transfer>,
     round: u32,
     stats: Stats,
-    /// Ids we lack, as learnt during reconciliation, with their rank.
-    need: HashMap<[u8; 32], Rank>,
+    /// Ids we lack that reconciliation named so far (to count them and drop repeats).
+    named: HashSet<[u8; 32]>,
     /// Ids the peer lacks, as learnt during reconciliation.
     have: HashSet<[u8; 32]>,
-    /// Ids still to fetch, newest first.
-    to_fetch: VecDeque<EntryId>,
+    /// Ids still to fetch, by rank: newest first.
+    to_fetch: BTreeMap<Rank, EntryId>,
+    /// Ids another session was fetching when their turn came; tried again at the end.
+    deferred: Vec<(Rank, EntryId)>,
+    /// The sessions this one shares its fetches with, and its number among them.
+    claims: Claims,
+    claimant: u64,
     /// Ids still to ask the driver for, newest first.
     to_push: VecDeque<EntryId>,
     /// An [`Output::NeedEntries`] is waiting for [`Session::provide`].
@@ -103,12 +210,18 @@ impl<V: Verify> std::fmt::Debug for Session<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("subwiki", &self.subwiki)
-            .field("phase", &self.phase)
-            .field("in_flight", &self.in_flight.as_ref().map(InFlight::expects))
+            .field("reconciled", &self.reconciled)
+            .field("finished", &self.finished)
             .field("to_fetch", &self.to_fetch.len())
             .field("to_push", &self.to_push.len())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
+    }
+}
+
+impl<V: Verify> Drop for Session<V> {
+    fn drop(&mut self) {
+        self.claims.release_all(self.claimant);
     }
 }
 
@@ -136,19 +249,26 @@ impl<V: Verify> Session<V> {
         let mut negentropy =
             guarded(|| Negentropy::owned(items.clone(), config.frame_size_limit as u64))?;
         let payload = guarded(|| negentropy.initiate())?;
+        let claims = Claims::new();
+        let claimant = claims.join();
         let mut session = Self {
             subwiki,
             config,
             verifier,
             snapshot: items,
             negentropy,
-            phase: Phase::Reconciling,
-            in_flight: Some(InFlight::Reconcile),
+            reconciling: true,
+            reconciled: false,
+            finished: false,
+            transfer: None,
             round: 0,
             stats: Stats::default(),
-            need: HashMap::new(),
+            named: HashSet::new(),
             have: HashSet::new(),
-            to_fetch: VecDeque::new(),
+            to_fetch: BTreeMap::new(),
+            deferred: Vec::new(),
+            claims,
+            claimant,
             to_push: VecDeque::new(),
             awaiting_entries: false,
             push_queue: VecDeque::new(),
@@ -160,6 +280,14 @@ impl<V: Verify> Session<V> {
         };
         session.count_sent(&request);
         Ok((session, request))
+    }
+
+    /// Shares fetches with the other sessions that hold a clone of `claims` (sessions of the
+    /// same subwiki with other peers). Call it before the first response.
+    pub fn share(&mut self, claims: &Claims) {
+        self.claims.release_all(self.claimant);
+        self.claims = claims.clone();
+        self.claimant = claims.join();
     }
 
     /// The subwiki being caught up.
@@ -174,60 +302,92 @@ impl<V: Verify> Session<V> {
 
     /// True once the session has ended, by [`Output::Done`] or by an error.
     pub fn is_finished(&self) -> bool {
-        self.phase == Phase::Finished
+        self.finished
     }
 
-    /// Takes the peer's response to the request in flight. `now` is the local clock, for
-    /// validating entries. An error ends the session: the peer broke the protocol (or refused).
+    /// True while reconciliation goes on (more ids to fetch may still be named).
+    pub fn is_reconciling(&self) -> bool {
+        !self.reconciled && !self.finished
+    }
+
+    /// Ids named so far that are not fetched yet (being fetched included).
+    pub fn remaining(&self) -> usize {
+        let in_flight = match &self.transfer {
+            Some(Transfer::Fetch(ids)) => ids.len(),
+            _ => 0,
+        };
+        self.to_fetch
+            .len()
+            .saturating_add(self.deferred.len())
+            .saturating_add(in_flight)
+    }
+
+    /// Takes the peer's response to one of the requests in flight. `now` is the local clock,
+    /// for validating entries. An error ends the session: the peer broke the protocol (or
+    /// refused).
     pub fn handle(
         &mut self,
         response: Response,
         now: Timestamp,
     ) -> Result<Vec<Output<V::Entry>>, ProtoError> {
-        if self.phase == Phase::Finished {
+        if self.finished {
             return Err(ProtoError::Finished);
         }
-        let Some(in_flight) = self.in_flight.take() else {
-            return self.fail(ProtoError::Unexpected {
-                expected: "no response",
-                got: response.kind(),
-            });
-        };
         let len = response.encoded_len() as u64;
         self.stats.bytes_received = self.stats.bytes_received.saturating_add(len);
         self.stats.rounds = self.stats.rounds.saturating_add(1);
         let mut out = Vec::new();
-        let result = match (in_flight, response) {
-            (_, Response::Refused { reason }) => Err(ProtoError::Refused { reason }),
-            (InFlight::Reconcile, Response::Reconcile { payload }) => {
+        let result = match response {
+            Response::Refused { reason } => Err(ProtoError::Refused { reason }),
+            Response::Reconcile { payload } if self.reconciling => {
+                self.reconciling = false;
                 self.stats.reconcile_bytes = self.stats.reconcile_bytes.saturating_add(len);
                 self.stats.reconcile_rounds = self.stats.reconcile_rounds.saturating_add(1);
                 self.on_reconcile(payload, &mut out)
             }
-            (InFlight::Fetch(requested), Response::Entries { entries }) => {
-                self.on_entries(&requested, entries, now, &mut out)
+            Response::Entries { entries } if matches!(self.transfer, Some(Transfer::Fetch(_))) => {
+                match self.transfer.take() {
+                    Some(Transfer::Fetch(requested)) => {
+                        self.on_entries(&requested, entries, now, &mut out)
+                    }
+                    _ => Ok(()),
+                }
             }
-            (InFlight::Push(sent), Response::Accepted { count }) => {
-                let accepted = usize::try_from(count).unwrap_or(usize::MAX).min(sent);
-                self.stats.pushed = self.stats.pushed.saturating_add(accepted as u64);
-                self.next(&mut out);
+            Response::Accepted { count } if matches!(self.transfer, Some(Transfer::Push(_))) => {
+                if let Some(Transfer::Push(sent)) = self.transfer.take() {
+                    let accepted = usize::try_from(count).unwrap_or(usize::MAX).min(sent);
+                    self.stats.pushed = self.stats.pushed.saturating_add(accepted as u64);
+                }
                 Ok(())
             }
-            (in_flight, response) => Err(ProtoError::Unexpected {
-                expected: in_flight.expects(),
+            response => Err(ProtoError::Unexpected {
+                expected: self.expects(),
                 got: response.kind(),
             }),
         };
         match result {
-            Ok(()) => Ok(out),
+            Ok(()) => {
+                self.next(&mut out);
+                Ok(out)
+            }
             Err(e) => self.fail(e),
+        }
+    }
+
+    /// What the requests in flight expect, for errors.
+    fn expects(&self) -> &'static str {
+        match (&self.transfer, self.reconciling) {
+            (_, true) => "reconcile",
+            (Some(Transfer::Fetch(_)), false) => "entries",
+            (Some(Transfer::Push(_)), false) => "accepted",
+            (None, false) => "no response",
         }
     }
 
     /// Hands over the bytes of the entries asked for by the last [`Output::NeedEntries`]
     /// (those the store still has, in any order). They are pushed to the peer.
     pub fn provide(&mut self, entries: Vec<Vec<u8>>) -> Result<Vec<Output<V::Entry>>, ProtoError> {
-        if self.phase == Phase::Finished {
+        if self.finished {
             return Err(ProtoError::Finished);
         }
         if !self.awaiting_entries {
@@ -253,16 +413,16 @@ impl<V: Verify> Session<V> {
             self.push_queue.push_back(batch);
         }
         let mut out = Vec::new();
-        if self.in_flight.is_none() {
-            self.next(&mut out);
-        }
+        self.next(&mut out);
         Ok(out)
     }
 
     fn fail(&mut self, error: ProtoError) -> Result<Vec<Output<V::Entry>>, ProtoError> {
-        self.phase = Phase::Finished;
-        self.in_flight = None;
+        self.finished = true;
+        self.reconciling = false;
+        self.transfer = None;
         self.awaiting_entries = false;
+        self.claims.release_all(self.claimant);
         Err(error)
     }
 
@@ -305,17 +465,22 @@ impl<V: Verify> Session<V> {
         self.have.extend(have.iter().map(|id| id.to_bytes()));
         for id in need {
             let id = id.to_bytes();
-            if self.need.contains_key(&id) {
+            if !self.named.insert(id) {
                 continue;
             }
-            if self.need.len() >= self.config.max_missing {
+            if self.named.len() > self.config.max_missing {
                 return Err(ProtoError::TooManyMissing {
                     max: self.config.max_missing,
                 });
             }
+            let id = EntryId::from_bytes(id);
+            // A hostile peer could list, under a wrong bound, ids we hold.
+            if self.snapshot.contains_id(&id) {
+                continue;
+            }
             // Every id negentropy reports missing came in one of this message's id lists.
-            let rank = ranks.get(&id).copied().unwrap_or_default();
-            self.need.insert(id, rank);
+            let rank = ranks.get(id.as_bytes()).copied().unwrap_or_default();
+            self.to_fetch.insert(rank, id);
         }
         match next {
             None => {
@@ -335,7 +500,7 @@ impl<V: Verify> Session<V> {
                         max: self.config.max_rounds,
                     });
                 }
-                self.in_flight = Some(InFlight::Reconcile);
+                self.reconciling = true;
                 let request = Request::Reconcile {
                     subwiki: self.subwiki,
                     round: self.round,
@@ -348,38 +513,26 @@ impl<V: Verify> Session<V> {
     }
 
     fn finish_reconcile(&mut self, out: &mut Vec<Output<V::Entry>>) {
-        self.phase = Phase::Transfer;
-        let mut have = Vec::with_capacity(self.have.len());
-        if !self.need.is_empty() || !self.have.is_empty() {
-            // One pass over the local set: find the times of the ids the peer lacks, and drop
-            // ids we hold from the ones to fetch (a hostile peer could list them).
-            for (time, id) in self.snapshot.iter() {
-                self.need.remove(id.as_bytes());
-                if self.have.contains(id.as_bytes()) {
-                    have.push((time, id));
-                }
-            }
+        self.reconciled = true;
+        self.named = HashSet::new();
+        if !self.have.is_empty() {
+            // One pass over the local set, newest first: the ids the peer lacks, in order.
+            self.to_push = self
+                .snapshot
+                .iter()
+                .filter(|(_, id)| self.have.contains(id.as_bytes()))
+                .map(|(_, id)| id)
+                .collect();
         }
-        let mut need: Vec<(Rank, [u8; 32])> =
-            self.need.drain().map(|(id, rank)| (rank, id)).collect();
-        need.sort_unstable_by(|a, b| b.cmp(a));
-        self.to_fetch = need
-            .into_iter()
-            .map(|(_, id)| EntryId::from_bytes(id))
-            .collect();
-        have.sort_unstable_by(|a, b| b.cmp(a));
-        self.to_push = have.into_iter().map(|(_, id)| id).collect();
         self.have = HashSet::new();
-        self.need = HashMap::new();
-        if !self.to_push.is_empty() {
+        if !self.to_push.is_empty() && self.to_fetch.is_empty() && self.deferred.is_empty() {
             self.ask_for_entries(out);
         }
-        self.next(out);
     }
 
     fn on_entries(
         &mut self,
-        requested: &[EntryId],
+        requested: &[(Rank, EntryId)],
         entries: Vec<Vec<u8>>,
         now: Timestamp,
         out: &mut Vec<Output<V::Entry>>,
@@ -399,7 +552,7 @@ impl<V: Verify> Session<V> {
                 max: MAX_BATCH_BYTES,
             });
         }
-        let mut wanted: HashSet<EntryId> = requested.iter().copied().collect();
+        let mut wanted: HashSet<EntryId> = requested.iter().map(|(_, id)| *id).collect();
         let mut valid = Vec::with_capacity(entries.len());
         let mut invalid = 0usize;
         let mut first_error = None;
@@ -436,22 +589,32 @@ impl<V: Verify> Session<V> {
                 count: invalid,
                 first_error,
             });
-            self.phase = Phase::Finished;
+            self.finished = true;
+            self.reconciling = false;
+            self.claims.release_all(self.claimant);
             out.push(Output::Done(self.stats));
             return Ok(());
         }
-        if !valid.is_empty() {
+        let received = requested
+            .iter()
+            .filter(|(_, id)| !wanted.contains(id))
+            .map(|(_, id)| *id);
+        self.claims.done(received);
+        if valid.is_empty() {
+            // Nothing came: the peer no longer has them (or they are not valid yet). Not asked
+            // again in this session, so it ends.
+            self.claims.release(self.claimant, wanted);
+        } else {
             // The responder stops at its byte limit: ask again for what it did not send, as
             // long as each round makes progress (so this ends).
-            for id in requested.iter().rev() {
+            for (rank, id) in requested {
                 if wanted.contains(id) {
-                    self.to_fetch.push_front(*id);
+                    self.to_fetch.insert(*rank, *id);
                 }
             }
             self.stats.fetched = self.stats.fetched.saturating_add(valid.len() as u64);
             out.push(Output::Store(valid));
         }
-        self.next(out);
         Ok(())
     }
 
@@ -462,12 +625,43 @@ impl<V: Verify> Session<V> {
         out.push(Output::NeedEntries(ids));
     }
 
-    /// Sends the next request, asks for entries, or ends the session.
+    /// The next ids to fetch, newest first, that no other session is fetching or has fetched.
+    fn fetch_batch(&mut self) -> Vec<(Rank, EntryId)> {
+        let mut batch = Vec::new();
+        while batch.len() < self.config.fetch_batch {
+            let Some((rank, id)) = self.to_fetch.pop_first() else {
+                break;
+            };
+            match self.claims.claim(self.claimant, &id) {
+                Claim::Ours => batch.push((rank, id)),
+                Claim::Taken => self.deferred.push((rank, id)),
+                Claim::Fetched => {}
+            }
+        }
+        if batch.is_empty() && self.reconciled && !self.deferred.is_empty() {
+            // Last: what other sessions were fetching. Those they fetched are done; those they
+            // gave up (a session that failed releases its claims) are ours; those they are
+            // still fetching are left to them.
+            for (rank, id) in std::mem::take(&mut self.deferred) {
+                if batch.len() < self.config.fetch_batch
+                    && self.claims.claim(self.claimant, &id) == Claim::Ours
+                {
+                    batch.push((rank, id));
+                }
+            }
+        }
+        batch
+    }
+
+    /// Sends what can be sent now, or ends the session.
     fn next(&mut self, out: &mut Vec<Output<V::Entry>>) {
-        if !self.to_fetch.is_empty() {
-            let n = self.config.fetch_batch.min(self.to_fetch.len());
-            let ids: Vec<EntryId> = self.to_fetch.drain(..n).collect();
-            self.in_flight = Some(InFlight::Fetch(ids.clone()));
+        if self.finished || self.transfer.is_some() {
+            return;
+        }
+        let batch = self.fetch_batch();
+        if !batch.is_empty() {
+            let ids = batch.iter().map(|(_, id)| *id).collect();
+            self.transfer = Some(Transfer::Fetch(batch));
             let request = Request::Fetch {
                 subwiki: self.subwiki,
                 ids,
@@ -475,8 +669,12 @@ impl<V: Verify> Session<V> {
             self.send(request, out);
             return;
         }
+        if !self.reconciled {
+            // Reconciliation goes on; more ids to fetch may come.
+            return;
+        }
         if let Some(entries) = self.push_queue.pop_front() {
-            self.in_flight = Some(InFlight::Push(entries.len()));
+            self.transfer = Some(Transfer::Push(entries.len()));
             let request = Request::Push {
                 subwiki: self.subwiki,
                 entries,
@@ -495,7 +693,8 @@ impl<V: Verify> Session<V> {
             self.ask_for_entries(out);
             return;
         }
-        self.phase = Phase::Finished;
+        self.finished = true;
+        self.claims.release_all(self.claimant);
         out.push(Output::Done(self.stats));
     }
 }

@@ -184,8 +184,16 @@ struct Run {
     stats: Option<Stats>,
     /// Every id asked for, in the order asked (first time only).
     fetch_order: Vec<EntryId>,
+    /// The ids of each fetch request.
+    fetch_batches: Vec<Vec<EntryId>>,
     invalid: Vec<(usize, Rejection)>,
     fetch_requests: usize,
+}
+
+/// True if `keys` are in reconciliation order: newest first, equal times by id.
+fn newest_first(keys: &[(Timestamp, EntryId)]) -> bool {
+    keys.windows(2)
+        .all(|w| (std::cmp::Reverse(w[0].0), w[0].1) < (std::cmp::Reverse(w[1].0), w[1].1))
 }
 
 /// Catches `a` up with `b` (and `b` with `a`): `a` runs a session, `b` a responder. Every
@@ -212,6 +220,7 @@ where
         let request = Request::decode(&request.encode()).expect("request decodes");
         if let Request::Fetch { ids, .. } = &request {
             run.fetch_requests += 1;
+            run.fetch_batches.push(ids.clone());
             assert!(ids.len() <= config.fetch_batch);
             run.fetch_order
                 .extend(ids.iter().filter(|id| asked.insert(**id)).copied());
@@ -248,7 +257,10 @@ where
                 Output::Done(stats) => run.stats = Some(stats),
             }
         }
-        assert!(queue.len() <= 1, "one request in flight at a time");
+        assert!(
+            queue.len() <= 2,
+            "at most two requests in flight: a reconciliation round and a transfer"
+        );
     }
     assert!(session.is_finished());
     Ok(run)
@@ -396,7 +408,7 @@ fn real_entries_newcomer_fetches_newest_first() {
     assert_eq!(a.ids(), b.ids());
     let keys: Vec<_> = run.fetch_order.iter().map(|id| (b.time(id), *id)).collect();
     assert_eq!(keys.len(), pool().entries.len());
-    assert!(keys.windows(2).all(|w| w[0] > w[1]), "newest first");
+    assert!(newest_first(&keys), "newest first");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -487,15 +499,165 @@ fn newcomer_fetches_newest_first() {
         assert_eq!(a.ids(), b.ids());
         let keys: Vec<_> = run.fetch_order.iter().map(|id| (b.time(id), *id)).collect();
         assert_eq!(keys.len(), 6_000 - have);
-        assert!(
-            keys.windows(2).all(|w| w[0] > w[1]),
-            "newest first, frame {frame}"
-        );
+        if have == 0 {
+            // A newcomer: every round names ids older than the last one's.
+            assert!(newest_first(&keys), "newest first, frame {frame}");
+        } else {
+            // Each batch is newest first among what was known when it was sent.
+            for batch in &run.fetch_batches {
+                let keys: Vec<_> = batch.iter().map(|id| (b.time(id), *id)).collect();
+                assert!(newest_first(&keys), "batch newest first, frame {frame}");
+            }
+        }
         let stats = run.stats.unwrap();
         eprintln!(
             "newcomer (holding {have}) to 6,000, frame {frame}: {} reconcile rounds, {} bytes",
             stats.reconcile_rounds, stats.reconcile_bytes
         );
+    }
+}
+
+#[test]
+fn a_newcomer_fetches_while_reconciliation_goes_on() {
+    let mut rng = seeded("a_newcomer_fetches_while_reconciliation_goes_on");
+    let mut b = Node::default();
+    for _ in 0..6_000 {
+        let (time, id) = random_item(&mut rng);
+        b.put_raw(time, id, fake_bytes(SW, time, id, 80));
+    }
+    let config = Config {
+        frame_size_limit: MIN_FRAME_SIZE_LIMIT,
+        fetch_batch: 50,
+        ..Config::default()
+    };
+    let responder = Responder::with_verifier(config, Fake).unwrap();
+    let b_items = b.snapshot();
+    let (mut session, first) =
+        Session::with_verifier(SW, Node::default().snapshot(), config, Fake).unwrap();
+    let reply = responder.handle(first, Some(&b_items), |id| b.get(id), NOW);
+    let outputs = session.handle(reply.response, NOW).unwrap();
+    // The first answer names the newest ids: the session fetches them and goes on reconciling,
+    // two requests in flight.
+    let fetch = outputs.iter().find_map(|o| match o {
+        Output::Send(Request::Fetch { ids, .. }) => Some(ids.clone()),
+        _ => None,
+    });
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::Send(Request::Reconcile { .. })))
+    );
+    assert!(session.is_reconciling());
+    let fetch = fetch.expect("a fetch during reconciliation");
+    let newest: Vec<EntryId> = b_items.iter().take(50).map(|(_, id)| id).collect();
+    assert_eq!(
+        fetch, newest,
+        "the first fetch asks for the 50 newest entries"
+    );
+}
+
+/// Runs sessions of `a` with several peers at once, sharing one set of claims, answering their
+/// requests in turn; `fail_after[i]` drops peer i's session after that many responses. Returns
+/// the ids each peer was asked for.
+fn sync_with_many(
+    a: &mut Node,
+    peers: &[&Node],
+    config: Config,
+    fail_after: &[Option<usize>],
+) -> Vec<Vec<EntryId>> {
+    let claims = Claims::new();
+    let responder = Responder::with_verifier(config, Fake).unwrap();
+    let snapshots: Vec<Snapshot> = peers.iter().map(|p| p.snapshot()).collect();
+    let mut sessions: Vec<Option<(Session<Fake>, VecDeque<Request>, usize)>> = peers
+        .iter()
+        .map(|_| {
+            let (mut session, first) =
+                Session::with_verifier(SW, a.snapshot(), config, Fake).unwrap();
+            session.share(&claims);
+            Some((session, VecDeque::from([first]), 0))
+        })
+        .collect();
+    let mut asked = vec![Vec::new(); peers.len()];
+    while sessions.iter().any(Option::is_some) {
+        for (i, slot) in sessions.iter_mut().enumerate() {
+            let Some((session, queue, answered)) = slot else {
+                continue;
+            };
+            let Some(request) = queue.pop_front() else {
+                assert!(session.is_finished(), "a session waits for nothing");
+                *slot = None;
+                continue;
+            };
+            if let Request::Fetch { ids, .. } = &request {
+                asked[i].extend(ids.iter().copied());
+            }
+            let peer = peers[i];
+            let reply = responder.handle(request, Some(&snapshots[i]), |id| peer.get(id), NOW);
+            let mut outputs: VecDeque<_> = session.handle(reply.response, NOW).unwrap().into();
+            while let Some(output) = outputs.pop_front() {
+                match output {
+                    Output::Send(request) => queue.push_back(request),
+                    Output::Store(entries) => entries.iter().for_each(|e| a.put(e)),
+                    Output::NeedEntries(_) => outputs.extend(session.provide(vec![]).unwrap()),
+                    Output::Invalid { .. } => panic!("honest peers"),
+                    Output::Done(_) => {}
+                }
+            }
+            *answered += 1;
+            if fail_after[i].is_some_and(|n| *answered >= n) {
+                // The peer goes away: its session is dropped, its claims released.
+                *slot = None;
+            }
+        }
+    }
+    asked
+}
+
+#[test]
+fn sessions_with_several_peers_split_the_fetches() {
+    let mut rng = seeded("sessions_with_several_peers_split_the_fetches");
+    let mut full = Node::default();
+    for _ in 0..3_000 {
+        let (time, id) = random_item(&mut rng);
+        full.put_raw(time, id, fake_bytes(SW, time, id, 80));
+    }
+    let config = Config {
+        frame_size_limit: MIN_FRAME_SIZE_LIMIT,
+        fetch_batch: 40,
+        ..Config::default()
+    };
+    let (b, c, d) = (full.clone(), full.clone(), full.clone());
+    let mut a = Node::default();
+    let asked = sync_with_many(&mut a, &[&b, &c, &d], config, &[None, None, None]);
+    assert_eq!(a.ids(), full.ids());
+    let total: usize = asked.iter().map(Vec::len).sum();
+    assert_eq!(total, 3_000, "every entry fetched from one peer only");
+    assert!(
+        asked.iter().all(|ids| ids.len() > 300),
+        "the work is split: {:?}",
+        asked.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn when_a_peer_goes_the_others_fetch_what_it_was_fetching() {
+    let mut rng = seeded("when_a_peer_goes_the_others_fetch_what_it_was_fetching");
+    let mut full = Node::default();
+    for _ in 0..3_000 {
+        let (time, id) = random_item(&mut rng);
+        full.put_raw(time, id, fake_bytes(SW, time, id, 80));
+    }
+    let config = Config {
+        frame_size_limit: MIN_FRAME_SIZE_LIMIT,
+        fetch_batch: 40,
+        ..Config::default()
+    };
+    let (b, c) = (full.clone(), full.clone());
+    for after in [1, 3, 10, 40] {
+        let mut a = Node::default();
+        let asked = sync_with_many(&mut a, &[&b, &c], config, &[None, Some(after)]);
+        assert_eq!(a.ids(), full.ids(), "peer gone after {after} responses");
+        assert!(asked[0].len() >= 3_000 - asked[1].len());
     }
 }
 
@@ -513,7 +675,7 @@ fn fetch_respects_the_byte_limit_and_asks_again() {
     assert_eq!(a.ids(), b.ids());
     assert_eq!(run.fetch_requests, 3);
     let keys: Vec<_> = run.fetch_order.iter().map(|id| (b.time(id), *id)).collect();
-    assert!(keys.windows(2).all(|w| w[0] > w[1]));
+    assert!(newest_first(&keys));
 }
 
 #[test]
