@@ -57,6 +57,21 @@ pub struct SyncStatus {
     /// Entries received from peers that were already held (fetched twice, or by gossip and by
     /// reconciliation).
     pub duplicates: u64,
+    /// The catch-up in progress, if any.
+    pub catch_up: Option<CatchUp>,
+}
+
+/// Progress of a subwiki's catch-up with its peers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CatchUp {
+    /// Peers it is catching up from (sessions running, or their entries being stored).
+    pub peers: u32,
+    /// True while reconciliation goes on: more entries to fetch may be found.
+    pub reconciling: bool,
+    /// Entries fetched so far in this catch-up.
+    pub fetched: u64,
+    /// Entries found missing and not fetched yet.
+    pub remaining: u64,
 }
 
 /// What happened to entries offered to the node.

@@ -488,6 +488,12 @@ impl Actor {
                     ingest::Report::Reconciled(subwiki, peer) => {
                         self.sync.stored(&mut self.swarm, &self.core, subwiki, peer);
                     }
+                    ingest::Report::Drained => {
+                        let strikes = self.sync.unpark(&mut self.swarm, &self.core);
+                        for (peer, count) in strikes {
+                            self.strike(peer, count);
+                        }
+                    }
                 },
                 _ = tick.tick() => self.resync(),
             }

@@ -61,6 +61,13 @@ async fn a_newcomer_fetches_each_entry_about_once_from_three_peers() {
         n.sync_status().get(&subwiki).is_some_and(|s| s.syncs >= 3)
     })
     .await;
+    // The catch-up is over and says so.
+    until(&d, "D's catch-up is over", |n| {
+        n.sync_status()
+            .get(&subwiki)
+            .is_some_and(|s| s.catch_up.is_none())
+    })
+    .await;
     let s = d.sync_status().get(&subwiki).cloned().unwrap_or_default();
     let ratio = s.received as f64 / (total - 1) as f64;
     eprintln!(

@@ -32,8 +32,25 @@ impl Render for Status {
             "ENTRIES".to_owned(),
             "SYNCS".to_owned(),
             "LAST SYNC".to_owned(),
+            "CATCHING UP".to_owned(),
         ]];
         for sw in &v.subwikis {
+            let catch_up = sw.catch_up.map_or_else(
+                || "-".to_owned(),
+                |c| {
+                    let found = if c.reconciling {
+                        " (still comparing)"
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "{} fetched, {} to go{found}, {}",
+                        c.fetched,
+                        c.remaining,
+                        plural(c.peers as usize, "peer", "peers")
+                    )
+                },
+            );
             rows.push(vec![
                 sw.id.to_string(),
                 truncate(sw.name.as_deref().unwrap_or("?"), 30),
@@ -41,6 +58,7 @@ impl Render for Status {
                 sw.syncs.to_string(),
                 sw.last_sync
                     .map_or_else(|| "never".to_owned(), |t| age(t, now)),
+                catch_up,
             ]);
         }
         out.push_str(&table(rows));

@@ -13,16 +13,19 @@
 //! - the end of a session goes behind them, so a subwiki counts as synced only once what the
 //!   session fetched is stored.
 //!
-//! When the channel is full, gossip is ignored (not forwarded: catch-up brings it later),
-//! fetched entries are taken in on the network task itself, which slows the sessions down
-//! rather than drop what they fetched, and the end of a session waits in a task of its own.
+//! When the channel is full, gossip is ignored (not forwarded: catch-up brings it later), and
+//! the end of a session waits in a task of its own. Batches fetched by catch-up wait at most
+//! [`MAX_FETCHED_BATCHES`] at a time: past that, [`Handle::try_fetched`] gives the batch back and
+//! the session that fetched it waits (see `sync.rs`) until the worker reports
+//! [`Report::Drained`]. Entries pushed by peers, and the rare batch of a session whose peer has
+//! gone, are taken in on the network task itself when the channel is full, rather than dropped.
 
 use std::sync::Arc;
 
 use agora_crdt::{Entry, EntryId, SubwikiId};
 use libp2p::PeerId;
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::core::{Core, now};
 use crate::proto::Stats as SessionStats;
@@ -31,6 +34,9 @@ use crate::proto::Stats as SessionStats;
 const JOB_CAPACITY: usize = 256;
 /// Jobs the worker takes at once: their gossip for one subwiki is stored with one sync.
 const MAX_BATCH_JOBS: usize = 256;
+/// Batches fetched by catch-up that may wait for the worker (each at most
+/// [`crate::proto::MAX_BATCH_BYTES`]).
+pub(crate) const MAX_FETCHED_BATCHES: usize = 4;
 
 /// Work handed to the worker.
 enum Job {
@@ -43,6 +49,8 @@ enum Job {
     Fetched {
         subwiki: SubwikiId,
         entries: Vec<Entry>,
+        /// The batch's place among the [`MAX_FETCHED_BATCHES`], freed once it is stored.
+        slot: Option<OwnedSemaphorePermit>,
     },
     Reconciled {
         subwiki: SubwikiId,
@@ -59,6 +67,8 @@ pub(crate) enum Report {
     /// A catch-up session's entries are stored: the subwiki's next session may start, from a
     /// snapshot of the local set that has them.
     Reconciled(SubwikiId, PeerId),
+    /// A fetched batch was taken in: a session waiting for room may go on.
+    Drained,
 }
 
 /// What became of a gossip message.
@@ -73,6 +83,7 @@ pub(crate) struct Verdict {
 #[derive(Clone)]
 pub(crate) struct Handle {
     jobs: mpsc::Sender<Job>,
+    fetched_slots: Arc<Semaphore>,
 }
 
 /// Starts the worker thread. It runs until every [`Handle`] is dropped and the jobs queued
@@ -85,7 +96,11 @@ pub(crate) fn start(
     let worker = std::thread::Builder::new()
         .name("agora-ingest".into())
         .spawn(move || work(&core, queue, &verdicts))?;
-    Ok((Handle { jobs }, verdict_rx, worker))
+    let handle = Handle {
+        jobs,
+        fetched_slots: Arc::new(Semaphore::new(MAX_FETCHED_BATCHES)),
+    };
+    Ok((handle, verdict_rx, worker))
 }
 
 impl Handle {
@@ -108,14 +123,51 @@ impl Handle {
             .is_ok()
     }
 
-    /// Hands entries a catch-up fetched (already validated) to the worker, or, when it is too
-    /// busy, takes them in here and now.
+    /// True if a fetched batch would be taken now by [`Handle::try_fetched`].
+    pub(crate) fn has_room(&self) -> bool {
+        self.fetched_slots.available_permits() > 0
+    }
+
+    /// Hands a batch a catch-up fetched (already validated) to the worker, or gives it back
+    /// when [`MAX_FETCHED_BATCHES`] are waiting already (or the worker is gone).
+    pub(crate) fn try_fetched(
+        &self,
+        subwiki: SubwikiId,
+        entries: Vec<Entry>,
+    ) -> Result<(), Vec<Entry>> {
+        let Ok(slot) = self.fetched_slots.clone().try_acquire_owned() else {
+            return Err(entries);
+        };
+        let job = Job::Fetched {
+            subwiki,
+            entries,
+            slot: Some(slot),
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(
+                mpsc::error::TrySendError::Full(Job::Fetched { entries, .. })
+                | mpsc::error::TrySendError::Closed(Job::Fetched { entries, .. }),
+            ) => Err(entries),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Hands entries (pushed by a peer, or fetched by a session whose peer has gone) to the
+    /// worker, or, when it is too busy, takes them in here and now.
     pub(crate) fn fetched(&self, core: &Core, subwiki: SubwikiId, entries: Vec<Entry>) {
         if let Err(
-            mpsc::error::TrySendError::Full(Job::Fetched { subwiki, entries })
-            | mpsc::error::TrySendError::Closed(Job::Fetched { subwiki, entries }),
-        ) = self.jobs.try_send(Job::Fetched { subwiki, entries })
-        {
+            mpsc::error::TrySendError::Full(Job::Fetched {
+                subwiki, entries, ..
+            })
+            | mpsc::error::TrySendError::Closed(Job::Fetched {
+                subwiki, entries, ..
+            }),
+        ) = self.jobs.try_send(Job::Fetched {
+            subwiki,
+            entries,
+            slot: None,
+        }) {
             take_fetched(core, subwiki, entries);
         }
     }
@@ -178,9 +230,17 @@ fn run(core: &Core, batch: Vec<Job>, verdicts: &mpsc::Sender<Report>) {
                     say(verdicts, message_id, source, MessageAcceptance::Reject);
                 }
             },
-            Job::Fetched { subwiki, entries } => {
+            Job::Fetched {
+                subwiki,
+                entries,
+                slot,
+            } => {
                 take_gossip(core, std::mem::take(&mut gossip), verdicts);
                 take_fetched(core, subwiki, entries);
+                if let Some(slot) = slot {
+                    drop(slot);
+                    let _ = verdicts.blocking_send(Report::Drained);
+                }
             }
             Job::Reconciled {
                 subwiki,

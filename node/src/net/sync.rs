@@ -2,15 +2,23 @@
 //! with peers, answers peers' requests with a [`proto::Responder`], and hands every valid entry
 //! to the node's core.
 //!
-//! # One session per subwiki at a time
+//! # Several peers at once, each entry fetched once
 //!
-//! A session learns what it lacks from a snapshot of the local set taken when it starts, so two
-//! sessions about the same subwiki running at once (with two peers) would each fetch the whole
-//! difference: a newcomer that joined with three peers connected downloaded the history three
-//! times. So each subwiki has one *lane*: at most one session (or first fetch of its genesis)
-//! runs at a time, and the other peers wait in a queue. When a session ends, however it ends,
-//! the next queued peer starts, from a fresh snapshot that includes what the last one fetched,
-//! so it only reconciles (one round trip when nothing differs) and fetches what is really new.
+//! A subwiki has one *lane*: sessions with up to [`MAX_SESSIONS`] peers run in it at once, the
+//! other peers wait in a queue. The lane's sessions share one [`proto::Claims`]: an id one of
+//! them is fetching or has fetched is not fetched by another, so a newcomer with three holders
+//! splits the download across them instead of downloading the history three times (or waiting
+//! for one session after another). A peer's slot is freed once what its session fetched is
+//! stored, and the lane (with its claims) goes when no session is left, so a later session
+//! starts from a snapshot of the local set that holds everything fetched before.
+//!
+//! # Back pressure
+//!
+//! Fetched entries go to the ingest worker with at most [`ingest::MAX_FETCHED_BATCHES`] batches
+//! waiting. When that many wait, the session that fetched the next one is *parked*: its outputs
+//! (that batch, its next requests) wait here until the worker reports it has taken a batch in.
+//! The network task never stores entries itself and never holds more than a few batches.
+//!
 //! Answering peers' sessions is not limited: pull-only, they fetch from us and send nothing.
 
 use std::collections::{HashMap, VecDeque};
@@ -21,8 +29,8 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 
 use super::Behaviour;
 use super::ingest;
-use crate::core::{Core, now};
-use crate::proto::{self, Output, Request, Response, Session, Snapshot};
+use crate::core::{CatchUp, Core, now};
+use crate::proto::{self, Claims, Output, Request, Response, Session, Snapshot};
 
 /// What an outstanding request belongs to.
 #[derive(Debug, Clone, Copy)]
@@ -37,24 +45,33 @@ enum Pending {
 /// dropped (the next periodic resync asks again).
 const MAX_QUEUED: usize = 256;
 
-/// The catch-up of one subwiki: the peer being reconciled with and those waiting.
+/// Sessions about one subwiki that run at once, with different peers.
+pub(crate) const MAX_SESSIONS: usize = 3;
+
+/// The catch-up of one subwiki: the peers being reconciled with and those waiting.
 #[derive(Debug, Default)]
 struct Lane {
-    /// The peer whose session, or genesis fetch, is in progress.
-    active: Option<PeerId>,
+    /// The peers whose session (or genesis fetch) is in progress, or whose fetched entries are
+    /// being stored.
+    active: Vec<PeerId>,
     /// Peers to reconcile with next, first come first served.
     queue: VecDeque<PeerId>,
+    /// Who fetches what, shared by the lane's sessions.
+    claims: Claims,
 }
 
 /// Sessions in progress and the responder's cache.
 #[derive(Default)]
 pub(crate) struct Syncer {
     sessions: HashMap<(PeerId, SubwikiId), Session>,
+    /// Outputs of sessions waiting for room at the ingest worker, in order.
+    parked: HashMap<(PeerId, SubwikiId), VecDeque<Output>>,
     /// One lane per subwiki being caught up.
     lanes: HashMap<SubwikiId, Lane>,
     requests: HashMap<OutboundRequestId, Pending>,
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
-    /// The responder's view of each subwiki, with the store generation it was read at.
+    /// Each subwiki's items, with the store generation they were read at: for the responder
+    /// and for starting sessions.
     snapshots: HashMap<SubwikiId, (u64, Snapshot)>,
     /// Where fetched entries go to be stored (off the network task); without it they are
     /// stored here.
@@ -73,14 +90,6 @@ impl Syncer {
         }
     }
 
-    /// Stores fetched (or pushed) entries: through the ingest worker if there is one.
-    fn store(&self, core: &Core, subwiki: SubwikiId, entries: Vec<agora_crdt::Entry>) {
-        match &self.ingest {
-            Some(ingest) => ingest.fetched(core, subwiki, entries),
-            None => ingest::take_fetched(core, subwiki, entries),
-        }
-    }
-
     pub(crate) fn connected(&mut self, peer: PeerId, addr: Multiaddr) {
         let addrs = self.addresses.entry(peer).or_default();
         if !addrs.contains(&addr) {
@@ -88,7 +97,7 @@ impl Syncer {
         }
     }
 
-    /// Forgets a peer that has gone; the subwikis it was catching up go on with the next peer.
+    /// Forgets a peer that has gone; the subwikis it was catching up go on with the others.
     pub(crate) fn disconnected(
         &mut self,
         swarm: &mut Swarm<Behaviour>,
@@ -100,15 +109,33 @@ impl Syncer {
         self.requests.retain(|_, pending| match pending {
             Pending::Session(p, _) | Pending::Genesis(p, _) => p != peer,
         });
+        // What its session fetched is valid and counted as fetched by the lane's claims:
+        // store it, even though the rest of its session is gone.
+        let parked: Vec<_> = self
+            .parked
+            .keys()
+            .filter(|(p, _)| p == peer)
+            .copied()
+            .collect();
+        for key in parked {
+            for output in self.parked.remove(&key).unwrap_or_default() {
+                if let Output::Store(entries) = output {
+                    match &self.ingest {
+                        Some(ingest) => ingest.fetched(core, key.1, entries),
+                        None => ingest::take_fetched(core, key.1, entries),
+                    }
+                }
+            }
+        }
         let mut orphaned = Vec::new();
         for (subwiki, lane) in &mut self.lanes {
             lane.queue.retain(|p| p != peer);
-            if lane.active == Some(*peer) {
+            if lane.active.contains(peer) {
                 orphaned.push(*subwiki);
             }
         }
         for subwiki in orphaned {
-            self.finish(swarm, core, subwiki);
+            self.finish(swarm, core, subwiki, *peer);
         }
     }
 
@@ -116,9 +143,8 @@ impl Syncer {
         self.addresses.get(peer).cloned().unwrap_or_default()
     }
 
-    /// Reconciles `subwiki` with `peer`: at once if no other session about it is running,
-    /// otherwise once those queued before it are done. Nothing if `peer` is already running or
-    /// queued for it.
+    /// Reconciles `subwiki` with `peer`: at once if the lane has room, otherwise once a slot
+    /// frees. Nothing if `peer` is already running or queued for it.
     pub(crate) fn start(
         &mut self,
         swarm: &mut Swarm<Behaviour>,
@@ -127,25 +153,17 @@ impl Syncer {
         subwiki: SubwikiId,
     ) {
         let lane = self.lanes.entry(subwiki).or_default();
-        if lane.active == Some(peer) || lane.queue.contains(&peer) {
+        if lane.active.contains(&peer) || lane.queue.contains(&peer) {
             return;
         }
-        if lane.active.is_some() {
-            if lane.queue.len() < MAX_QUEUED {
-                lane.queue.push_back(peer);
-            }
-            return;
+        if lane.queue.len() < MAX_QUEUED {
+            lane.queue.push_back(peer);
         }
-        lane.active = Some(peer);
-        if !self.begin(swarm, core, peer, subwiki) {
-            self.finish(swarm, core, subwiki);
-        }
+        self.fill(swarm, core, subwiki);
     }
 
-    /// Ends the lane's current session and starts the next queued peer that is still
-    /// connected, if any.
-    /// The entries of the session with `peer` are stored: if it is still the subwiki's active
-    /// one (the peer did not go meanwhile), the next queued session starts.
+    /// The entries of the session with `peer` are stored: if that peer still holds a slot in
+    /// the subwiki's lane (it did not go meanwhile), the slot is freed.
     pub(crate) fn stored(
         &mut self,
         swarm: &mut Swarm<Behaviour>,
@@ -153,31 +171,104 @@ impl Syncer {
         subwiki: SubwikiId,
         peer: PeerId,
     ) {
-        let active = self.lanes.get(&subwiki).and_then(|l| l.active);
-        if active == Some(peer) && !self.sessions.contains_key(&(peer, subwiki)) {
-            self.finish(swarm, core, subwiki);
+        let active = self
+            .lanes
+            .get(&subwiki)
+            .is_some_and(|l| l.active.contains(&peer));
+        if active && !self.sessions.contains_key(&(peer, subwiki)) {
+            self.finish(swarm, core, subwiki, peer);
         }
     }
 
-    /// Ends the subwiki's current session and starts the next queued one, if any.
-    fn finish(&mut self, swarm: &mut Swarm<Behaviour>, core: &Core, subwiki: SubwikiId) {
+    /// Frees `peer`'s slot in the subwiki's lane and starts queued peers in the free slots.
+    fn finish(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        core: &Core,
+        subwiki: SubwikiId,
+        peer: PeerId,
+    ) {
+        self.sessions.remove(&(peer, subwiki));
+        self.parked.remove(&(peer, subwiki));
+        if let Some(lane) = self.lanes.get_mut(&subwiki) {
+            lane.active.retain(|p| *p != peer);
+        }
+        self.fill(swarm, core, subwiki);
+    }
+
+    /// Starts queued peers while the lane has room; removes the lane when nothing is left.
+    /// While the subwiki's genesis is not held, only one peer runs (it fetches the genesis,
+    /// then reconciles, and the others start after that).
+    fn fill(&mut self, swarm: &mut Swarm<Behaviour>, core: &Core, subwiki: SubwikiId) {
         loop {
             let Some(lane) = self.lanes.get_mut(&subwiki) else {
                 return;
             };
-            lane.active = None;
+            let genesis: EntryId = subwiki.into();
+            let room = if core.store().contains(&genesis).unwrap_or(false) {
+                MAX_SESSIONS
+            } else {
+                1
+            };
+            if lane.active.len() >= room {
+                break;
+            }
             let Some(peer) = lane.queue.pop_front() else {
-                self.lanes.remove(&subwiki);
-                return;
+                break;
             };
             if !swarm.is_connected(&peer) {
                 continue;
             }
-            lane.active = Some(peer);
-            if self.begin(swarm, core, peer, subwiki) {
-                return;
+            lane.active.push(peer);
+            if !self.begin(swarm, core, peer, subwiki) {
+                if let Some(lane) = self.lanes.get_mut(&subwiki) {
+                    lane.active.retain(|p| *p != peer);
+                }
             }
         }
+        if self
+            .lanes
+            .get(&subwiki)
+            .is_some_and(|l| l.active.is_empty() && l.queue.is_empty())
+        {
+            self.lanes.remove(&subwiki);
+        }
+        self.report(core, subwiki);
+    }
+
+    /// Publishes the progress of the subwiki's catch-up in its sync status.
+    fn report(&self, core: &Core, subwiki: SubwikiId) {
+        let progress = self.lanes.get(&subwiki).map(|lane| {
+            let sessions = self.sessions.iter().filter(|((_, s), _)| *s == subwiki);
+            let mut catch_up = CatchUp {
+                peers: lane.active.len() as u32,
+                fetched: lane.claims.fetched() as u64,
+                ..CatchUp::default()
+            };
+            for (_, session) in sessions {
+                catch_up.reconciling |= session.is_reconciling();
+                catch_up.remaining = catch_up
+                    .remaining
+                    .saturating_add(session.remaining() as u64);
+            }
+            catch_up
+        });
+        core.update_status(subwiki, |s| s.catch_up = progress);
+    }
+
+    /// The subwiki's items, read again only when the store has changed since.
+    fn snapshot(&mut self, core: &Core, subwiki: SubwikiId) -> Result<Snapshot, String> {
+        let generation = core.generation();
+        if let Some((g, snapshot)) = self.snapshots.get(&subwiki) {
+            if *g == generation {
+                return Ok(snapshot.clone());
+            }
+        }
+        let items = core.store().items(&subwiki).map_err(|e| e.to_string())?;
+        let snapshot = Snapshot::new(items);
+        self.snapshots
+            .insert(subwiki, (generation, snapshot.clone()));
+        Ok(snapshot)
     }
 
     /// Sends the first request of a session with `peer` (or of the fetch of the subwiki's
@@ -202,15 +293,18 @@ impl Syncer {
             self.requests.insert(id, Pending::Genesis(peer, subwiki));
             return true;
         }
-        let items = match core.store().items(&subwiki) {
-            Ok(items) => Snapshot::new(items),
+        let items = match self.snapshot(core, subwiki) {
+            Ok(items) => items,
             Err(e) => {
                 tracing::warn!(%subwiki, "cannot read the reconciliation index: {e}");
                 return false;
             }
         };
         match Session::start(subwiki, items, proto::Config::default()) {
-            Ok((session, request)) => {
+            Ok((mut session, request)) => {
+                if let Some(lane) = self.lanes.get(&subwiki) {
+                    session.share(&lane.claims);
+                }
                 let id = swarm
                     .behaviour_mut()
                     .sync
@@ -259,14 +353,36 @@ impl Syncer {
             } => match self.requests.remove(&request_id) {
                 Some(Pending::Session(peer, subwiki) | Pending::Genesis(peer, subwiki)) => {
                     tracing::debug!(%peer, %subwiki, "reconciliation request failed: {error}");
-                    self.sessions.remove(&(peer, subwiki));
-                    self.finish(swarm, core, subwiki);
+                    self.end_session(swarm, core, peer, subwiki);
                 }
                 None => {}
             },
             _ => {}
         }
         strikes
+    }
+
+    /// Ends a session that failed: its other request in flight is forgotten, its slot freed.
+    fn end_session(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        core: &Core,
+        peer: PeerId,
+        subwiki: SubwikiId,
+    ) {
+        self.requests.retain(|_, pending| {
+            !matches!(pending, Pending::Session(p, s) | Pending::Genesis(p, s) if *p == peer && *s == subwiki)
+        });
+        // Entries it fetched and parked are valid: store them.
+        for output in self.parked.remove(&(peer, subwiki)).unwrap_or_default() {
+            if let Output::Store(entries) = output {
+                match &self.ingest {
+                    Some(ingest) => ingest.fetched(core, subwiki, entries),
+                    None => ingest::take_fetched(core, subwiki, entries),
+                }
+            }
+        }
+        self.finish(swarm, core, subwiki, peer);
     }
 
     fn respond(
@@ -286,26 +402,15 @@ impl Syncer {
             }
         };
         let subwiki = request.subwiki();
-        let generation = core.generation();
         let snapshot = if core.is_joined(&subwiki) {
-            let fresh = self
-                .snapshots
-                .get(&subwiki)
-                .is_some_and(|(g, _)| *g == generation);
-            if !fresh {
-                match core.store().items(&subwiki) {
-                    Ok(items) => {
-                        self.snapshots
-                            .insert(subwiki, (generation, Snapshot::new(items)));
-                    }
-                    Err(e) => {
-                        return Response::Refused {
-                            reason: format!("store: {e}"),
-                        };
-                    }
+            match self.snapshot(core, subwiki) {
+                Ok(snapshot) => Some(snapshot),
+                Err(e) => {
+                    return Response::Refused {
+                        reason: format!("store: {e}"),
+                    };
                 }
             }
-            self.snapshots.get(&subwiki).map(|(_, s)| s)
         } else {
             None
         };
@@ -327,7 +432,7 @@ impl Syncer {
                 .filter(|e| e.subwiki() == subwiki)
                 .map(|e| e.bytes().to_vec())
         };
-        let reply = responder.handle(request, snapshot, load, now());
+        let reply = responder.handle(request, snapshot.as_ref(), load, now());
         match reply.fault {
             Some(proto::Fault::Invalid { count, .. }) => {
                 strikes.push((peer, u32::try_from(count).unwrap_or(u32::MAX)));
@@ -336,7 +441,10 @@ impl Syncer {
             None => {}
         }
         if !reply.store.is_empty() {
-            self.store(core, subwiki, reply.store);
+            match &self.ingest {
+                Some(ingest) => ingest.fetched(core, subwiki, reply.store),
+                None => ingest::take_fetched(core, subwiki, reply.store),
+            }
         }
         reply.response
     }
@@ -354,9 +462,8 @@ impl Syncer {
             Err(e) => {
                 let (Pending::Session(peer, subwiki) | Pending::Genesis(peer, subwiki)) = pending;
                 tracing::debug!(%peer, %subwiki, "malformed response: {e}");
-                self.sessions.remove(&(peer, subwiki));
                 strikes.push((peer, 1));
-                self.finish(swarm, core, subwiki);
+                self.end_session(swarm, core, peer, subwiki);
                 return;
             }
         };
@@ -366,7 +473,7 @@ impl Syncer {
             }
             Pending::Session(peer, subwiki) => {
                 let Some(mut session) = self.sessions.remove(&(peer, subwiki)) else {
-                    self.finish(swarm, core, subwiki);
+                    self.end_session(swarm, core, peer, subwiki);
                     return;
                 };
                 let outputs = session.handle(response, now());
@@ -386,7 +493,7 @@ impl Syncer {
     ) {
         let Response::Entries { entries } = response else {
             // The peer does not have it; another peer may.
-            self.finish(swarm, core, subwiki);
+            self.finish(swarm, core, subwiki, peer);
             return;
         };
         let genesis: EntryId = subwiki.into();
@@ -405,8 +512,13 @@ impl Syncer {
         let started = match found {
             Some(entry) if matches!(entry.payload(), agora_crdt::Payload::Genesis(_)) => {
                 match core.accept(subwiki, vec![entry]) {
-                    // The same peer goes on with the session proper.
-                    Ok(_) => self.begin(swarm, core, peer, subwiki),
+                    // The same peer goes on with the session proper, and the lane opens to
+                    // the others.
+                    Ok(_) => {
+                        let started = self.begin(swarm, core, peer, subwiki);
+                        self.fill(swarm, core, subwiki);
+                        started
+                    }
                     Err(e) => {
                         tracing::warn!(%subwiki, "genesis not stored: {e}");
                         false
@@ -420,11 +532,11 @@ impl Syncer {
             None => false,
         };
         if !started {
-            self.finish(swarm, core, subwiki);
+            self.finish(swarm, core, subwiki, peer);
         }
     }
 
-    /// Carries out a session's outputs until it waits for the peer again.
+    /// Takes a session's new outputs (behind any it has parked) and carries them out.
     #[allow(clippy::too_many_arguments)]
     fn drive(
         &mut self,
@@ -432,29 +544,69 @@ impl Syncer {
         core: &Core,
         peer: PeerId,
         subwiki: SubwikiId,
-        mut session: Session,
+        session: Session,
         outputs: Result<Vec<Output>, proto::ProtoError>,
         strikes: &mut Strikes,
     ) {
-        let mut queue = match outputs {
+        let outputs = match outputs {
             Ok(outputs) => outputs,
             Err(proto::ProtoError::Refused { reason }) => {
                 tracing::debug!(%peer, %subwiki, "peer declined to reconcile: {reason}");
-                self.finish(swarm, core, subwiki);
+                drop(session);
+                self.end_session(swarm, core, peer, subwiki);
                 return;
             }
             Err(e) => {
                 tracing::debug!(%peer, %subwiki, "reconciliation failed: {e}");
                 strikes.push((peer, 1));
-                self.finish(swarm, core, subwiki);
+                drop(session);
+                self.end_session(swarm, core, peer, subwiki);
                 return;
             }
         };
-        let mut waiting = false;
-        // The next session waits for this one's entries to be stored when the worker stores
-        // them: it starts when the worker reports them stored.
+        let key = (peer, subwiki);
+        if let Some(parked) = self.parked.get_mut(&key) {
+            // Behind what waits already, in order.
+            parked.extend(outputs);
+            self.sessions.insert(key, session);
+            return;
+        }
+        self.carry_out(swarm, core, key, session, outputs.into(), strikes);
+    }
+
+    /// Resumes parked sessions while the ingest worker has room; called when it took a batch.
+    pub(crate) fn unpark(&mut self, swarm: &mut Swarm<Behaviour>, core: &Core) -> Strikes {
+        let mut strikes = Strikes::new();
+        let keys: Vec<_> = self.parked.keys().copied().collect();
+        for key in keys {
+            if self.ingest.as_ref().is_some_and(|i| !i.has_room()) {
+                break;
+            }
+            let Some(outputs) = self.parked.remove(&key) else {
+                continue;
+            };
+            let Some(session) = self.sessions.remove(&key) else {
+                continue;
+            };
+            self.carry_out(swarm, core, key, session, outputs, &mut strikes);
+        }
+        strikes
+    }
+
+    /// Carries out a session's outputs in order; parks the rest when the ingest worker has no
+    /// room for a fetched batch.
+    fn carry_out(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        core: &Core,
+        (peer, subwiki): (PeerId, SubwikiId),
+        mut session: Session,
+        mut queue: VecDeque<Output>,
+        strikes: &mut Strikes,
+    ) {
+        // The slot is freed when the worker reports this session's entries stored.
         let mut deferred = false;
-        while let Some(output) = (!queue.is_empty()).then(|| queue.remove(0)) {
+        while let Some(output) = queue.pop_front() {
             match output {
                 Output::Send(request) => {
                     let id = swarm
@@ -462,9 +614,19 @@ impl Syncer {
                         .sync
                         .send_request(&peer, request.encode());
                     self.requests.insert(id, Pending::Session(peer, subwiki));
-                    waiting = true;
                 }
-                Output::Store(entries) => self.store(core, subwiki, entries),
+                Output::Store(entries) => match &self.ingest {
+                    Some(ingest) => {
+                        if let Err(entries) = ingest.try_fetched(subwiki, entries) {
+                            queue.push_front(Output::Store(entries));
+                            self.parked.insert((peer, subwiki), queue);
+                            self.sessions.insert((peer, subwiki), session);
+                            self.report(core, subwiki);
+                            return;
+                        }
+                    }
+                    None => ingest::take_fetched(core, subwiki, entries),
+                },
                 Output::Invalid { count, first_error } => {
                     tracing::warn!(%peer, %subwiki, count, "peer sent invalid entries: {first_error}");
                     core.update_status(subwiki, |s| s.refused += count as u64);
@@ -487,10 +649,16 @@ impl Syncer {
                 },
             }
         }
-        if waiting && !session.is_finished() {
+        if !session.is_finished() {
             self.sessions.insert((peer, subwiki), session);
-        } else if !deferred {
-            self.finish(swarm, core, subwiki);
+            self.report(core, subwiki);
+        } else {
+            drop(session);
+            if deferred {
+                self.report(core, subwiki);
+            } else {
+                self.finish(swarm, core, subwiki, peer);
+            }
         }
     }
 }

@@ -4,8 +4,8 @@ use agora_crdt::{SubwikiId, Timestamp};
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
-use crate::Node;
 use crate::http::{ApiError, Operation};
+use crate::{CatchUp, Node};
 
 /// Peers the running node is connected to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
@@ -60,6 +60,9 @@ pub struct SubwikiSync {
     pub received: u64,
     /// Invalid entries peers sent, all refused.
     pub refused: u64,
+    /// The catch-up in progress, if any: peers, entries fetched and still to fetch.
+    #[serde(default)]
+    pub catch_up: Option<CatchUp>,
 }
 
 /// The node's state.
@@ -99,6 +102,7 @@ impl Operation for Status {
                     last_sync: st.last_sync,
                     received: st.received,
                     refused: st.refused,
+                    catch_up: st.catch_up,
                 }
             })
             .collect();
