@@ -205,15 +205,18 @@ pub(crate) async fn spawn(
         });
     }
     let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
+    let (answers_tx, answers) = mpsc::channel(sync::ANSWER_CAPACITY);
     let (ingest, reports, worker) = ingest::start(core.clone())
         .map_err(|e| NodeError::Network(format!("cannot start the ingest worker: {e}")))?;
+    let syncer = sync::Syncer::new(Arc::clone(&core), ingest.clone(), answers_tx);
     let mut actor = Actor {
         swarm,
         core,
         topics: HashMap::new(),
         strikes: HashMap::new(),
         discovered: BTreeMap::new(),
-        sync: sync::Syncer::new(ingest.clone()),
+        sync: syncer,
+        answers,
         listen_waiters: Vec::new(),
         dials: HashMap::new(),
         blob_searches: HashMap::new(),
@@ -276,6 +279,8 @@ struct Actor {
     /// Subwikis heard of on the directory topic.
     discovered: BTreeMap<SubwikiId, Genesis>,
     sync: sync::Syncer,
+    /// Answers to peers' catch-up requests, made on blocking threads, to send.
+    answers: mpsc::Receiver<sync::Answer>,
     /// Callers waiting for a first listen address.
     listen_waiters: Vec<oneshot::Sender<Vec<Multiaddr>>>,
     /// Callers of [`Command::Connect`] waiting for their dial to end.
@@ -495,6 +500,11 @@ impl Actor {
                         }
                     }
                 },
+                Some(answer) = self.answers.recv() => {
+                    for (peer, count) in self.sync.answered(&mut self.swarm, answer) {
+                        self.strike(peer, count);
+                    }
+                }
                 _ = tick.tick() => self.resync(),
             }
         };

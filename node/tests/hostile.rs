@@ -29,6 +29,8 @@ struct LyingStore {
     inner: MemoryStore,
     smuggled: Mutex<Option<(SubwikiId, Timestamp, Entry)>>,
     stalled: Mutex<bool>,
+    /// While it holds, reads of entries wait too (a disk that has stopped answering reads).
+    reads_stalled: Mutex<bool>,
     unstalled: Condvar,
     /// Writes that waited.
     waited: AtomicUsize,
@@ -42,6 +44,7 @@ impl LyingStore {
             inner: MemoryStore::new(),
             smuggled: Mutex::new(None),
             stalled: Mutex::new(false),
+            reads_stalled: Mutex::new(false),
             unstalled: Condvar::new(),
             waited: AtomicUsize::new(0),
             waiting: tokio::sync::Notify::new(),
@@ -50,6 +53,11 @@ impl LyingStore {
 
     fn stall(&self, on: bool) {
         *self.stalled.lock().unwrap() = on;
+        self.unstalled.notify_all();
+    }
+
+    fn stall_reads(&self, on: bool) {
+        *self.reads_stalled.lock().unwrap() = on;
         self.unstalled.notify_all();
     }
 }
@@ -77,6 +85,18 @@ impl Store for LyingStore {
         self.inner.remove_entries(ids)
     }
     fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        let stalled = self.reads_stalled.lock().unwrap();
+        if *stalled {
+            self.waited.fetch_add(1, Ordering::SeqCst);
+            self.waiting.notify_one();
+            let (guard, _) = self
+                .unstalled
+                .wait_timeout_while(stalled, std::time::Duration::from_secs(60), |s| *s)
+                .unwrap();
+            drop(guard);
+        } else {
+            drop(stalled);
+        }
         self.inner.entry(id)
     }
     fn contains(&self, id: &EntryId) -> Result<bool, StoreError> {
@@ -310,6 +330,47 @@ async fn a_node_whose_disk_stalls_while_it_ingests_keeps_answering() {
     assert_eq!(entries_in(&b, subwiki), 1, "only the genesis is stored yet");
 
     store.stall(false);
+    until(&b, "B holds A's history", |n| entries_in(n, subwiki) == 51).await;
+    for node in [&a, &b] {
+        node.shutdown().await;
+    }
+}
+
+/// While a holder's disk stalls on the reads a newcomer's fetches make, the holder's network
+/// task still answers its owner (on a node that answers peers on its network task, this waits
+/// for the disk). Once the disk answers again, the newcomer gets everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_whose_disk_stalls_while_it_serves_a_newcomer_keeps_answering() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let store = Arc::new(LyingStore::new());
+    let identity = Home::new(dirs[0].path()).load_or_init().unwrap();
+    let mut config = Config::new(dirs[0].path());
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    config.mdns = false;
+    let a = Node::start_with(store.clone(), identity, &config)
+        .await
+        .unwrap();
+    let a_addr = addr(&a).await;
+    let subwiki = a
+        .create_subwiki("history", "", Policy::default())
+        .await
+        .unwrap();
+    for i in 0..50 {
+        a.create_post(subwiki, post(&format!("post {i}")))
+            .await
+            .unwrap();
+    }
+    let b = start(dirs[1].path(), vec![]).await;
+    store.stall_reads(true);
+    b.join(subwiki, vec![a_addr]).await.unwrap();
+    tokio::time::timeout(GUARD, store.waiting.notified())
+        .await
+        .expect("A reads entries for B");
+    let peers = tokio::time::timeout(GUARD / 2, a.peers())
+        .await
+        .expect("A's network task answers while its disk stalls");
+    assert!(peers.iter().any(|p| p.peer == b.peer_id()));
+    store.stall_reads(false);
     until(&b, "B holds A's history", |n| entries_in(n, subwiki) == 51).await;
     for node in [&a, &b] {
         node.shutdown().await;

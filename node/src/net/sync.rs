@@ -19,18 +19,26 @@
 //! (that batch, its next requests) wait here until the worker reports it has taken a batch in.
 //! The network task never stores entries itself and never holds more than a few batches.
 //!
-//! Answering peers' sessions is not limited: pull-only, they fetch from us and send nothing.
+//! # Answering peers
+//!
+//! Peers' requests are answered on blocking threads, at most [`MAX_ANSWERING`] at once; more
+//! wait in a queue of [`MAX_WAITING`], past which they are refused as busy (the peer tries
+//! again at its next resync): a fetch reads up to 4 MiB of
+//! entries, and a reconciliation reads the subwiki's index when it changed. The network task
+//! only sends the answers. Pull-only sessions fetch from us and send nothing.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use agora_crdt::{EntryId, SubwikiId};
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::{Multiaddr, PeerId, Swarm};
 
 use super::Behaviour;
 use super::ingest;
 use crate::core::{CatchUp, Core, now};
 use crate::proto::{self, Claims, Output, Request, Response, Session, Snapshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// What an outstanding request belongs to.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +69,6 @@ struct Lane {
 }
 
 /// Sessions in progress and the responder's cache.
-#[derive(Default)]
 pub(crate) struct Syncer {
     sessions: HashMap<(PeerId, SubwikiId), Session>,
     /// Outputs of sessions waiting for room at the ingest worker, in order.
@@ -72,22 +79,128 @@ pub(crate) struct Syncer {
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
     /// Each subwiki's items, with the store generation they were read at: for the responder
     /// and for starting sessions.
-    snapshots: HashMap<SubwikiId, (u64, Snapshot)>,
+    snapshots: Snapshots,
     /// Where fetched entries go to be stored (off the network task); without it they are
     /// stored here.
     ingest: Option<ingest::Handle>,
+    /// Where answers to peers' requests, made on blocking threads, come back to be sent.
+    answers: Option<mpsc::Sender<Answer>>,
+    /// Peers' requests being answered, at most [`MAX_ANSWERING`].
+    answering: Arc<Semaphore>,
+    /// Peers' requests waiting to be answered, at most [`MAX_WAITING`]; past that a request is
+    /// refused as busy.
+    waiting: VecDeque<(PeerId, Vec<u8>, ResponseChannel<Vec<u8>>)>,
+    /// The core, for the blocking threads that answer.
+    core: Option<Arc<Core>>,
+}
+
+/// Peers' requests that may wait for a blocking thread.
+pub(crate) const MAX_WAITING: usize = 256;
+
+/// Peers' requests answered at once, each on a blocking thread (a fetch reads up to 4 MiB of
+/// entries from the store; a reconciliation may read the subwiki's whole index).
+pub(crate) const MAX_ANSWERING: usize = 4;
+
+/// Answers waiting to be sent.
+pub(crate) const ANSWER_CAPACITY: usize = 64;
+
+/// The responder's (and sessions') view of each subwiki, shared with the blocking threads.
+type Snapshots = Arc<Mutex<HashMap<SubwikiId, (u64, Snapshot)>>>;
+
+/// An answer to a peer's request, made off the network task.
+pub(crate) struct Answer {
+    peer: PeerId,
+    channel: ResponseChannel<Vec<u8>>,
+    response: Vec<u8>,
+    strikes: Vec<u32>,
 }
 
 /// Invalid entries or protocol violations per peer, to penalise.
 pub(crate) type Strikes = Vec<(PeerId, u32)>;
 
+impl Default for Syncer {
+    fn default() -> Self {
+        Self {
+            sessions: HashMap::new(),
+            parked: HashMap::new(),
+            lanes: HashMap::new(),
+            requests: HashMap::new(),
+            addresses: HashMap::new(),
+            snapshots: Snapshots::default(),
+            ingest: None,
+            answers: None,
+            answering: Arc::new(Semaphore::new(MAX_ANSWERING)),
+            waiting: VecDeque::new(),
+            core: None,
+        }
+    }
+}
+
 impl Syncer {
-    /// A syncer that hands what it fetches to the ingest worker.
-    pub(crate) fn new(ingest: ingest::Handle) -> Self {
+    /// A syncer that hands what it fetches to the ingest worker and answers peers on blocking
+    /// threads, sending the answers back through `answers`.
+    pub(crate) fn new(
+        core: Arc<Core>,
+        ingest: ingest::Handle,
+        answers: mpsc::Sender<Answer>,
+    ) -> Self {
         Self {
             ingest: Some(ingest),
+            answers: Some(answers),
+            core: Some(core),
             ..Self::default()
         }
+    }
+
+    /// Sends an answer made off the network task, and starts answering the next waiting
+    /// request; returns the peer's strikes.
+    pub(crate) fn answered(&mut self, swarm: &mut Swarm<Behaviour>, answer: Answer) -> Strikes {
+        let _ = swarm
+            .behaviour_mut()
+            .sync
+            .send_response(answer.channel, answer.response);
+        while !self.waiting.is_empty() {
+            let Ok(permit) = self.answering.clone().try_acquire_owned() else {
+                break;
+            };
+            if let Some((peer, request, channel)) = self.waiting.pop_front() {
+                self.dispatch(permit, peer, request, channel);
+            }
+        }
+        answer
+            .strikes
+            .into_iter()
+            .map(|n| (answer.peer, n))
+            .collect()
+    }
+
+    /// Answers a request on a blocking thread, which holds `permit` until the answer is made.
+    fn dispatch(
+        &self,
+        permit: OwnedSemaphorePermit,
+        peer: PeerId,
+        request: Vec<u8>,
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
+        let (Some(core), Some(answers)) = (self.core.clone(), self.answers.clone()) else {
+            return;
+        };
+        let snapshots = Arc::clone(&self.snapshots);
+        let ingest = self.ingest.clone();
+        tokio::task::spawn_blocking(move || {
+            let (response, strikes) = respond(&core, &snapshots, ingest.as_ref(), peer, &request);
+            let answer = Answer {
+                peer,
+                channel,
+                response: response.encode(),
+                strikes,
+            };
+            // Free the place first, so that the network task, told of this answer, can start
+            // the next waiting request.
+            drop(permit);
+            // The network task may be gone (shutting down): nobody to answer.
+            let _ = answers.blocking_send(answer);
+        });
     }
 
     pub(crate) fn connected(&mut self, peer: PeerId, addr: Multiaddr) {
@@ -253,22 +366,15 @@ impl Syncer {
             }
             catch_up
         });
-        core.update_status(subwiki, |s| s.catch_up = progress);
-    }
-
-    /// The subwiki's items, read again only when the store has changed since.
-    fn snapshot(&mut self, core: &Core, subwiki: SubwikiId) -> Result<Snapshot, String> {
-        let generation = core.generation();
-        if let Some((g, snapshot)) = self.snapshots.get(&subwiki) {
-            if *g == generation {
-                return Ok(snapshot.clone());
-            }
+        let mut ended = false;
+        core.update_status(subwiki, |s| {
+            ended = s.catch_up.is_some() && progress.is_none();
+            s.catch_up = progress;
+        });
+        if ended {
+            // Watchers see the end of a catch-up (progress itself is read when wanted).
+            core.notify();
         }
-        let items = core.store().items(&subwiki).map_err(|e| e.to_string())?;
-        let snapshot = Snapshot::new(items);
-        self.snapshots
-            .insert(subwiki, (generation, snapshot.clone()));
-        Ok(snapshot)
     }
 
     /// Sends the first request of a session with `peer` (or of the fetch of the subwiki's
@@ -293,7 +399,7 @@ impl Syncer {
             self.requests.insert(id, Pending::Genesis(peer, subwiki));
             return true;
         }
-        let items = match self.snapshot(core, subwiki) {
+        let items = match snapshot(&self.snapshots, core, subwiki) {
             Ok(items) => items,
             Err(e) => {
                 tracing::warn!(%subwiki, "cannot read the reconciliation index: {e}");
@@ -324,7 +430,7 @@ impl Syncer {
     pub(crate) fn handle(
         &mut self,
         swarm: &mut Swarm<Behaviour>,
-        core: &Core,
+        core: &Arc<Core>,
         event: request_response::Event<Vec<u8>, Vec<u8>>,
     ) -> Strikes {
         let mut strikes = Strikes::new();
@@ -332,13 +438,7 @@ impl Syncer {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => {
-                    let response = self.respond(core, peer, &request, &mut strikes);
-                    let _ = swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_response(channel, response.encode());
-                }
+                } => self.answer(swarm, core, peer, request, channel, &mut strikes),
                 request_response::Message::Response {
                     request_id,
                     response,
@@ -385,68 +485,39 @@ impl Syncer {
         self.finish(swarm, core, subwiki, peer);
     }
 
-    fn respond(
+    /// Answers a peer's request on a blocking thread (here if there is no answer channel, as
+    /// in tests); past [`MAX_ANSWERING`] it waits, past [`MAX_WAITING`] it is refused as busy.
+    fn answer(
         &mut self,
-        core: &Core,
+        swarm: &mut Swarm<Behaviour>,
+        core: &Arc<Core>,
         peer: PeerId,
-        bytes: &[u8],
+        request: Vec<u8>,
+        channel: ResponseChannel<Vec<u8>>,
         strikes: &mut Strikes,
-    ) -> Response {
-        let request = match Request::decode(bytes) {
-            Ok(request) => request,
-            Err(e) => {
-                strikes.push((peer, 1));
-                return Response::Refused {
-                    reason: format!("malformed request: {e}"),
-                };
-            }
-        };
-        let subwiki = request.subwiki();
-        let snapshot = if core.is_joined(&subwiki) {
-            match self.snapshot(core, subwiki) {
-                Ok(snapshot) => Some(snapshot),
-                Err(e) => {
-                    return Response::Refused {
-                        reason: format!("store: {e}"),
-                    };
-                }
-            }
+    ) {
+        if self.answers.is_none() || self.core.is_none() {
+            let response = respond(core, &self.snapshots, self.ingest.as_ref(), peer, &request);
+            let _ = swarm
+                .behaviour_mut()
+                .sync
+                .send_response(channel, response.0.encode());
+            strikes.extend(response.1.into_iter().map(|n| (peer, n)));
+            return;
+        }
+        if let Ok(permit) = self.answering.clone().try_acquire_owned() {
+            self.dispatch(permit, peer, request, channel);
+        } else if self.waiting.len() < MAX_WAITING {
+            self.waiting.push_back((peer, request, channel));
         } else {
-            None
-        };
-        let responder = match proto::Responder::new(proto::Config::default()) {
-            Ok(r) => r,
-            Err(e) => {
-                return Response::Refused {
-                    reason: e.to_string(),
-                };
-            }
-        };
-        // Only entries of the subwiki asked about (and the responder only answers for
-        // subwikis this node is in).
-        let load = |id: &EntryId| {
-            core.store()
-                .entry(id)
-                .ok()
-                .flatten()
-                .filter(|e| e.subwiki() == subwiki)
-                .map(|e| e.bytes().to_vec())
-        };
-        let reply = responder.handle(request, snapshot.as_ref(), load, now());
-        match reply.fault {
-            Some(proto::Fault::Invalid { count, .. }) => {
-                strikes.push((peer, u32::try_from(count).unwrap_or(u32::MAX)));
-            }
-            Some(proto::Fault::Protocol(_)) => strikes.push((peer, 1)),
-            None => {}
+            let busy = Response::Refused {
+                reason: "busy: too many requests waiting".into(),
+            };
+            let _ = swarm
+                .behaviour_mut()
+                .sync
+                .send_response(channel, busy.encode());
         }
-        if !reply.store.is_empty() {
-            match &self.ingest {
-                Some(ingest) => ingest.fetched(core, subwiki, reply.store),
-                None => ingest::take_fetched(core, subwiki, reply.store),
-            }
-        }
-        reply.response
     }
 
     fn on_response(
@@ -661,4 +732,93 @@ impl Syncer {
             }
         }
     }
+}
+
+/// The subwiki's items, read again only when the store has changed since.
+fn snapshot(snapshots: &Snapshots, core: &Core, subwiki: SubwikiId) -> Result<Snapshot, String> {
+    let generation = core.generation();
+    let cached = lock(snapshots)
+        .get(&subwiki)
+        .filter(|(g, _)| *g == generation)
+        .map(|(_, s)| s.clone());
+    if let Some(snapshot) = cached {
+        return Ok(snapshot);
+    }
+    let items = core.store().items(&subwiki).map_err(|e| e.to_string())?;
+    let snapshot = Snapshot::new(items);
+    lock(snapshots).insert(subwiki, (generation, snapshot.clone()));
+    Ok(snapshot)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Answers one request of a peer: the response, and the strikes it earned.
+fn respond(
+    core: &Core,
+    snapshots: &Snapshots,
+    ingest: Option<&ingest::Handle>,
+    peer: PeerId,
+    bytes: &[u8],
+) -> (Response, Vec<u32>) {
+    let request = match Request::decode(bytes) {
+        Ok(request) => request,
+        Err(e) => {
+            let response = Response::Refused {
+                reason: format!("malformed request: {e}"),
+            };
+            return (response, vec![1]);
+        }
+    };
+    let subwiki = request.subwiki();
+    let snapshot = if core.is_joined(&subwiki) {
+        match snapshot(snapshots, core, subwiki) {
+            Ok(snapshot) => Some(snapshot),
+            Err(e) => {
+                let response = Response::Refused {
+                    reason: format!("store: {e}"),
+                };
+                return (response, Vec::new());
+            }
+        }
+    } else {
+        None
+    };
+    let responder = match proto::Responder::new(proto::Config::default()) {
+        Ok(r) => r,
+        Err(e) => {
+            let response = Response::Refused {
+                reason: e.to_string(),
+            };
+            return (response, Vec::new());
+        }
+    };
+    // Only entries of the subwiki asked about (and the responder only answers for subwikis
+    // this node is in).
+    let load = |id: &EntryId| {
+        core.store()
+            .entry(id)
+            .ok()
+            .flatten()
+            .filter(|e| e.subwiki() == subwiki)
+            .map(|e| e.bytes().to_vec())
+    };
+    let reply = responder.handle(request, snapshot.as_ref(), load, now());
+    let mut strikes = Vec::new();
+    match reply.fault {
+        Some(proto::Fault::Invalid { count, .. }) => {
+            strikes.push(u32::try_from(count).unwrap_or(u32::MAX));
+        }
+        Some(proto::Fault::Protocol(_)) => strikes.push(1),
+        None => {}
+    }
+    if !reply.store.is_empty() {
+        tracing::debug!(%peer, %subwiki, count = reply.store.len(), "peer pushed entries");
+        match ingest {
+            Some(ingest) => ingest.fetched(core, subwiki, reply.store),
+            None => ingest::take_fetched(core, subwiki, reply.store),
+        }
+    }
+    (reply.response, strikes)
 }
