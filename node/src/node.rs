@@ -86,7 +86,33 @@ impl Node {
         let mut node = Self::from_parts(store, identity, Some(&config.home), None);
         let sender = net::spawn(node.core.clone(), config).await?;
         node.net = Some(sender);
+        node.warm_up();
         Ok(node)
+    }
+
+    /// Loads the joined subwikis' indexes on a thread of its own, so that the first read or
+    /// peer entry after a start does not pay for it (about 0.6 s at 100,000 posts). It holds the
+    /// core only while it loads one subwiki, so a shutdown waits for one load at most.
+    fn warm_up(&self) {
+        let core = Arc::downgrade(&self.core);
+        let warm = move || {
+            let joined = core
+                .upgrade()
+                .and_then(|c| c.joined().ok())
+                .unwrap_or_default();
+            for subwiki in joined {
+                let Some(core) = core.upgrade() else { return };
+                if let Err(e) = core.with_replica(subwiki, |_| Ok(())) {
+                    tracing::warn!(%subwiki, "cannot load the subwiki: {e}");
+                }
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("agora-warm-up".into())
+            .spawn(warm)
+        {
+            tracing::debug!("no warm-up thread: {e}");
+        }
     }
 
     fn from_parts(
