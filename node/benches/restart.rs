@@ -3,7 +3,13 @@
 //!
 //! ```sh
 //! AGORA_BENCH_POSTS=100000 cargo bench -p agora-node --bench restart
+//! AGORA_BENCH_SUBWIKIS=20 AGORA_BENCH_POSTS=5000 cargo bench -p agora-node --bench restart
 //! ```
+//!
+//! `AGORA_BENCH_SUBWIKIS` subwikis (1 by default) of `AGORA_BENCH_POSTS` posts each. Before the
+//! restart, the node is opened once and its first feed page read (timed: that renders and keeps
+//! the page's views and the moderation summaries, as any use of the node does), so the
+//! restart is that of a node that has been used.
 //!
 //! The bench generates a realistic subwiki (`support/realistic.rs`, `AGORA_BENCH_POSTS` posts,
 //! 10,000 by default), builds a node's home holding it under `target/bench-data/`, and then,
@@ -60,39 +66,53 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let sw = realistic::cached(1, posts);
-    let n = sw.entries.len();
-    let entry_bytes = sw.entry_bytes();
+    let count: u64 = std::env::var("AGORA_BENCH_SUBWIKIS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let all: Vec<realistic::Subwiki> = (1..=count)
+        .map(|seed| realistic::cached(seed, posts))
+        .collect();
+    let sw = &all[0];
+    let n: usize = all.iter().map(|s| s.entries.len()).sum();
+    let entry_bytes: usize = all.iter().map(realistic::Subwiki::entry_bytes).sum();
     println!(
-        "\nrestart: a node holding one realistic subwiki of {} posts, {} comments, {} edits ({n} entries, {entry_bytes} bytes)",
-        sw.posts, sw.comments, sw.edits
+        "\nrestart: a node holding {count} realistic subwiki(s) of {posts} posts ({} comments, {} edits in all; {n} entries, {entry_bytes} bytes)",
+        all.iter().map(|s| s.comments).sum::<usize>(),
+        all.iter().map(|s| s.edits).sum::<usize>(),
     );
-    let stored: Vec<_> = sw.entries.iter().map(|e| (e.id(), e.bytes())).collect();
+    let stored: Vec<_> = all
+        .iter()
+        .flat_map(|s| s.entries.iter())
+        .map(|e| (e.id(), e.bytes()))
+        .collect();
     let started = Instant::now();
     assert!(agora_crdt::reopen(&stored).iter().all(Result::is_ok));
     let verify = started.elapsed();
     drop(stored);
 
-    let dir = realistic::data_dir().join(format!("restart-{posts}"));
+    let dir = realistic::data_dir().join(format!("restart-{count}x{posts}"));
     let home = dir.join("home");
     // A fresh home every run: the child edits it.
     {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&home).unwrap();
         let store = SledStore::open(&Home::new(&home).store()).unwrap();
-        for chunk in sw.entries.chunks(1_000) {
-            store.put_entries(chunk).unwrap();
+        for s in &all {
+            for chunk in s.entries.chunks(1_000) {
+                store.put_entries(chunk).unwrap();
+            }
+            store
+                .set_subwiki(SubwikiRecord {
+                    id: s.id,
+                    joined: true,
+                })
+                .unwrap();
         }
-        store
-            .set_subwiki(SubwikiRecord {
-                id: sw.id,
-                joined: true,
-            })
-            .unwrap();
         drop(store);
     }
 
-    // Import of the whole subwiki into a fresh home, as `agora import` does.
+    // Import of the (first) subwiki into a fresh home, as `agora import` does.
     let export = dir.join("subwiki.agora");
     std::fs::write(&export, agora_node::export::encode(&sw.entries)).unwrap();
     let fresh = dir.join("imported");
@@ -106,11 +126,21 @@ fn main() {
         let started = Instant::now();
         let (_, accepted) = node.import(&export).await.unwrap();
         let took = started.elapsed();
-        assert_eq!(accepted.new.len(), n);
+        assert_eq!(accepted.new.len(), sw.entries.len());
         took
     });
     let _ = std::fs::remove_dir_all(&fresh);
     let _ = std::fs::remove_file(&export);
+
+    // The node used once: its first feed page read, which renders and keeps its views.
+    let first_use = runtime.block_on(async {
+        let node = Node::open_offline(&home).unwrap();
+        let started = Instant::now();
+        assert_eq!(node.feed(None, None, 20).unwrap().len(), 20);
+        let took = started.elapsed();
+        node.shutdown().await;
+        took
+    });
 
     // A post made by another author, as a peer would send it.
     let genesis = sw.entries[0].clone();
@@ -135,9 +165,9 @@ fn main() {
 
     // The posts, oldest first, for the child to read (it must not page the whole feed to find
     // them: that would render every post).
-    let mut posts: Vec<(Timestamp, DocId)> = sw
-        .entries
+    let mut posts: Vec<(Timestamp, DocId)> = all
         .iter()
+        .flat_map(|s| s.entries.iter())
         .filter(|e| {
             matches!(e.payload(), agora_crdt::Payload::CreateDocument(c) if c.kind == agora_crdt::DocKind::Post)
         })
@@ -163,11 +193,16 @@ fn main() {
         "| baseline: `agora_crdt::reopen` of every entry | {:.0} entries/s | 1 |",
         rate(n, verify)
     );
+    let imported = sw.entries.len();
     println!(
-        "| `Node::import` of the export file into a fresh home | {:.0} entries/s ({:.1} s) | {:.2}× |",
-        rate(n, import),
+        "| `Node::import` of the (first) subwiki's export file into a fresh home | {:.0} entries/s ({:.1} s) | {:.2}× |",
+        rate(imported, import),
         import.as_secs_f64(),
-        rate(n, import) / rate(n, verify)
+        rate(imported, import) / rate(n, verify)
+    );
+    println!(
+        "| before the restart: first feed page of the node never used (loads the indexes, renders 20 posts) | {} | |",
+        ms(first_use)
     );
     print!("{child}");
     let _ = std::fs::remove_file(dir.join("peer-entry.agora"));
@@ -223,18 +258,21 @@ fn child(home: &Path) {
         row("`Node::open_offline` (store, identity)", open);
         let (page, first_page) = timed(|| node.feed(None, None, 20).unwrap());
         assert_eq!(page.len(), 20);
-        row("first feed page (20 posts)", first_page);
+        row(
+            "first feed page (20 posts; views kept from before)",
+            first_page,
+        );
         // The posts, oldest first, as the parent listed them.
         let list = std::fs::read_to_string(home.parent().unwrap().join("posts.txt")).unwrap();
         let old: Vec<DocId> = list.lines().map(|l| l.parse().unwrap()).collect();
         let oldest = old[0];
         let (_, show) = timed(|| node.post(oldest).unwrap());
-        row("first `post show` of the oldest post", show);
-        let (_, history) = timed(|| node.history(oldest).unwrap());
         row(
-            "its history (loads the subwiki's index, builds the one document)",
-            history,
+            "first `post show` of the oldest post (loads its subwiki's index, renders it)",
+            show,
         );
+        let (_, history) = timed(|| node.history(oldest).unwrap());
+        row("its history (builds the one document)", history);
         let current = node.post(oldest).unwrap().post.content;
         let edited = PostContent {
             body: format!("{}\n\nEdited after the restart.", current.body),
