@@ -27,7 +27,7 @@ use crate::error::NodeError;
 /// Kademlia's protocol name: Agora's own DHT, not the IPFS one.
 pub const KAD_PROTOCOL: &str = "/agora/kad/1.0.0";
 /// The reconciliation request-response protocol.
-pub const SYNC_PROTOCOL: &str = "/agora/sync/1.0.0";
+pub const SYNC_PROTOCOL: &str = "/agora/sync/2.0.0";
 /// The blob (image) request-response protocol: a 32-byte blake3 hash asked, the bytes (or
 /// nothing) answered.
 pub const BLOB_PROTOCOL: &str = "/agora/blob/1.0.0";
