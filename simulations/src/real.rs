@@ -243,6 +243,11 @@ pub struct RealSummary {
     pub peers_mean: f64,
     /// Connected peers per node at the end: most.
     pub peers_max: usize,
+    /// Store syncs (each a sled flush and an fsync) of all nodes from the event to the end
+    /// (a node restarted during the event counts from its restart).
+    pub syncs: u64,
+    /// Entries written during the event (steady and partition; 0 for a newcomer).
+    pub written: usize,
 }
 
 /// The outcome of a real-node run.
@@ -326,6 +331,7 @@ impl Run {
         self.build().await?;
         let setup_s = setup.elapsed().as_secs_f64();
         let mut page_s = None;
+        let syncs_before = self.store_syncs();
         let (baseline, held_before, t0) = match self.sc.event {
             RealEvent::Steady => {
                 let (baseline, held) = self.baseline()?;
@@ -366,7 +372,22 @@ impl Run {
         let mut summary = self.measure(setup_s, page_s, times, &baseline, &held_before)?;
         summary.peers_mean = degrees.iter().sum::<usize>() as f64 / degrees.len().max(1) as f64;
         summary.peers_max = degrees.iter().copied().max().unwrap_or(0);
+        summary.syncs = self.store_syncs().saturating_sub(syncs_before);
+        summary.written = match self.sc.event {
+            RealEvent::Steady => self.sc.posts as usize,
+            RealEvent::Partition => 2 * self.sc.posts as usize,
+            RealEvent::Newcomer => 0,
+        };
         Ok(summary)
+    }
+
+    /// Store syncs of the running nodes' stores so far.
+    fn store_syncs(&self) -> u64 {
+        self.peers
+            .iter()
+            .filter_map(|p| p.store.as_ref())
+            .map(|s| s.syncs())
+            .sum()
     }
 
     fn subwiki(&self) -> Result<SubwikiId, SimError> {
@@ -794,6 +815,8 @@ impl Run {
             needed_bytes: needed_total,
             peers_mean: 0.0,
             peers_max: 0,
+            syncs: 0,
+            written: 0,
         })
     }
 
@@ -892,6 +915,18 @@ pub fn markdown(out: &RealOutput) -> String {
         (
             "entries received twice (all nodes)".into(),
             s.duplicates.to_string(),
+        ),
+        (
+            "store syncs (flush + fsync) from the event to the end, all nodes".into(),
+            if s.written > 0 {
+                format!(
+                    "{} ({:.2} per entry written per node)",
+                    s.syncs,
+                    s.syncs as f64 / (s.written as f64 * s.nodes as f64)
+                )
+            } else {
+                s.syncs.to_string()
+            },
         ),
         ("wall time".into(), format!("{:.1} s", out.wall_s)),
     ];
