@@ -121,13 +121,35 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let import = runtime.block_on(async {
+    // Meanwhile, every 100 ms, the owner reads the feed and the status: the worst answer.
+    let (import, worst_read) = runtime.block_on(async {
         let node = Node::open_offline(&fresh).unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probe = {
+            let node = node.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut worst = Duration::ZERO;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let reader = node.clone();
+                    let started = Instant::now();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let _ = reader.subwikis();
+                        reader.feed(None, None, 20)
+                    })
+                    .await;
+                    worst = worst.max(started.elapsed());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                worst
+            })
+        };
         let started = Instant::now();
         let (_, accepted) = node.import(&export).await.unwrap();
         let took = started.elapsed();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(accepted.new.len(), sw.entries.len());
-        took
+        (took, probe.await.unwrap())
     });
     let _ = std::fs::remove_dir_all(&fresh);
     let _ = std::fs::remove_file(&export);
@@ -199,6 +221,10 @@ fn main() {
         rate(imported, import),
         import.as_secs_f64(),
         rate(imported, import) / rate(n, verify)
+    );
+    println!(
+        "| worst status + feed read (20 posts) while the import runs, every 100 ms | {} | |",
+        ms(worst_read)
     );
     println!(
         "| before the restart: first feed page of the node never used (loads the indexes, renders 20 posts) | {} | |",

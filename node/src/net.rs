@@ -279,8 +279,9 @@ struct Actor {
     /// Subwikis heard of on the directory topic.
     discovered: BTreeMap<SubwikiId, Genesis>,
     sync: sync::Syncer,
-    /// Answers to peers' catch-up requests, made on blocking threads, to send.
-    answers: mpsc::Receiver<sync::Answer>,
+    /// Catch-up work done on blocking threads: answers to peers' requests to send, snapshots
+    /// to start sessions from.
+    answers: mpsc::Receiver<sync::Done>,
     /// Callers waiting for a first listen address.
     listen_waiters: Vec<oneshot::Sender<Vec<Multiaddr>>>,
     /// Callers of [`Command::Connect`] waiting for their dial to end.
@@ -500,8 +501,8 @@ impl Actor {
                         }
                     }
                 },
-                Some(answer) = self.answers.recv() => {
-                    for (peer, count) in self.sync.answered(&mut self.swarm, answer) {
+                Some(done) = self.answers.recv() => {
+                    for (peer, count) in self.sync.done(&mut self.swarm, &self.core, done) {
                         self.strike(peer, count);
                     }
                 }

@@ -83,8 +83,9 @@ pub(crate) struct Syncer {
     /// Where fetched entries go to be stored (off the network task); without it they are
     /// stored here.
     ingest: Option<ingest::Handle>,
-    /// Where answers to peers' requests, made on blocking threads, come back to be sent.
-    answers: Option<mpsc::Sender<Answer>>,
+    /// Where work done on blocking threads (answers to peers' requests, snapshots to start
+    /// sessions from) comes back to the network task.
+    answers: Option<mpsc::Sender<Done>>,
     /// Peers' requests being answered, at most [`MAX_ANSWERING`].
     answering: Arc<Semaphore>,
     /// Peers' requests waiting to be answered, at most [`MAX_WAITING`]; past that a request is
@@ -106,6 +107,14 @@ pub(crate) const ANSWER_CAPACITY: usize = 64;
 
 /// The responder's (and sessions') view of each subwiki, shared with the blocking threads.
 type Snapshots = Arc<Mutex<HashMap<SubwikiId, (u64, Snapshot)>>>;
+
+/// Work done on a blocking thread, for the network task.
+pub(crate) enum Done {
+    /// An answer to a peer's request, to send.
+    Answer(Answer),
+    /// The items a session with the peer about the subwiki starts from.
+    Snapshot(PeerId, SubwikiId, Result<Snapshot, String>),
+}
 
 /// An answer to a peer's request, made off the network task.
 pub(crate) struct Answer {
@@ -142,7 +151,7 @@ impl Syncer {
     pub(crate) fn new(
         core: Arc<Core>,
         ingest: ingest::Handle,
-        answers: mpsc::Sender<Answer>,
+        answers: mpsc::Sender<Done>,
     ) -> Self {
         Self {
             ingest: Some(ingest),
@@ -152,9 +161,25 @@ impl Syncer {
         }
     }
 
+    /// Takes work done on a blocking thread; returns peers to penalise.
+    pub(crate) fn done(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        core: &Core,
+        done: Done,
+    ) -> Strikes {
+        match done {
+            Done::Answer(answer) => self.answered(swarm, answer),
+            Done::Snapshot(peer, subwiki, items) => {
+                self.on_snapshot(swarm, core, peer, subwiki, items);
+                Strikes::new()
+            }
+        }
+    }
+
     /// Sends an answer made off the network task, and starts answering the next waiting
     /// request; returns the peer's strikes.
-    pub(crate) fn answered(&mut self, swarm: &mut Swarm<Behaviour>, answer: Answer) -> Strikes {
+    fn answered(&mut self, swarm: &mut Swarm<Behaviour>, answer: Answer) -> Strikes {
         let _ = swarm
             .behaviour_mut()
             .sync
@@ -199,7 +224,7 @@ impl Syncer {
             // the next waiting request.
             drop(permit);
             // The network task may be gone (shutting down): nobody to answer.
-            let _ = answers.blocking_send(answer);
+            let _ = answers.blocking_send(Done::Answer(answer));
         });
     }
 
@@ -399,13 +424,69 @@ impl Syncer {
             self.requests.insert(id, Pending::Genesis(peer, subwiki));
             return true;
         }
-        let items = match snapshot(&self.snapshots, core, subwiki) {
-            Ok(items) => items,
+        if let Some(items) = fresh_snapshot(&self.snapshots, core, subwiki) {
+            return self.start_session(swarm, peer, subwiki, items);
+        }
+        // Reading the subwiki's index takes a while for a large one (and is needed again each
+        // time the store changed): off the network task when there is a blocking pool.
+        let (Some(core), Some(answers)) = (self.core.clone(), self.answers.clone()) else {
+            return match snapshot(&self.snapshots, core, subwiki) {
+                Ok(items) => self.start_session(swarm, peer, subwiki, items),
+                Err(e) => {
+                    tracing::warn!(%subwiki, "cannot read the reconciliation index: {e}");
+                    false
+                }
+            };
+        };
+        let snapshots = Arc::clone(&self.snapshots);
+        tokio::task::spawn_blocking(move || {
+            let items = snapshot(&snapshots, &core, subwiki);
+            let _ = answers.blocking_send(Done::Snapshot(peer, subwiki, items));
+        });
+        true
+    }
+
+    /// The snapshot for a session with `peer` is ready: the session starts, if the peer still
+    /// holds its slot.
+    fn on_snapshot(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        core: &Core,
+        peer: PeerId,
+        subwiki: SubwikiId,
+        items: Result<Snapshot, String>,
+    ) {
+        let waiting = self
+            .lanes
+            .get(&subwiki)
+            .is_some_and(|l| l.active.contains(&peer))
+            && !self.sessions.contains_key(&(peer, subwiki));
+        if !waiting {
+            return;
+        }
+        let started = match items {
+            Ok(items) if swarm.is_connected(&peer) => {
+                self.start_session(swarm, peer, subwiki, items)
+            }
+            Ok(_) => false,
             Err(e) => {
                 tracing::warn!(%subwiki, "cannot read the reconciliation index: {e}");
-                return false;
+                false
             }
         };
+        if !started {
+            self.finish(swarm, core, subwiki, peer);
+        }
+    }
+
+    /// Starts a session from `items` and sends its first request; false if it cannot start.
+    fn start_session(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        peer: PeerId,
+        subwiki: SubwikiId,
+        items: Snapshot,
+    ) -> bool {
         match Session::start(subwiki, items, proto::Config::default()) {
             Ok((mut session, request)) => {
                 if let Some(lane) = self.lanes.get(&subwiki) {
@@ -734,16 +815,22 @@ impl Syncer {
     }
 }
 
-/// The subwiki's items, read again only when the store has changed since.
-fn snapshot(snapshots: &Snapshots, core: &Core, subwiki: SubwikiId) -> Result<Snapshot, String> {
+/// The subwiki's items, if read since the store last changed.
+fn fresh_snapshot(snapshots: &Snapshots, core: &Core, subwiki: SubwikiId) -> Option<Snapshot> {
     let generation = core.generation();
-    let cached = lock(snapshots)
+    lock(snapshots)
         .get(&subwiki)
         .filter(|(g, _)| *g == generation)
-        .map(|(_, s)| s.clone());
-    if let Some(snapshot) = cached {
+        .map(|(_, s)| s.clone())
+}
+
+/// The subwiki's items, read again only when the store has changed since.
+fn snapshot(snapshots: &Snapshots, core: &Core, subwiki: SubwikiId) -> Result<Snapshot, String> {
+    if let Some(snapshot) = fresh_snapshot(snapshots, core, subwiki) {
         return Ok(snapshot);
     }
+    // The generation before reading: a write during the read makes the snapshot stale at once.
+    let generation = core.generation();
     let items = core.store().items(&subwiki).map_err(|e| e.to_string())?;
     let snapshot = Snapshot::new(items);
     lock(snapshots).insert(subwiki, (generation, snapshot.clone()));

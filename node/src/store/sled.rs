@@ -71,9 +71,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        // sled's own defaults.
         Self {
-            cache_capacity: 1024 * 1024 * 1024,
+            // sled's default is 1 GiB: a node that took in a 100,000-post subwiki then held
+            // 530 MB, most of it sled's cache of what it had written (`docs/performance.md`
+            // §4c); 128 MiB bounds it.
+            cache_capacity: 128 * 1024 * 1024,
+            // sled's default.
             segment_size: 512 * 1024,
         }
     }
