@@ -52,6 +52,12 @@ pub enum Command {
     Whoami,
     /// Run the node in the foreground until interrupted (Ctrl-C or SIGTERM).
     Up(UpArgs),
+    /// Open the running node's web UI in the browser, signed in (a one-time link).
+    Open {
+        /// Print the link instead of opening a browser.
+        #[arg(long)]
+        print: bool,
+    },
     /// Found, join, leave and list subwikis.
     #[command(subcommand)]
     Subwiki(SubwikiCommand),
@@ -121,9 +127,10 @@ pub struct UpArgs {
     /// Do not look for peers on the local network.
     #[arg(long)]
     pub no_mdns: bool,
-    /// Where the local API listens; loopback only.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
-    pub api: String,
+    /// Where the local API and the web UI listen; loopback only. By default 127.0.0.1:7130,
+    /// or a free port when that one is taken.
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<String>,
 }
 
 /// `agora subwiki ...`

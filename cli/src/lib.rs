@@ -189,6 +189,7 @@ async fn run(cli: Cli) -> Result<(), ApiError> {
         Command::Init { name } => keys::init(home, name, out),
         Command::Whoami => keys::whoami(home, out),
         Command::Up(args) => up::run(home, args, out.json).await,
+        Command::Open { print } => up::open(home, print).await,
         Command::Key(KeyCommand::Export { file }) => keys::export(home, &file, out),
         Command::Key(KeyCommand::Import { file }) => keys::import(home, &file, out),
         Command::Completions { shell } => {

@@ -31,6 +31,62 @@ struct Started {
     author: agora_crdt::AuthorId,
     listen: Vec<String>,
     api: SocketAddr,
+    /// A one-time link that opens the web UI, signed in.
+    ui: String,
+}
+
+/// Where the API and the web UI listen unless told otherwise (a free port if it is taken).
+pub const DEFAULT_API: &str = "127.0.0.1:7130";
+
+/// A one-time sign-in link to the web UI of a node whose API is on `addr`.
+pub fn login_url(addr: SocketAddr, node: &Node) -> Result<String, ApiError> {
+    let secret = node
+        .sessions()
+        .new_link()
+        .ok_or_else(|| failed("no randomness for a login link"))?;
+    Ok(format!("http://{addr}/login?t={secret}"))
+}
+
+/// `agora open`: a one-time sign-in link from the running node, opened in the browser.
+pub async fn open(home: &Path, print: bool) -> Result<(), ApiError> {
+    let Some(client) = http::Client::for_home(home) else {
+        return Err(ApiError::new(
+            ErrorKind::Unreachable,
+            "no node is running for this home: start it with `agora up`",
+        ));
+    };
+    let link = client
+        .call(&http::ops::UiLogin {})
+        .await
+        .map_err(|e| match e {
+            http::ClientError::Api(e) => e,
+            e => ApiError::new(
+                ErrorKind::Unreachable,
+                format!("the node did not answer: {e}"),
+            ),
+        })?;
+    let url = format!("http://{}/login?t={}", client.endpoint().addr, link.secret);
+    if print {
+        say(&url);
+        return Ok(());
+    }
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    match std::process::Command::new(opener).arg(&url).status() {
+        Ok(status) if status.success() => {
+            say("Opened Agora in your browser.");
+            Ok(())
+        }
+        _ => {
+            say(&format!(
+                "Open this link in your browser (it works once): {url}"
+            ));
+            Ok(())
+        }
+    }
 }
 
 /// Prints a line on stdout at once (scripts and tests read it while the node runs).
@@ -43,10 +99,11 @@ fn say(line: &str) {
 
 /// Runs the node until Ctrl-C or SIGTERM.
 pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), ApiError> {
-    let api_addr: SocketAddr = args
-        .api
+    let chosen = args.api.is_some();
+    let api_text = args.api.clone().unwrap_or_else(|| DEFAULT_API.to_owned());
+    let api_addr: SocketAddr = api_text
         .parse()
-        .map_err(|e| usage(format!("malformed --api address {:?}: {e}", args.api)))?;
+        .map_err(|e| usage(format!("malformed --api address {api_text:?}: {e}")))?;
     if !api_addr.ip().is_loopback() {
         return Err(usage(format!(
             "--api {api_addr}: the local API only listens on loopback (127.0.0.1 or ::1)"
@@ -101,9 +158,21 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), ApiErr
     if fresh {
         tracing::info!(home = %home.display(), "new identity created");
     }
-    let listener = tokio::net::TcpListener::bind(api_addr)
-        .await
-        .map_err(|e| failed(format!("cannot listen for the API on {api_addr}: {e}")))?;
+    let listener = match tokio::net::TcpListener::bind(api_addr).await {
+        Ok(listener) => listener,
+        // The default port is taken (another node, another program): any free one will do.
+        Err(e) if !chosen && e.kind() == std::io::ErrorKind::AddrInUse => {
+            let any = SocketAddr::new(api_addr.ip(), 0);
+            tokio::net::TcpListener::bind(any)
+                .await
+                .map_err(|e| failed(format!("cannot listen for the API on {any}: {e}")))?
+        }
+        Err(e) => {
+            return Err(failed(format!(
+                "cannot listen for the API on {api_addr}: {e}"
+            )));
+        }
+    };
     let bound = listener.local_addr().map_err(failed)?;
     let files = Files::new(home);
     let token = files
@@ -117,6 +186,7 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), ApiErr
                 home.display()
             ))
         })?;
+    let ui = login_url(bound, &node)?;
     let router = http::router(node.clone(), bound.port(), token);
     let server = tokio::spawn(http::serve(listener, router));
 
@@ -129,6 +199,7 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), ApiErr
             author: node.author(),
             listen: addrs.iter().map(ToString::to_string).collect(),
             api: bound,
+            ui: ui.clone(),
         };
         say(&serde_json::to_string(&started).map_err(failed)?);
     } else {
@@ -138,6 +209,7 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), ApiErr
             say(&format!("listening {addr}"));
         }
         say(&format!("api {bound}"));
+        say(&format!("Open Agora in your browser: {ui}"));
     }
 
     let result = wait_for_signal().await;

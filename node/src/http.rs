@@ -21,6 +21,10 @@
 //! and have its body read, so a client without the token holds nothing but its connection,
 //! which is closed if its request head takes longer than [`HEADER_TIMEOUT`]. Nothing answers
 //! with CORS headers.
+//!
+//! The same server serves the web UI ([`ui`]) on every path outside `/v1/`: the guard's
+//! addressing checks apply to it too, and it takes a session cookie from a one-time login link
+//! instead of the token.
 
 pub mod client;
 mod error;
@@ -29,6 +33,7 @@ pub mod guard;
 mod op;
 pub mod ops;
 mod server;
+pub mod ui;
 
 pub use self::client::{Client, ClientError};
 pub use self::error::{ApiError, ErrorKind};

@@ -47,6 +47,8 @@ pub struct Node {
     core: Arc<Core>,
     net: Option<mpsc::Sender<Command>>,
     peer_id: PeerId,
+    /// The web UI's sessions (in memory: a restart asks for a new login link).
+    sessions: Arc<crate::http::ui::Sessions>,
 }
 
 impl std::fmt::Debug for Node {
@@ -126,7 +128,13 @@ impl Node {
             core: Arc::new(Core::new(store, identity, home)),
             net,
             peer_id,
+            sessions: Arc::default(),
         }
+    }
+
+    /// The web UI's sessions and login links.
+    pub fn sessions(&self) -> &crate::http::ui::Sessions {
+        &self.sessions
     }
 
     /// This person's author id.

@@ -167,19 +167,23 @@ impl Guard {
 }
 
 /// The middleware in front of every route: checks 1 to 3 (and 4, 5 for `/v1/` operations other
-/// than `GET /v1/health`).
+/// than `GET /v1/health`). Paths outside `/v1/` are the web UI's: they pass checks 1 and 2
+/// here, and the UI checks its session cookie and CSRF tokens itself (`http::ui`).
 pub(crate) async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     let headers = request.headers();
-    let verdict = guard
-        .check_addressing(headers)
-        .and_then(|()| guard.check_token(headers))
-        .and_then(|()| {
+    let api = request.uri().path().starts_with("/v1/");
+    let verdict = guard.check_addressing(headers).and_then(|()| {
+        if !api {
+            return Ok(());
+        }
+        guard.check_token(headers).and_then(|()| {
             if request.uri().path() == "/v1/health" && request.method() == Method::GET {
                 Ok(())
             } else {
                 Guard::check_operation(request.method(), headers, MAX_BODY)
             }
-        });
+        })
+    });
     match verdict {
         Ok(()) => next.run(request).await,
         Err(refusal) => {

@@ -60,6 +60,7 @@ pub(crate) fn routes(router: Router<Node>) -> Router<Node> {
     let router = route::<OverrideList>(router);
     let router = route::<Peers>(router);
     let router = route::<Status>(router);
+    let router = route::<UiLogin>(router);
     let router = route::<Export>(router);
     route::<Import>(router)
 }

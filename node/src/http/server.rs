@@ -20,10 +20,12 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::Node;
 use crate::http::guard::{self, Guard, Refusal};
-use crate::http::{ApiError, Operation, ops};
+use crate::http::{ApiError, Operation, ops, ui};
 
 /// The largest request body: 1 MiB (images travel by path, not in the body).
 pub const MAX_BODY: usize = 1024 * 1024;
+/// The largest body of a UI form: an image and its post.
+pub const MAX_UI_BODY: usize = crate::store::MAX_BLOB_BYTES + 256 * 1024;
 /// Requests being served at once, after the guard; more wait for a permit.
 pub const MAX_CONCURRENT: usize = 32;
 /// How long a client may take to send its request head before the connection is closed.
@@ -91,12 +93,17 @@ async fn no_route() -> Response {
 /// The API's router for a node whose server listens on `port` with `token`: every operation
 /// of [`ops`], behind the guard, then the concurrency, body-size and body-time limits.
 pub fn router(node: Node, port: u16, token: String) -> Router {
-    ops::routes(Router::new())
+    let api = ops::routes(Router::new())
         .route("/v1/health", get(health))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY));
+    // The UI takes image uploads: its bodies may be as large as an image, plus the form.
+    let ui = ui::routes(Router::new())
+        .layer(RequestBodyLimitLayer::new(MAX_UI_BODY))
+        .layer(axum::middleware::from_fn(ui::headers));
+    api.merge(ui)
         .fallback(no_route)
         .with_state(node)
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT))
         .layer(axum::middleware::from_fn_with_state(
             Guard::new(port, token),

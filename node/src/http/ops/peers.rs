@@ -114,3 +114,27 @@ impl Operation for Status {
         })
     }
 }
+
+/// A one-time link that signs a browser in to this node's web UI (valid once, for ten minutes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct UiLogin {}
+
+/// The login link's secret: open `http://<api address>/login?t=<secret>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginLink {
+    /// The one-time secret.
+    pub secret: String,
+}
+
+impl Operation for UiLogin {
+    const PATH: &'static str = "ui/login";
+    type Answer = LoginLink;
+
+    async fn run(self, node: &Node) -> Result<LoginLink, ApiError> {
+        let secret = node
+            .sessions()
+            .new_link()
+            .ok_or_else(|| ApiError::failed("no randomness for a login link"))?;
+        Ok(LoginLink { secret })
+    }
+}
