@@ -102,6 +102,8 @@ pub struct Up {
     pub addrs: Vec<String>,
     /// Its API address.
     pub api: String,
+    /// A one-time sign-in link to its web UI.
+    pub ui: String,
 }
 
 impl Up {
@@ -131,6 +133,7 @@ impl Up {
             peer_id: String::new(),
             addrs: Vec::new(),
             api: String::new(),
+            ui: String::new(),
         };
         let deadline = Instant::now() + GUARD;
         loop {
@@ -142,8 +145,9 @@ impl Up {
             match key {
                 "peer" => up.peer_id = value.to_owned(),
                 "listening" => up.addrs.push(value.to_owned()),
-                "api" => {
-                    up.api = value.to_owned();
+                "api" => up.api = value.to_owned(),
+                "Open" => {
+                    up.ui = value.rsplit(' ').next().unwrap_or_default().to_owned();
                     return up;
                 }
                 _ => {}

@@ -822,13 +822,17 @@ async fn history(State(node): State<Node>, viewer: Viewer, Path(id): Path<String
         .post(id)
         .map(|p| p.post.content.title)
         .unwrap_or_default();
+    // Each change is shown against the merged state of the changes listed before it, so a
+    // change made on a concurrent branch shows only what it changed.
     let mut rows = Vec::with_capacity(changes.len());
     let mut before = String::new();
+    let mut so_far: Vec<EntryId> = Vec::with_capacity(changes.len());
     for change in &changes {
+        so_far.push(change.version);
         let after = node
-            .post_at(id, Version::from(change.version))
+            .post_at(id, Version::new(so_far.iter().copied()))
             .map(|c| describe(&c))
-            .unwrap_or_default();
+            .unwrap_or_else(|_| before.clone());
         let status = serde_json::to_value(change.status)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))

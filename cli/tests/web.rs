@@ -1,0 +1,505 @@
+//! The web UI in a real browser: headless Chromium driven through WebDriver (Debian's
+//! `chromium` and `chromium-driver`; `.ci/run` installs them), against real `agora up` nodes on
+//! loopback. Skips, saying so, when the browser is not installed.
+//!
+//! With `AGORA_SCREENSHOTS=1` it writes the screenshots of the main pages to `docs/screenshots/`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::*;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+// ---------------------------------------------------------------------------------------------
+// A minimal WebDriver client: blocking HTTP/1.1 with JSON, one connection per command.
+
+/// Sends one HTTP request to `addr`; returns the status and the body.
+fn http(addr: &str, method: &str, path: &str, host: &str, body: Option<&Value>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    // Read the head, then exactly the body its Content-Length announces (the server may keep
+    // the connection open), or to the end.
+    let mut response = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let (head, body_start) = loop {
+        let n = stream.read(&mut buf).unwrap();
+        response.extend_from_slice(&buf[..n]);
+        if let Some(at) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            break (
+                String::from_utf8_lossy(&response[..at]).into_owned(),
+                at + 4,
+            );
+        }
+        assert!(n > 0, "connection closed before the response head");
+    };
+    let length = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    });
+    let mut body = response[body_start..].to_vec();
+    match length {
+        Some(length) => {
+            while body.len() < length {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&buf[..n]);
+            }
+        }
+        None => {
+            let _ = stream.read_to_end(&mut body);
+        }
+    }
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let rest = String::from_utf8_lossy(&body).into_owned();
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    (status, if chunked { unchunk(&rest) } else { rest })
+}
+
+fn unchunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// chromedriver, started on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    addr: String,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + GUARD;
+        while TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver { child, addr }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, text) = http(&self.addr, method, path, &self.addr, body.as_ref());
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert!(status == 200, "WebDriver {method} {path}: {status} {text}");
+        value["value"].clone()
+    }
+
+    /// A new headless browser with a fresh profile.
+    fn browser(&self, profile: &Path) -> Browser<'_> {
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--disable-quic",
+                    "--window-size=1100,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        }}});
+        let value = self.call("POST", "/session", Some(caps));
+        Browser {
+            driver: self,
+            session: value["sessionId"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Browser<'a> {
+    driver: &'a Driver,
+    session: String,
+}
+
+impl Browser<'_> {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.driver
+            .call(method, &format!("/session/{}{path}", self.session), body)
+    }
+
+    fn go(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn url(&self) -> String {
+        self.call("GET", "/url", None).as_str().unwrap().to_owned()
+    }
+
+    fn js(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
+    fn find(&self, css: &str) -> String {
+        let value = self.call(
+            "POST",
+            "/element",
+            Some(json!({ "using": "css selector", "value": css })),
+        );
+        value
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_owned()
+    }
+
+    fn fill(&self, css: &str, text: &str) {
+        let element = self.find(css);
+        self.call(
+            "POST",
+            &format!("/element/{element}/clear"),
+            Some(json!({})),
+        );
+        self.call(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    fn click(&self, css: &str) {
+        let element = self.find(css);
+        self.call(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        );
+    }
+
+    fn text(&self) -> String {
+        self.js("return document.body.innerText;")
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Waits until the page's text contains `what`, reloading it each time if `reload`.
+    fn until_text(&self, what: &str, reload: bool) {
+        let deadline = Instant::now() + GUARD;
+        while !self.text().contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {what:?}; it shows:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+            if reload {
+                self.call("POST", "/refresh", Some(json!({})));
+            }
+        }
+    }
+
+    /// Every resource the page loaded came from `origin`.
+    fn assert_only_from(&self, origin: &str) {
+        let names = self.js(
+            "return performance.getEntriesByType('resource').map(e => e.name)\
+             .concat([location.href]);",
+        );
+        for name in names.as_array().unwrap() {
+            let name = name.as_str().unwrap();
+            assert!(
+                name.starts_with(origin),
+                "{name} is not from the node's origin {origin}"
+            );
+        }
+    }
+
+    fn screenshot(&self, name: &str) {
+        if std::env::var_os("AGORA_SCREENSHOTS").is_none() {
+            return;
+        }
+        let data = self.call("GET", "/screenshot", None);
+        let bytes = data_encoding::BASE64
+            .decode(data.as_str().unwrap().as_bytes())
+            .unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+}
+
+impl Drop for Browser<'_> {
+    fn drop(&mut self) {
+        let _ = http(
+            &self.driver.addr,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            &self.driver.addr,
+            None,
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A 1×1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+fn origin(up: &Up) -> String {
+    format!("http://{}", up.api)
+}
+
+#[test]
+fn two_people_use_agora_in_their_browsers() {
+    if !Path::new(CHROMEDRIVER).exists() || !Path::new(CHROMIUM).exists() {
+        eprintln!(
+            "SKIPPED: the browser test needs {CHROMIUM} and {CHROMEDRIVER} \
+             (apt-get install chromium chromium-driver; .ci/run installs them)"
+        );
+        return;
+    }
+    let dirs: Vec<_> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, b, c) = (dirs[0].path(), dirs[1].path(), dirs[2].path());
+    for home in [a, b, c] {
+        ok(home, &["init"]);
+    }
+    let a_up = Up::start(a, &["--api", "127.0.0.1:0"]);
+    let b_up = Up::start(b, &["--api", "127.0.0.1:0"]);
+    let driver = Driver::start();
+    let alice = driver.browser(dirs[3].path());
+    let bob = driver.browser(dirs[4].path());
+
+    // Alice signs in with the link `agora up` printed, and onboards: a name, a subwiki.
+    alice.go(&a_up.ui);
+    alice.until_text("Welcome to Agora", false);
+    alice.screenshot("onboarding");
+    alice.fill("#c-display", "Alice");
+    alice.fill("#c-name", "Gardening");
+    alice.fill("#c-desc", "Growing things in small places.");
+    alice.click("#create-h + form button[type=submit]");
+    alice.until_text("Invite someone", false);
+    alice.assert_only_from(&origin(&a_up));
+    let invite = alice
+        .js("return document.querySelector('#invite').value;")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(invite.starts_with("agora:sw_"), "{invite}");
+    alice.screenshot("subwiki");
+
+    // A post with a link and an image.
+    let image = dirs[5].path().join("tomato.png");
+    std::fs::write(&image, PNG).unwrap();
+    alice.go(&format!("{}/new", origin(&a_up)));
+    alice.fill("#e-title", "Tomatoes in pots");
+    alice.fill("#e-link", "https://example.org/tomatoes");
+    alice.fill(
+        "#e-body",
+        "They need sun, six hours a day.\n\nWater them every morning.",
+    );
+    alice.fill("#e-tags", "vegetables, balcony");
+    alice.fill("#e-image", image.to_str().unwrap());
+    alice.screenshot("editor");
+    alice.click("form.editor button[type=submit]");
+    alice.until_text("They need sun", false);
+    let post_url = alice.url();
+    assert!(post_url.contains("/post/doc_"), "{post_url}");
+    let loaded = alice
+        .js("const i = document.querySelector('img'); return i && i.complete && i.naturalWidth;");
+    assert_eq!(loaded, json!(1), "the image is shown");
+    alice.assert_only_from(&origin(&a_up));
+    let post_path = post_url
+        .split_once("/post/")
+        .map(|(_, p)| format!("/post/{p}"))
+        .unwrap();
+
+    // Bob joins by pasting the invite, and sees the post.
+    bob.go(&b_up.ui);
+    bob.until_text("Welcome to Agora", false);
+    bob.fill("#j-display", "Bob");
+    bob.fill("#j-invite", &invite);
+    bob.click("#join-h + form button[type=submit]");
+    bob.until_text("Tomatoes in pots", true);
+    bob.assert_only_from(&origin(&b_up));
+
+    // Alice opens the editor; meanwhile Bob edits paragraph 2 and saves; then Alice edits
+    // paragraph 1 in the editor she opened before, and saves: both changes stay.
+    alice.go(&format!("{}{post_path}/edit", origin(&a_up)));
+    alice.until_text("merged with theirs", false);
+    bob.go(&format!("{}{post_path}/edit", origin(&b_up)));
+    bob.until_text("merged with theirs", false);
+    bob.fill(
+        "#e-body",
+        "They need sun, six hours a day.\n\nWater them every morning, at the roots.",
+    );
+    bob.click("form.editor button[type=submit]");
+    bob.until_text("at the roots", false);
+    // Alice's node has Bob's edit before she saves (it would merge anyway; waiting makes the
+    // "merged" notice certain).
+    until(
+        a,
+        &["post", "show", &post_path[6..]],
+        "Bob's edit at A",
+        |v| {
+            v["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("at the roots"))
+        },
+    );
+    alice.fill(
+        "#e-body",
+        "They need full sun, six hours a day.\n\nWater them every morning.",
+    );
+    alice.click("form.editor button[type=submit]");
+    alice.until_text("Your changes were merged", false);
+    alice.until_text("They need full sun", false);
+    alice.until_text("at the roots", false);
+    alice.screenshot("post");
+    bob.go(&format!("{}{post_path}", origin(&b_up)));
+    bob.until_text("They need full sun", true);
+    bob.until_text("at the roots", false);
+
+    // Alice watches her post; Bob comments; the comment appears on Alice's page, not reloaded.
+    alice.go(&format!("{}{post_path}", origin(&a_up)));
+    alice.until_text("Comments (0)", false);
+    alice.js("window.agoraNotReloaded = true; return true;");
+    bob.fill("#comment", "Mine like a little shade in July.");
+    bob.click("form[action$='/comment'] button");
+    bob.until_text("a little shade", false);
+    alice.until_text("a little shade in July", false);
+    assert_eq!(
+        alice.js("return window.agoraNotReloaded === true;"),
+        json!(true),
+        "the comment came without a reload"
+    );
+
+    // The feed, the node page, for the screenshots (and their origin).
+    alice.go(&format!("{}/feed", origin(&a_up)));
+    alice.until_text("Tomatoes in pots", false);
+    alice.assert_only_from(&origin(&a_up));
+    alice.screenshot("feed");
+    alice.go(&format!("{}/node", origin(&a_up)));
+    alice.until_text("Identity", false);
+    alice.screenshot("node");
+
+    // History: every version, and a revert to the first.
+    alice.go(&format!("{}{post_path}/history", origin(&a_up)));
+    alice.until_text("History of", false);
+    let versions = alice.js("return document.querySelectorAll('.history > li').length;");
+    assert_eq!(versions, json!(3), "the post, Bob's edit, Alice's edit");
+    alice.screenshot("history");
+    alice.click(".history > li:last-child form button");
+    let deadline = Instant::now() + GUARD;
+    while alice.url().contains("/history") {
+        assert!(Instant::now() < deadline, "the revert did not lead to the post");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    alice.until_text("Water them every morning.", false);
+    let text = alice.text();
+    assert!(!text.contains("at the roots"), "reverted: {text}");
+    assert!(!text.contains("full sun"), "reverted: {text}");
+
+    // Two trusted members hide the post; a third node's feed leaves it out. Alice (the
+    // founder) vouches for Bob with the CLI, then both vote hide in their browsers.
+    let subwiki = invite
+        .trim_start_matches("agora:")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let c_up = Up::start(c, &["--api", "127.0.0.1:0"]);
+    ok(c, &["subwiki", "join", &invite]);
+    until(c, &["feed"], "the post at C", |f| {
+        titles(f).contains(&"Tomatoes in pots".to_owned())
+    });
+    let bob_id = json(b, &["whoami"])["author"].as_str().unwrap().to_owned();
+    ok(a, &["vouch", &bob_id, "--subwiki", &subwiki]);
+    until(b, &["modlog", &subwiki], "Bob trusted at B", |log| {
+        log["trusted"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|x| x.as_str() == Some(bob_id.as_str())))
+    });
+    for (browser, up) in [(&alice, &a_up), (&bob, &b_up)] {
+        browser.go(&format!("{}{post_path}", origin(up)));
+        browser.until_text("Votes", false);
+        browser.click("form[action$='/vote'] button[value=hide]");
+        browser.until_text("Counted:", false);
+    }
+    until(c, &["feed"], "the post hidden at C", |f| {
+        !titles(f).contains(&"Tomatoes in pots".to_owned())
+    });
+    alice.go(&format!("{}/feed?hidden=1", origin(&a_up)));
+    alice.until_text("hidden", true);
+
+    // A page asked for with a foreign Host is refused (DNS rebinding).
+    let (status, _) = http(&a_up.api, "GET", "/feed", "evil.example:80", None);
+    assert_eq!(status, 421);
+    let (status, _) = http(&a_up.api, "GET", "/feed", &a_up.api, None);
+    assert_eq!(status, 401, "no session cookie, no page");
+
+    drop(alice);
+    drop(bob);
+    drop(c_up);
+    drop(b_up);
+    drop(a_up);
+}
