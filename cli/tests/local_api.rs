@@ -253,3 +253,141 @@ fn slow_strangers_do_not_stop_the_owner() {
     }
     assert_eq!(state(home), before);
 }
+
+/// A raw request and the whole response text (head and body).
+fn raw_full(api: &str, request: &str) -> String {
+    let mut stream = TcpStream::connect(api).unwrap();
+    stream.set_read_timeout(Some(GUARD)).unwrap();
+    let _ = stream.write_all(request.as_bytes());
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
+    let head = response.split("\r\n\r\n").next()?;
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The web UI on the same address: a form without the session's CSRF token changes nothing, a
+/// page from another origin is refused, and an "image" that is really HTML is served so that
+/// it cannot run in the UI's origin.
+#[test]
+fn ui_forms_without_the_csrf_token_and_hostile_blobs_are_refused_or_sandboxed() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    ok(home, &["init", "--name", "erin"]);
+    let up = Up::start(home, &["--api", "127.0.0.1:0"]);
+    let api = up.api.clone();
+    let subwiki = ok(home, &["subwiki", "create", "Ferns"]).trim().to_owned();
+    let html = dir.path().join("not-an-image.png");
+    std::fs::write(
+        &html,
+        "<html><script>alert(document.cookie)</script></html>",
+    )
+    .unwrap();
+    let post = ok(
+        home,
+        &[
+            "post",
+            "new",
+            &subwiki,
+            "--title",
+            "Spores",
+            "--image",
+            html.to_str().unwrap(),
+        ],
+    );
+    let shown = json(home, &["post", "show", post.trim()]);
+    let blob = shown["images"][0].as_str().unwrap().to_owned();
+
+    // Sign in with the link `agora up` printed: a cookie, HttpOnly and SameSite=Strict.
+    let path = up.ui.split_once(&api).unwrap().1.to_owned();
+    let login = raw_full(
+        &api,
+        &format!("GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status_of(&login), 303, "{login}");
+    let cookie = header(&login, "set-cookie").unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let session = cookie.split(';').next().unwrap().to_owned();
+    // The link is spent.
+    let again = raw_full(
+        &api,
+        &format!("GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status_of(&again), 401);
+
+    let before = state(home);
+    let form = |csrf: &str| {
+        let body = format!("csrf={csrf}&name=Mosses&description=&policy=open&display_name=");
+        format!(
+            "POST /subwikis/create HTTP/1.1\r\nHost: {api}\r\nCookie: {session}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    for csrf in ["", "0000", &"a".repeat(64)] {
+        assert_eq!(
+            status_of(&raw_full(&api, &form(csrf))),
+            403,
+            "csrf {csrf:?}"
+        );
+    }
+    // From another origin, even with the cookie (a browser would not send it; a local program
+    // might): refused before anything runs.
+    let foreign = raw_full(
+        &api,
+        &format!(
+            "GET /feed HTTP/1.1\r\nHost: {api}\r\nOrigin: http://evil.example\r\n\
+             Cookie: {session}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status_of(&foreign), 403);
+    assert_eq!(state(home), before, "refused forms changed nothing");
+
+    // The hostile "image".
+    let served = raw_full(
+        &api,
+        &format!(
+            "GET /blob/{blob} HTTP/1.1\r\nHost: {api}\r\nCookie: {session}\r\n\
+             Connection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status_of(&served), 200, "{served}");
+    assert_eq!(
+        header(&served, "content-type"),
+        Some("application/octet-stream")
+    );
+    assert_eq!(header(&served, "content-disposition"), Some("attachment"));
+    assert_eq!(header(&served, "x-content-type-options"), Some("nosniff"));
+    assert!(
+        header(&served, "content-security-policy").is_some_and(|c| c.starts_with("sandbox")),
+        "{served}"
+    );
+    // A page: no inline script, no other origin, no framing.
+    let page = raw_full(
+        &api,
+        &format!(
+            "GET /feed HTTP/1.1\r\nHost: {api}\r\nCookie: {session}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status_of(&page), 200);
+    let csp = header(&page, "content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(header(&page, "x-frame-options"), Some("DENY"));
+    drop(up);
+}

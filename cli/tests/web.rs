@@ -451,7 +451,10 @@ fn two_people_use_agora_in_their_browsers() {
     alice.click(".history > li:last-child form button");
     let deadline = Instant::now() + GUARD;
     while alice.url().contains("/history") {
-        assert!(Instant::now() < deadline, "the revert did not lead to the post");
+        assert!(
+            Instant::now() < deadline,
+            "the revert did not lead to the post"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     alice.until_text("Water them every morning.", false);
