@@ -349,6 +349,30 @@ fn child(home: &Path) {
             "| RSS after reading their histories | {:.0} MB | |",
             rss_mb()
         );
+        // The web UI's pages, served by the node's router in process (no socket): the server
+        // time of each, and its size with the page's two assets.
+        let router = agora_node::http::router(node.clone(), 7130, "t".into());
+        let link = node.sessions().new_link().unwrap();
+        let session = node.sessions().log_in(&link).unwrap();
+        let mut assets = 0;
+        for path in ["/assets/app.css", "/assets/app.js"] {
+            assets += timed_page(&router, path, &session).await.1;
+        }
+        let post_path = format!("/post/{oldest}");
+        let history_path = format!("/post/{oldest}/history");
+        for (what, path) in [
+            ("first feed page", "/feed"),
+            ("feed page again", "/feed"),
+            ("post page (the oldest post)", post_path.as_str()),
+            ("history page (the oldest post)", history_path.as_str()),
+        ] {
+            let (took, bytes) = timed_page(&router, path, &session).await;
+            println!(
+                "| web UI: {what} | {} server time, {:.1} KB with its assets | |",
+                ms(took),
+                (bytes + assets) as f64 / 1_000.0
+            );
+        }
         let (_, closed) = {
             let started = Instant::now();
             node.shutdown().await;
@@ -357,4 +381,26 @@ fn child(home: &Path) {
         };
         row("shutdown (offline node)", closed);
     });
+}
+
+/// Serves one GET of the web UI through `router`; its status must be 200. Returns the time and
+/// the body's size.
+async fn timed_page(router: &axum::Router, path: &str, session: &str) -> (Duration, usize) {
+    use tower::Service;
+    let request = axum::http::Request::builder()
+        .uri(path)
+        .header("host", "127.0.0.1:7130")
+        .header("cookie", format!("agora_session={session}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let started = Instant::now();
+    let response = router.clone().call(request).await.unwrap();
+    let status = response.status();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    (took, body.len())
 }
