@@ -358,10 +358,10 @@ impl Syncer {
                 continue;
             }
             lane.active.push(peer);
-            if !self.begin(swarm, core, peer, subwiki) {
-                if let Some(lane) = self.lanes.get_mut(&subwiki) {
-                    lane.active.retain(|p| *p != peer);
-                }
+            if !self.begin(swarm, core, peer, subwiki)
+                && let Some(lane) = self.lanes.get_mut(&subwiki)
+            {
+                lane.active.retain(|p| *p != peer);
             }
         }
         if self

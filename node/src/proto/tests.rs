@@ -556,6 +556,9 @@ fn a_newcomer_fetches_while_reconciliation_goes_on() {
     );
 }
 
+/// A session being driven: its requests to send, the responses it has had.
+type Running = (Session<Fake>, VecDeque<Request>, usize);
+
 /// Runs sessions of `a` with several peers at once, sharing one set of claims, answering their
 /// requests in turn; `fail_after[i]` drops peer i's session after that many responses. Returns
 /// the ids each peer was asked for.
@@ -568,7 +571,7 @@ fn sync_with_many(
     let claims = Claims::new();
     let responder = Responder::with_verifier(config, Fake).unwrap();
     let snapshots: Vec<Snapshot> = peers.iter().map(|p| p.snapshot()).collect();
-    let mut sessions: Vec<Option<(Session<Fake>, VecDeque<Request>, usize)>> = peers
+    let mut sessions: Vec<Option<Running>> = peers
         .iter()
         .map(|_| {
             let (mut session, first) =

@@ -99,16 +99,16 @@ impl FromRequestParts<Node> for Viewer {
 
 impl Viewer {
     /// Checks a form's CSRF token against the session's.
-    fn check(&self, token: &str) -> Result<(), Response> {
+    fn check(&self, token: &str) -> Result<(), Box<Response>> {
         if same_secret(token, &self.csrf) {
             Ok(())
         } else {
-            Err(message(
+            Err(Box::new(message(
                 StatusCode::FORBIDDEN,
                 "Refused",
                 "This form did not come from this page of your node (its security token is \
                  missing or old). Go back, reload the page and try again.",
-            ))
+            )))
         }
     }
 }
@@ -378,13 +378,13 @@ struct PostQuery {
     merged: Option<String>,
 }
 
-fn parse<T: FromStr>(s: &str, what: &str) -> Result<T, Response> {
+fn parse<T: FromStr>(s: &str, what: &str) -> Result<T, Box<Response>> {
     T::from_str(s).map_err(|_| {
-        message(
+        Box::new(message(
             StatusCode::NOT_FOUND,
             "Not found",
             &format!("That is not a {what} id."),
-        )
+        ))
     })
 }
 
@@ -396,7 +396,7 @@ async fn post_page(
 ) -> Response {
     let id: DocId = match parse(&id, "post") {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let page = match (PostShow { post: id, at: None }).run(&node).await {
         Ok(p) => p,
@@ -469,11 +469,11 @@ async fn comment(
     Form(form): Form<CommentForm>,
 ) -> Response {
     if let Err(r) = viewer.check(&form.csrf) {
-        return r;
+        return *r;
     }
     let id: DocId = match parse(&id, "post") {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if form.text.trim().is_empty() {
         return see(format!("/post/{id}"));
@@ -505,11 +505,11 @@ async fn vote(
     Form(form): Form<VoteForm>,
 ) -> Response {
     if let Err(r) = viewer.check(&form.csrf) {
-        return r;
+        return *r;
     }
     let id: DocId = match parse(&id, "post") {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let value = match form.value.as_str() {
         "hide" => PostVote::Hide,
@@ -549,7 +549,7 @@ struct EditPage<'a> {
 async fn edit_form(State(node): State<Node>, viewer: Viewer, Path(id): Path<String>) -> Response {
     let id: DocId = match parse(&id, "post") {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let item = match node.post(id) {
         Ok(item) => item,
@@ -600,15 +600,15 @@ async fn edit_save(
     Form(form): Form<EditForm>,
 ) -> Response {
     if let Err(r) = viewer.check(&form.csrf) {
-        return r;
+        return *r;
     }
     let id: DocId = match parse(&id, "post") {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let base: Version = match parse(&form.base, "version") {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let now = match node.post(id) {
         Ok(item) => item.post,
@@ -720,11 +720,11 @@ async fn new_save(State(node): State<Node>, viewer: Viewer, multipart: Multipart
         Err(r) => return r,
     };
     if let Err(r) = viewer.check(&form.csrf) {
-        return r;
+        return *r;
     }
     let subwiki: SubwikiId = match parse(&form.subwiki, "subwiki") {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if form.title.trim().is_empty() {
         return message(StatusCode::BAD_REQUEST, "No title", "A post needs a title.");
@@ -812,7 +812,7 @@ fn describe(content: &PostContent) -> String {
 async fn history(State(node): State<Node>, viewer: Viewer, Path(id): Path<String>) -> Response {
     let id: DocId = match parse(&id, "post") {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let changes = match (PostHistory { post: id }).run(&node).await {
         Ok(c) => c,
@@ -877,15 +877,15 @@ async fn revert(
     Form(form): Form<RevertForm>,
 ) -> Response {
     if let Err(r) = viewer.check(&form.csrf) {
-        return r;
+        return *r;
     }
     let id: DocId = match parse(&id, "post") {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let version: EntryId = match parse(&form.version, "version") {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match node.revert(id, version).await {
         Ok(_) => see(format!("/post/{id}")),
@@ -955,7 +955,7 @@ async fn create_subwiki(
     Form(form): Form<CreateForm>,
 ) -> Response {
     if let Err(r) = viewer.check(&form.csrf) {
-        return r;
+        return *r;
     }
     let edit_policy = match form.policy.as_str() {
         "trusted" => agora_crdt::EditPolicy::Trusted,
@@ -990,7 +990,7 @@ async fn join_subwiki(
     Form(form): Form<JoinForm>,
 ) -> Response {
     if let Err(r) = viewer.check(&form.csrf) {
-        return r;
+        return *r;
     }
     let invite = match form.invite.trim().parse() {
         Ok(i) => i,
@@ -1035,7 +1035,7 @@ async fn subwiki_page(
 ) -> Response {
     let id: SubwikiId = match parse(&id, "subwiki") {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let about = match (SubwikiShow { id }).run(&node).await {
         Ok(s) => s.about,
@@ -1095,11 +1095,11 @@ async fn leave(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if let Err(r) = viewer.check(&form.csrf) {
-        return r;
+        return *r;
     }
     let id: SubwikiId = match parse(&id, "subwiki") {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match node.leave(id).await {
         Ok(()) => see("/subwikis".into()),
@@ -1120,11 +1120,11 @@ async fn profile(
     Form(form): Form<ProfileForm>,
 ) -> Response {
     if let Err(r) = viewer.check(&form.csrf) {
-        return r;
+        return *r;
     }
     let id: SubwikiId = match parse(&form.subwiki, "subwiki") {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let profile = ProfileContent {
         name: form.name,
@@ -1250,7 +1250,7 @@ pub(super) fn image_type(bytes: &[u8]) -> Option<&'static str> {
 async fn blob(State(node): State<Node>, _viewer: Viewer, Path(hash): Path<String>) -> Response {
     let hash: BlobHash = match parse(&hash, "image") {
         Ok(h) => h,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let bytes = match node.image(hash).await {
         Ok(Some(bytes)) => bytes,
