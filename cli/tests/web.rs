@@ -476,7 +476,12 @@ fn two_people_use_agora_in_their_browsers() {
         titles(f).contains(&"Tomatoes in pots".to_owned())
     });
     let bob_id = json(b, &["whoami"])["author"].as_str().unwrap().to_owned();
-    ok(a, &["vouch", &bob_id, "--subwiki", &subwiki]);
+    alice.go(&format!("{}/subwiki/{subwiki}/moderation", origin(&a_up)));
+    alice.until_text("Moderation of Gardening", false);
+    alice.fill("#m-author", &bob_id);
+    alice.click("form[action$='/moderation'] button[type=submit]");
+    alice.until_text("vouch", false);
+    alice.screenshot("moderation");
     until(b, &["modlog", &subwiki], "Bob trusted at B", |log| {
         log["trusted"]
             .as_array()

@@ -26,8 +26,10 @@ use super::session::{COOKIE, same_secret};
 use crate::Node;
 use crate::core::now;
 use crate::http::ops::{
-    Comment, Feed, FeedPost, Peers, PostHistory, PostPage, PostShow, PostVote, Status,
-    SubwikiCreate, SubwikiInvite, SubwikiJoin, SubwikiList, SubwikiShow, Vote,
+    Comment, Feed, FeedPost, ModeratorAdd, ModeratorRemove, Modlog, Mute, OverrideIgnore,
+    OverrideList, OverrideRestore, Peers, PostHistory, PostPage, PostShow, PostVote, Revoke,
+    Status, SubwikiCreate, SubwikiInvite, SubwikiJoin, SubwikiList, SubwikiShow, Unmute, Vote,
+    Vouch,
 };
 use crate::http::{ApiError, Operation};
 use crate::store::MAX_BLOB_BYTES;
@@ -52,6 +54,10 @@ pub(super) fn routes(router: Router<Node>) -> Router<Node> {
         .route("/subwikis/join", post(join_subwiki))
         .route("/subwiki/{id}", get(subwiki_page))
         .route("/subwiki/{id}/leave", post(leave))
+        .route(
+            "/subwiki/{id}/moderation",
+            get(moderation_page).post(moderate),
+        )
         .route("/profile", post(profile))
         .route("/node", get(node_page))
         .route("/events", get(events))
@@ -1300,4 +1306,140 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         body,
     )
         .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Moderation.
+
+#[derive(Template)]
+#[template(path = "moderation.html")]
+struct ModerationPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    id: String,
+    name: String,
+    founder: String,
+    i_am_founder: bool,
+    moderators: Vec<(String, String)>,
+    trusted: Vec<(String, String)>,
+    muted: Vec<(String, String)>,
+    ignored: Vec<(String, String)>,
+    log: Vec<(String, When, String, String, String, String)>,
+}
+
+/// An author as the page shows it: fingerprint, and the full id (for the forms).
+fn who(author: &agora_crdt::AuthorId) -> (String, String) {
+    (author.fingerprint(), author.to_string())
+}
+
+async fn moderation_page(
+    State(node): State<Node>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Response {
+    let id: SubwikiId = match parse(&id, "subwiki") {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    let log = match (Modlog { subwiki: id }).run(&node).await {
+        Ok(l) => l,
+        Err(e) => return failed(e),
+    };
+    let ignored = match (OverrideList {}).run(&node).await {
+        Ok(o) => o.ignored.iter().map(who).collect(),
+        Err(e) => return failed(e),
+    };
+    let name = match (SubwikiShow { id }).run(&node).await {
+        Ok(s) => s.about.name.unwrap_or_else(|| "?".into()),
+        Err(e) => return failed(e),
+    };
+    let lines = log
+        .log
+        .iter()
+        .rev()
+        .map(|l| {
+            let counted = if l.counted {
+                "counted".to_owned()
+            } else {
+                format!(
+                    "not counted: {}",
+                    l.not_counted_because.clone().unwrap_or_default()
+                )
+            };
+            (
+                l.signer_fingerprint.clone(),
+                When::of(l.timestamp),
+                l.what.clone(),
+                l.about.clone(),
+                l.reason.clone(),
+                counted,
+            )
+        })
+        .collect();
+    render(&ModerationPage {
+        title: "Moderation",
+        csrf: &viewer.csrf,
+        id: id.to_string(),
+        name,
+        founder: log.founder.fingerprint(),
+        i_am_founder: log.founder == node.author(),
+        moderators: log.moderators.iter().map(who).collect(),
+        trusted: log.trusted.iter().map(who).collect(),
+        muted: log.muted.iter().map(who).collect(),
+        ignored,
+        log: lines,
+    })
+}
+
+#[derive(Deserialize)]
+struct RoleForm {
+    csrf: String,
+    action: String,
+    author: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn moderate(
+    State(node): State<Node>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<RoleForm>,
+) -> Response {
+    if let Err(r) = viewer.check(&form.csrf) {
+        return *r;
+    }
+    let subwiki: SubwikiId = match parse(&id, "subwiki") {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    let author: agora_crdt::AuthorId = match parse(form.author.trim(), "author") {
+        Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let done = match form.action.as_str() {
+        "vouch" => Vouch { author, subwiki }.run(&node).await.map(drop),
+        "revoke" => Revoke { author, subwiki }.run(&node).await.map(drop),
+        "moderator-add" => ModeratorAdd { author, subwiki }.run(&node).await.map(drop),
+        "moderator-remove" => ModeratorRemove { author, subwiki }
+            .run(&node)
+            .await
+            .map(drop),
+        "mute" => Mute {
+            author,
+            subwiki,
+            reason: form.reason,
+        }
+        .run(&node)
+        .await
+        .map(drop),
+        "unmute" => Unmute { author, subwiki }.run(&node).await.map(drop),
+        "ignore" => OverrideIgnore { author }.run(&node).await.map(drop),
+        "restore" => OverrideRestore { author }.run(&node).await.map(drop),
+        _ => return message(StatusCode::BAD_REQUEST, "Unknown action", "No such action."),
+    };
+    match done {
+        Ok(()) => see(format!("/subwiki/{subwiki}/moderation")),
+        Err(e) => failed(e),
+    }
 }
