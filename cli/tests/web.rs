@@ -438,6 +438,20 @@ fn two_people_use_agora_in_their_browsers() {
     alice.until_text("Tomatoes in pots", false);
     alice.assert_only_from(&origin(&a_up));
     alice.screenshot("feed");
+    // At phone width, the same feed (for the screenshot; the layout is one column).
+    alice.call(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 390, "height": 844})),
+    );
+    alice.go(&format!("{}/feed", origin(&a_up)));
+    alice.until_text("Tomatoes in pots", false);
+    alice.screenshot("feed-phone");
+    alice.call(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 1100, "height": 900})),
+    );
     alice.go(&format!("{}/node", origin(&a_up)));
     alice.until_text("Identity", false);
     alice.screenshot("node");
