@@ -93,18 +93,24 @@ async fn no_route() -> Response {
 /// The API's router for a node whose server listens on `port` with `token`: every operation
 /// of [`ops`], behind the guard, then the concurrency, body-size and body-time limits.
 pub fn router(node: Node, port: u16, token: String) -> Router {
+    // One limit for the API and the UI's pages (clones of the layer share its semaphore).
+    // The UI's live stream stays open as long as a page is, so it does not take a permit; it
+    // has its own cap (`ui::MAX_LIVE`).
+    let limit = GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT);
     let api = ops::routes(Router::new())
         .route("/v1/health", get(health))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY));
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(limit.clone());
     // The UI takes image uploads: its bodies may be as large as an image, plus the form.
     let ui = ui::routes(Router::new())
         .layer(RequestBodyLimitLayer::new(MAX_UI_BODY))
+        .layer(limit)
+        .merge(ui::live_routes(Router::new()))
         .layer(axum::middleware::from_fn(ui::headers));
     api.merge(ui)
         .fallback(no_route)
         .with_state(node)
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
-        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT))
         .layer(axum::middleware::from_fn_with_state(
             Guard::new(port, token),
             guard::check,

@@ -41,9 +41,17 @@ pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'se
      img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
      base-uri 'none'";
 
-/// The UI's routes (paths outside `/v1/`), for the API's router.
+/// Live streams (`/events`) open at once; past that a page gets 503 and stays a plain page.
+pub const MAX_LIVE: usize = 64;
+
+/// The UI's routes (paths outside `/v1/`) but its live stream, for the API's router.
 pub(crate) fn routes(router: Router<Node>) -> Router<Node> {
     pages::routes(router)
+}
+
+/// The UI's live stream, which stays open as long as a page does.
+pub(crate) fn live_routes(router: Router<Node>) -> Router<Node> {
+    pages::live_routes(router)
 }
 
 /// Adds the security headers of every UI response that has not set its own.

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agora_crdt::{
@@ -18,8 +19,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use futures::Stream;
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 
 use super::markdown;
 use super::session::{COOKIE, same_secret};
@@ -60,11 +61,18 @@ pub(super) fn routes(router: Router<Node>) -> Router<Node> {
         )
         .route("/profile", post(profile))
         .route("/node", get(node_page))
-        .route("/events", get(events))
         .route("/blob/{hash}", get(blob))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
 }
+
+pub(super) fn live_routes(router: Router<Node>) -> Router<Node> {
+    router.route("/events", get(events))
+}
+
+/// Live streams open now, at most [`super::MAX_LIVE`].
+static LIVE: std::sync::LazyLock<Arc<Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(Semaphore::new(super::MAX_LIVE)));
 
 // ---------------------------------------------------------------------------------------------
 // Sessions and errors.
@@ -574,19 +582,6 @@ async fn edit_form(State(node): State<Node>, viewer: Viewer, Path(id): Path<Stri
     })
 }
 
-#[derive(Deserialize)]
-struct EditForm {
-    csrf: String,
-    base: String,
-    title: String,
-    #[serde(default)]
-    body: String,
-    #[serde(default)]
-    link: String,
-    #[serde(default)]
-    tags: String,
-}
-
 fn tags(text: &str) -> Vec<String> {
     text.split(',')
         .map(str::trim)
@@ -603,8 +598,12 @@ async fn edit_save(
     State(node): State<Node>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(form): Form<EditForm>,
+    multipart: Multipart,
 ) -> Response {
+    let form = match read_new_form(multipart).await {
+        Ok(form) => form,
+        Err(r) => return r,
+    };
     if let Err(r) = viewer.check(&form.csrf) {
         return *r;
     }
@@ -620,15 +619,20 @@ async fn edit_save(
         Ok(item) => item.post,
         Err(e) => return failed(e),
     };
-    // Images are kept as they were in the version the editor showed.
-    let images = match node.post_at(id, base.clone()) {
+    // Images are those of the version the editor showed, with the one added, if any.
+    let mut images = match node.post_at(id, base.clone()) {
         Ok(content) => content.images,
         Err(e) => return failed(e),
     };
+    match add_image(&node, &form.image) {
+        Ok(Some(hash)) => images.push(hash),
+        Ok(None) => {}
+        Err(r) => return *r,
+    }
     let merged = base != now.version;
     let content = PostContent {
         title: form.title,
-        body: form.body.replace("\r\n", "\n"),
+        body: form.body,
         link: link(&form.link),
         images,
         tags: tags(&form.tags),
@@ -638,6 +642,23 @@ async fn edit_save(
         Ok(_) => see(format!("/post/{id}")),
         Err(e) => failed(e),
     }
+}
+
+/// Stores an uploaded image, if there is one; refuses what is not a PNG, JPEG, GIF or WebP.
+fn add_image(node: &Node, bytes: &[u8]) -> Result<Option<BlobHash>, Box<Response>> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    if image_type(bytes).is_none() {
+        return Err(Box::new(message(
+            StatusCode::BAD_REQUEST,
+            "Not an image",
+            "Images may be PNG, JPEG, GIF or WebP.",
+        )));
+    }
+    node.add_image(bytes)
+        .map(Some)
+        .map_err(|e| Box::new(failed(e)))
 }
 
 #[derive(Deserialize, Default)]
@@ -675,6 +696,8 @@ async fn new_form(State(node): State<Node>, viewer: Viewer, Query(q): Query<NewQ
 #[derive(Default)]
 struct NewForm {
     csrf: String,
+    /// For an edit: the version the editor showed.
+    base: String,
     subwiki: String,
     title: String,
     body: String,
@@ -709,6 +732,7 @@ async fn read_new_form(mut multipart: Multipart) -> Result<NewForm, Response> {
         let text = field.text().await.map_err(|e| bad(&e))?;
         match name.as_str() {
             "csrf" => form.csrf = text,
+            "base" => form.base = text,
             "subwiki" => form.subwiki = text,
             "title" => form.title = text,
             "body" => form.body = text.replace("\r\n", "\n"),
@@ -735,20 +759,10 @@ async fn new_save(State(node): State<Node>, viewer: Viewer, multipart: Multipart
     if form.title.trim().is_empty() {
         return message(StatusCode::BAD_REQUEST, "No title", "A post needs a title.");
     }
-    let mut images: Vec<BlobHash> = Vec::new();
-    if !form.image.is_empty() {
-        if image_type(&form.image).is_none() {
-            return message(
-                StatusCode::BAD_REQUEST,
-                "Not an image",
-                "Images may be PNG, JPEG, GIF or WebP.",
-            );
-        }
-        match node.add_image(&form.image) {
-            Ok(hash) => images.push(hash),
-            Err(e) => return failed(e),
-        }
-    }
+    let images: Vec<BlobHash> = match add_image(&node, &form.image) {
+        Ok(image) => image.into_iter().collect(),
+        Err(r) => return *r,
+    };
     let content = PostContent {
         title: form.title,
         body: form.body,
@@ -1219,23 +1233,28 @@ async fn node_page(State(node): State<Node>, _viewer: Viewer) -> Response {
 // Live updates, blobs, assets.
 
 /// Server-sent events: one `change` event each time the node's state changes (coalesced:
-/// watchers see the latest generation), and a comment every 15 s to keep the connection.
-async fn events(
-    State(node): State<Node>,
-    _viewer: Viewer,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// watchers see the latest generation), and a comment every 5 s, which also ends the stream
+/// soon after the page is gone (the write fails). At most [`super::MAX_LIVE`] at once.
+async fn events(State(node): State<Node>, _viewer: Viewer) -> Response {
+    let Ok(permit) = LIVE.clone().try_acquire_owned() else {
+        return message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many open pages",
+            "Live updates are off for this page; reload it to see what is new.",
+        );
+    };
     let changes = node.changes();
-    let stream = futures::stream::unfold(changes, |mut changes| async move {
+    let stream = futures::stream::unfold((changes, permit), |(mut changes, permit)| async move {
         changes.changed().await.ok()?;
         let generation = *changes.borrow_and_update();
-        Some((
-            Ok(Event::default()
-                .event("change")
-                .data(generation.to_string())),
-            changes,
-        ))
+        let event = Event::default()
+            .event("change")
+            .data(generation.to_string());
+        Some((Ok::<_, Infallible>(event), (changes, permit)))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
+        .into_response()
 }
 
 /// The image type of some bytes, read from their first bytes; `None` if not an allowed image.
@@ -1439,7 +1458,10 @@ async fn moderate(
         _ => return message(StatusCode::BAD_REQUEST, "Unknown action", "No such action."),
     };
     match done {
-        Ok(()) => see(format!("/subwiki/{subwiki}/moderation")),
+        Ok(()) => see(format!(
+            "/subwiki/{subwiki}/moderation?done={}",
+            form.action
+        )),
         Err(e) => failed(e),
     }
 }
