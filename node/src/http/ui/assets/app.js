@@ -42,15 +42,44 @@ async function refreshLive() {
   }
 }
 
+// A browser gives a site six connections at a time over HTTP/1.1, and a live stream holds one for
+// as long as it is open. A page left behind (kept in the back-forward cache, or a tab in the
+// background) must not keep its stream, or a person who opens a few pages finds the next click
+// waiting for a free connection. So a page holds a stream only while it is shown, and on coming
+// back it fetches what it missed.
+let events = null;
 function listen() {
-  if (!document.querySelector("[data-live]") || !window.EventSource) return;
-  const events = new EventSource("/events");
+  if (events || !document.querySelector("[data-live]") || !window.EventSource) return;
+  events = new EventSource("/events");
   let timer = null;
   events.addEventListener("change", () => {
     clearTimeout(timer);
     timer = setTimeout(refreshLive, 150);
   });
 }
+
+function stopListening() {
+  if (events) {
+    events.close();
+    events = null;
+  }
+}
+
+window.addEventListener("pagehide", stopListening);
+window.addEventListener("pageshow", (e) => {
+  if (e.persisted) {
+    listen();
+    refreshLive();
+  }
+});
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "hidden") {
+    stopListening();
+  } else if (!events) {
+    listen();
+    refreshLive();
+  }
+});
 
 function copyButtons() {
   for (const input of document.querySelectorAll("input[data-copy]")) {
