@@ -272,6 +272,44 @@ impl Browser<'_> {
         }
     }
 
+    /// What a person using a keyboard, a screen reader, a phone or weak eyes would trip over on
+    /// this page; an empty list when nothing. Checks: the page's language; one `h1`; a label on
+    /// every control; alternative text on every image; a name on every link and button; no
+    /// control taken out of the tab order; text contrast of at least 4.5:1 (3:1 for large
+    /// text, WCAG AA) against the background it is drawn on; nothing wider than the window.
+    fn audit(&self) -> Vec<String> {
+        let problems = self.js(AUDIT);
+        problems
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Presses and releases a key (a WebDriver key code such as `"\u{E004}"`, Tab).
+    fn press(&self, key: &str) {
+        self.call(
+            "POST",
+            "/actions",
+            Some(
+                json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                    {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}
+                ]}]}),
+            ),
+        );
+    }
+
+    /// The focused element's tag, text and whether it is drawn with a visible outline.
+    fn focused(&self) -> Value {
+        self.js(
+            "const e = document.activeElement; const s = getComputedStyle(e); \
+             const r = e.getBoundingClientRect(); \
+             return [e.tagName, e.textContent.trim(), s.outlineStyle !== 'none' \
+             && parseFloat(s.outlineWidth) >= 2 && r.left >= 0 && r.top >= 0];",
+        )
+    }
+
     fn screenshot(&self, name: &str) {
         if std::env::var_os("AGORA_SCREENSHOTS").is_none() {
             return;
@@ -298,6 +336,52 @@ impl Drop for Browser<'_> {
     }
 }
 
+/// The page audit of [`Browser::audit`], run in the page.
+const AUDIT: &str = r#"
+const problems = [];
+const where = (e) => e.outerHTML.slice(0, 90);
+if (!document.documentElement.lang) problems.push("no lang on <html>");
+if (document.querySelectorAll("h1").length !== 1) problems.push("not exactly one h1");
+for (const c of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+  if (c.labels.length === 0 && !c.getAttribute("aria-label") && !c.getAttribute("aria-labelledby"))
+    problems.push("control without a label: " + where(c));
+}
+for (const i of document.querySelectorAll("img")) {
+  if (!i.hasAttribute("alt")) problems.push("image without alt: " + where(i));
+}
+for (const a of document.querySelectorAll("a[href], button")) {
+  if (!a.textContent.trim() && !a.getAttribute("aria-label") && !a.querySelector("img[alt]:not([alt=''])"))
+    problems.push("link or button without a name: " + where(a));
+  if (a.tabIndex < 0) problems.push("out of the tab order: " + where(a));
+}
+const rgb = (s) => (s.match(/[\d.]+/g) || []).map(Number);
+const lum = ([r, g, b]) => {
+  const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+};
+const background = (e) => {
+  for (; e; e = e.parentElement) {
+    const c = rgb(getComputedStyle(e).backgroundColor);
+    if (c.length >= 3 && (c.length < 4 || c[3] > 0.5)) return c;
+  }
+  return [255, 255, 255];
+};
+for (const e of document.body.querySelectorAll("*")) {
+  const own = [...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+  if (!own || !e.getClientRects().length) continue;
+  const style = getComputedStyle(e);
+  if (style.visibility === "hidden") continue;
+  const fg = lum(rgb(style.color)), bg = lum(background(e));
+  const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+  const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+  const needed = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+  if (ratio < needed) problems.push("contrast " + ratio.toFixed(2) + " < " + needed + ": " + where(e));
+}
+if (document.documentElement.scrollWidth > window.innerWidth + 1)
+  problems.push("wider than the window: " + document.documentElement.scrollWidth + " > " + window.innerWidth);
+return problems;
+"#;
+
 // ---------------------------------------------------------------------------------------------
 
 /// A 1×1 PNG.
@@ -308,6 +392,16 @@ const PNG: &[u8] = &[
     0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
     0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
+
+/// The subwiki id in an invite.
+fn subwiki_of(invite: &str) -> String {
+    invite
+        .trim_start_matches("agora:")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned()
+}
 
 fn origin(up: &Up) -> String {
     format!("http://{}", up.api)
@@ -349,7 +443,6 @@ fn two_people_use_agora_in_their_browsers() {
         .unwrap()
         .to_owned();
     assert!(invite.starts_with("agora:sw_"), "{invite}");
-    alice.screenshot("subwiki");
 
     // A post with a link and an image.
     let image = dirs[5].path().join("tomato.png");
@@ -446,6 +539,25 @@ fn two_people_use_agora_in_their_browsers() {
         "the comment came without a reload"
     );
 
+    // The subwiki page lists the members with their names: Bob edited and commented.
+    alice.go(&format!(
+        "{}/subwiki/{}",
+        origin(&a_up),
+        subwiki_of(&invite)
+    ));
+    alice.until_text("Members and roles", false);
+    let members = alice.js(
+        "return [...document.querySelectorAll('#members-h ~ .scroll tbody tr')]\
+         .map(r => [...r.cells].map(c => c.innerText));",
+    );
+    let members = members.as_array().unwrap();
+    assert_eq!(members.len(), 2, "{members:?}");
+    assert_eq!(members[0][0], json!("Alice"));
+    assert_eq!(members[0][2], json!("founder"));
+    assert_eq!(members[1][0], json!("Bob"));
+    assert_eq!(members[1][2], json!("member"));
+    alice.screenshot("subwiki");
+
     // The feed, the node page, for the screenshots (and their origin).
     alice.go(&format!("{}/feed", origin(&a_up)));
     alice.until_text("Tomatoes in pots", false);
@@ -491,12 +603,7 @@ fn two_people_use_agora_in_their_browsers() {
 
     // Two trusted members hide the post; a third node's feed leaves it out. Alice (the
     // founder) vouches for Bob with the CLI, then both vote hide in their browsers.
-    let subwiki = invite
-        .trim_start_matches("agora:")
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let subwiki = subwiki_of(&invite);
     let c_up = Up::start(c, &["--api", "127.0.0.1:0"]);
     ok(c, &["subwiki", "join", &invite]);
     until(c, &["feed"], "the post at C", |f| {
@@ -530,6 +637,49 @@ fn two_people_use_agora_in_their_browsers() {
     });
     alice.go(&format!("{}/feed?hidden=1", origin(&a_up)));
     alice.until_text("hidden", true);
+
+    // Every page, at desktop and at phone width, passes the audit (labels, names, contrast,
+    // one column that fits the phone).
+    let subwiki_path = format!("/subwiki/{subwiki}");
+    let pages = [
+        "/feed",
+        "/subwikis",
+        subwiki_path.as_str(),
+        &format!("{subwiki_path}/moderation"),
+        &format!("/new?subwiki={subwiki}"),
+        post_path.as_str(),
+        &format!("{post_path}/edit"),
+        &format!("{post_path}/history"),
+        "/node",
+    ];
+    for (width, height) in [(1100, 900), (390, 844)] {
+        alice.call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        );
+        for page in pages {
+            alice.go(&format!("{}{page}", origin(&a_up)));
+            let problems = alice.audit();
+            assert!(problems.is_empty(), "{page} at {width} px: {problems:#?}");
+        }
+    }
+
+    // With the keyboard alone: the first Tab shows the skip link, Enter moves to the content,
+    // and the next Tab reaches the page's first control, each drawn with a visible focus ring.
+    alice.go(&format!("{}/subwikis", origin(&a_up)));
+    const TAB: &str = "\u{E004}";
+    const ENTER: &str = "\u{E007}";
+    alice.press(TAB);
+    assert_eq!(alice.focused(), json!(["A", "Skip to content", true]));
+    alice.press(ENTER);
+    alice.press(TAB);
+    let focused = alice.focused();
+    assert!(
+        focused[0] != json!("A") || !["Feed", "Agora"].contains(&focused[1].as_str().unwrap()),
+        "Enter on the skip link skipped the navigation: {focused}"
+    );
+    assert_eq!(focused[2], json!(true), "a visible focus ring: {focused}");
 
     // A page asked for with a foreign Host is refused (DNS rebinding).
     let (status, _) = http(&a_up.api, "GET", "/feed", "evil.example:80", None);

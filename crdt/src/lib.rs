@@ -56,7 +56,7 @@ pub use moderation::{
 };
 pub use replica::{
     ChangeStatus, CommentView, DEFAULT_CACHE_BYTES, Equivocation, Exclusion, FeedCursor, FeedPage,
-    HistoryItem, IngestError, IngestReport, LocalError, PostView, Replica, Source,
+    HistoryItem, IngestError, IngestReport, LocalError, Member, PostView, Replica, Source,
 };
 pub use text::UnknownName;
 pub use version::{Base, Version, VersionError};

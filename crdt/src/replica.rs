@@ -254,6 +254,19 @@ impl FromStr for FeedCursor {
     }
 }
 
+/// Someone who has signed something in a subwiki ([`Replica::members`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Who.
+    pub author: AuthorId,
+    /// Posts they created.
+    pub posts: usize,
+    /// Documents (posts, comments, profiles, the information page) they created or changed.
+    pub documents: usize,
+    /// Votes and role statements they signed.
+    pub votes: usize,
+}
+
 /// One page of the feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedPage {
@@ -1702,6 +1715,35 @@ impl Replica {
             None
         };
         FeedPage { items, next }
+    }
+
+    /// Everyone who has signed something in this subwiki that the replica holds (a document
+    /// or a change to one, a vote, a role statement), with what they did, ordered by author
+    /// id. Joining a subwiki publishes nothing, so a member who has signed nothing yet is not
+    /// known to anyone else. Costs one pass over the index; builds no document.
+    pub fn members(&self) -> Vec<Member> {
+        fn member(members: &mut BTreeMap<AuthorId, Member>, author: AuthorId) -> &mut Member {
+            members.entry(author).or_insert(Member {
+                author,
+                posts: 0,
+                documents: 0,
+                votes: 0,
+            })
+        }
+        let mut members = BTreeMap::new();
+        member(&mut members, self.genesis.author());
+        for index in self.docs.values() {
+            for author in &index.authors {
+                member(&mut members, *author).documents += 1;
+            }
+            if index.meta.kind == DocKind::Post {
+                member(&mut members, index.meta.creator).posts += 1;
+            }
+        }
+        for entry in self.votes().chain(self.role_statements()) {
+            member(&mut members, entry.author()).votes += 1;
+        }
+        members.into_values().collect()
     }
 
     /// Feed keys (creation time, post id) of every post held: what a node merges across

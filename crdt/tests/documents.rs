@@ -246,6 +246,37 @@ fn comments_thread_under_their_post_and_names_come_from_profiles() {
 }
 
 #[test]
+fn members_are_everyone_who_signed_something_with_what_they_did() {
+    let alice = key(1);
+    let bob = key(2);
+    let carol = key(3);
+    let mut r = founded(&alice);
+    let id: DocId = r
+        .create_post(&alice, Timestamp(T0 + 1), post("Q", "?"))
+        .unwrap()
+        .id()
+        .into();
+    r.create_post(&alice, Timestamp(T0 + 2), post("R", "!"))
+        .unwrap();
+    let edited = Content::Post(post("Q", "?!"));
+    r.edit(&bob, Timestamp(T0 + 3), id, &Base::Latest, &edited)
+        .unwrap();
+    r.comment(&bob, Timestamp(T0 + 4), id, None, "first")
+        .unwrap();
+    let members = r.members();
+    let find = |k: &agora_crdt::AuthorKey| members.iter().find(|m| m.author == k.id());
+    let a = find(&alice).expect("the founder is a member");
+    assert_eq!((a.posts, a.documents), (2, 2));
+    let b = find(&bob).expect("an editor and commenter is a member");
+    assert_eq!((b.posts, b.documents, b.votes), (0, 2, 0));
+    assert!(find(&carol).is_none(), "carol signed nothing");
+    // Another replica holding the same entries, delivered in another order, agrees.
+    let mut other = fresh(&r);
+    sync(&r, &mut other);
+    assert_eq!(other.members(), members);
+}
+
+#[test]
 fn a_saved_post_opens_in_plain_automerge() {
     let alice = key(1);
     let mut r = founded(&alice);

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use agora_crdt::{
     AuthorId, Base, BlobHash, CommentView, Content, DocId, Entry, EntryId, FeedCursor, Genesis,
-    HistoryItem, LocalError, Payload, Policy, PostContent, Replica, SubwikiId, Timestamp, Version,
+    HistoryItem, LocalError, Member, Payload, Policy, PostContent, Replica, Role, SubwikiId,
+    Timestamp, Version,
 };
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -39,6 +40,17 @@ pub struct SubwikiInfo {
     pub joined: bool,
     /// Entries held.
     pub entries: usize,
+}
+
+/// A member of a subwiki as listed ([`Node::members`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    /// Who, and what they signed.
+    pub member: Member,
+    /// Their role.
+    pub role: Role,
+    /// Their display name in the subwiki, if they set one.
+    pub name: Option<String>,
 }
 
 /// The node handle: cheap to clone, every clone drives the same node.
@@ -507,6 +519,32 @@ impl Node {
         let overrides = self.core.overrides();
         self.core
             .with_replica(subwiki, |r| Ok(r.moderation(&overrides)))
+    }
+
+    /// Everyone who has signed something in a subwiki: founder first, then moderators, trusted
+    /// members and the rest, each group by posts written (most first). Returns how many there
+    /// are and the first `limit`, each with their role and display name there.
+    pub fn members(
+        &self,
+        subwiki: SubwikiId,
+        limit: usize,
+    ) -> Result<(usize, Vec<MemberView>), NodeError> {
+        self.core.with_replica(subwiki, |r| {
+            let mut members = r.members();
+            let roles = r.roles();
+            members.sort_by_key(|m| (roles.role(&m.author), std::cmp::Reverse(m.posts), m.author));
+            let total = members.len();
+            let shown = members
+                .into_iter()
+                .take(limit)
+                .map(|member| MemberView {
+                    role: roles.role(&member.author),
+                    name: r.display_name(&member.author),
+                    member,
+                })
+                .collect();
+            Ok((total, shown))
+        })
     }
 
     /// The authors whose votes and statements this node's owner does not count.

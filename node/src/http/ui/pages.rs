@@ -1045,7 +1045,21 @@ struct SubwikiPage<'a> {
     policy: String,
     quorum: String,
     invite: String,
-    members: Vec<(String, String)>,
+    members: Vec<MemberLine>,
+    members_total: usize,
+}
+
+/// How many members the subwiki page lists.
+const MEMBERS_SHOWN: usize = 200;
+
+struct MemberLine {
+    name: String,
+    fingerprint: String,
+    author: String,
+    role: String,
+    posts: usize,
+    documents: usize,
+    votes: usize,
 }
 
 async fn subwiki_page(
@@ -1065,26 +1079,34 @@ async fn subwiki_page(
         Ok(i) => i.invite.to_string(),
         Err(e) => return failed(e),
     };
-    let members = match node.moderation(id) {
-        Ok(m) => {
-            let roles = m.roles();
-            let mut members = vec![(roles.founder().fingerprint(), "founder".to_owned())];
-            members.extend(
-                roles
-                    .moderators()
-                    .iter()
-                    .map(|a| (a.fingerprint(), "moderator".to_owned())),
-            );
-            members.extend(
-                roles
-                    .trusted()
-                    .iter()
-                    .filter(|a| **a != roles.founder() && !roles.moderators().contains(*a))
-                    .map(|a| (a.fingerprint(), "trusted".to_owned())),
-            );
+    let listed = {
+        let node = node.clone();
+        tokio::task::spawn_blocking(move || node.members(id, MEMBERS_SHOWN)).await
+    };
+    let (members_total, members) = match listed {
+        Ok(Ok((total, members))) => (
+            total,
             members
+                .into_iter()
+                .map(|m| MemberLine {
+                    name: m.name.unwrap_or_default(),
+                    fingerprint: m.member.author.fingerprint(),
+                    author: m.member.author.to_string(),
+                    role: format!("{:?}", m.role).to_lowercase(),
+                    posts: m.member.posts,
+                    documents: m.member.documents,
+                    votes: m.member.votes,
+                })
+                .collect(),
+        ),
+        Ok(Err(e)) => return failed(e),
+        Err(_) => {
+            return message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Something went wrong",
+                "The node is shutting down.",
+            );
         }
-        Err(e) => return failed(e),
     };
     let name = about.name.clone().unwrap_or_else(|| "?".into());
     render(&SubwikiPage {
@@ -1100,6 +1122,7 @@ async fn subwiki_page(
         quorum: about.quorum.map(|q| q.to_string()).unwrap_or_default(),
         invite,
         members,
+        members_total,
     })
 }
 
