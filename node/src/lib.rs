@@ -67,4 +67,4 @@ pub use config::Config;
 pub use error::NodeError;
 pub use moderation::PostStatus;
 pub use net::PeerInfo;
-pub use node::{MemberView, Node, SubwikiInfo};
+pub use node::{IMPORT_CHUNK, MemberView, Node, SubwikiInfo};

@@ -627,27 +627,22 @@ impl Node {
 
     /// Reads a file written by [`Node::export`]. Every entry is validated first; if any is
     /// invalid or the file is damaged, nothing is kept. Joins the subwiki.
+    ///
+    /// The entries go in on a blocking thread, [`IMPORT_CHUNK`] at a time, each chunk under
+    /// the subwiki's lock only while it is applied: reads of the subwiki, and everything about
+    /// other subwikis, are answered between chunks. If an entry is refused, every entry the
+    /// import added is removed again.
     pub async fn import(&self, path: &Path) -> Result<(SubwikiId, Accepted), NodeError> {
-        let file = |reason: String| NodeError::File {
-            path: path.to_owned(),
-            reason,
-        };
-        let bytes = std::fs::read(path).map_err(|e| file(e.to_string()))?;
-        let entries = crate::export::decode(&bytes, now()).map_err(file)?;
-        let subwiki = crate::export::single_subwiki(&entries).map_err(file)?;
-        let accepted = self.core.accept(subwiki, entries)?;
-        if !accepted.refused.is_empty() {
-            let ids: Vec<EntryId> = accepted.new.clone();
-            self.core.store().remove_entries(&ids)?;
-            self.core.forget_replica(subwiki);
-            let reason = match accepted.refused.first() {
-                Some((id, reason)) => format!("entry {id} refused: {reason}"),
-                None => String::from("an entry was refused"),
-            };
-            return Err(file(reason));
-        }
-        self.join(subwiki, Vec::new()).await?;
-        Ok((subwiki, accepted))
+        let core = Arc::clone(&self.core);
+        let owned = path.to_owned();
+        let imported = tokio::task::spawn_blocking(move || import_file(&core, &owned))
+            .await
+            .map_err(|e| NodeError::File {
+                path: path.to_owned(),
+                reason: format!("the import stopped: {e}"),
+            })??;
+        self.join(imported.0, Vec::new()).await?;
+        Ok(imported)
     }
 
     /// Sends bytes as an entry on a subwiki's gossip topic *without checking them*. For attack
@@ -660,6 +655,53 @@ impl Node {
     /// Stops the network task cleanly; everything acknowledged is already durable.
     pub async fn shutdown(&self) {
         let _ = self.ask(Command::Shutdown).await;
+    }
+}
+
+/// Entries applied per hold of the subwiki's lock by [`Node::import`].
+pub const IMPORT_CHUNK: usize = 2_000;
+
+/// [`Node::import`]'s work, on a blocking thread.
+fn import_file(core: &Core, path: &Path) -> Result<(SubwikiId, Accepted), NodeError> {
+    let file = |reason: String| NodeError::File {
+        path: path.to_owned(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| file(e.to_string()))?;
+    let mut entries = crate::export::decode(&bytes, now()).map_err(file)?;
+    drop(bytes);
+    let subwiki = crate::export::single_subwiki(&entries).map_err(file)?;
+    // The genesis founds the replica: it goes in with the first chunk.
+    let genesis: EntryId = subwiki.into();
+    if let Some(pos) = entries.iter().position(|e| e.id() == genesis) {
+        entries.swap(0, pos);
+    }
+    let mut accepted = Accepted::default();
+    let mut refused = None;
+    for chunk in entries.chunks(IMPORT_CHUNK) {
+        let step = core.accept(subwiki, chunk.to_vec());
+        let step = match step {
+            Ok(step) => step,
+            Err(e) => {
+                refused = Some(Err(e));
+                break;
+            }
+        };
+        accepted.new.extend(step.new);
+        accepted.duplicates += step.duplicates;
+        if let Some((id, reason)) = step.refused.into_iter().next() {
+            refused = Some(Ok(format!("entry {id} refused: {reason}")));
+            break;
+        }
+    }
+    let Some(failure) = refused else {
+        return Ok((subwiki, accepted));
+    };
+    core.store().remove_entries(&accepted.new)?;
+    core.forget_replica(subwiki);
+    match failure {
+        Ok(reason) => Err(file(reason)),
+        Err(e) => Err(e),
     }
 }
 

@@ -72,3 +72,79 @@ async fn export_then_import_carries_a_subwiki_and_bad_files_change_nothing() {
     assert!(again.new.is_empty());
     assert_eq!(again.duplicates, 4);
 }
+
+/// An import goes in by chunks (so that reads are answered meanwhile); an entry refused in a
+/// late chunk still leaves nothing of the file behind.
+#[tokio::test]
+async fn an_entry_refused_after_the_first_chunks_leaves_nothing_of_the_import() {
+    use agora_crdt::{
+        AuthorKey, CommentContent, Content, DocChange, DocId, Entry, Payload, Replica, Timestamp,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let alice = AuthorKey::from_secret([1; 32], [1; 8]);
+    let bob = AuthorKey::from_secret([2; 32], [2; 8]);
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 3_600_000;
+    let (mut replica, genesis) =
+        Replica::found(&alice, Timestamp(t0), "big", "", Default::default()).unwrap();
+    let mut entries = vec![genesis];
+    let posts = agora_node::IMPORT_CHUNK + 100;
+    for i in 0..posts {
+        entries.push(
+            replica
+                .create_post(&alice, Timestamp(t0 + 1 + i as u64), post(&format!("p{i}")))
+                .unwrap(),
+        );
+    }
+    let first: DocId = entries[1].id().into();
+    let comment = replica
+        .comment(&alice, Timestamp(t0 + 1_000_000), first, None, "mine")
+        .unwrap();
+    let comment_id: DocId = comment.id().into();
+    entries.push(comment);
+    // Bob rewrites Alice's comment: signed and well formed, refused (comments are their
+    // author's alone) only once its document is checked.
+    let saved = replica.save_document(&comment_id).unwrap();
+    let mut am = automerge::Automerge::load(&saved)
+        .unwrap()
+        .with_actor(bob.actor());
+    let mut tx = am.transaction();
+    Content::Comment(CommentContent {
+        text: "bob's words".into(),
+    })
+    .write(&mut tx)
+    .unwrap();
+    let t = Timestamp(t0 + 1_000_001);
+    tx.commit_with(automerge::transaction::CommitOptions::default().with_time(t.as_secs()));
+    let change = am.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let forged = Entry::sign(
+        &bob,
+        Some(replica.id()),
+        t,
+        Payload::Change(DocChange {
+            doc: comment_id,
+            change,
+        }),
+    )
+    .unwrap();
+    entries.push(forged);
+    let file = files.path().join("big.agora");
+    std::fs::write(&file, agora_node::export::encode(&entries)).unwrap();
+
+    let node = Node::open_offline(dir.path()).unwrap();
+    let err = node.import(&file).await.unwrap_err().to_string();
+    assert!(err.contains("refused"), "{err}");
+    assert!(node.subwikis().unwrap().is_empty(), "something was kept");
+    assert!(node.post(first).is_err(), "a post of the first chunk was kept");
+
+    // Without the forged entry the same file imports whole.
+    entries.pop();
+    std::fs::write(&file, agora_node::export::encode(&entries)).unwrap();
+    let (_, accepted) = node.import(&file).await.unwrap();
+    assert_eq!(accepted.new.len(), posts + 2);
+    assert_eq!(node.post(first).unwrap().post.content.title, "p0");
+}
