@@ -121,7 +121,13 @@ pub struct Config {
     pub push_batch: usize,
     /// The most ids one session will fetch; a peer announcing more is an error.
     pub max_missing: usize,
+    /// Fetch requests a session keeps in flight at once, 1 to [`MAX_FETCHES_IN_FLIGHT`]: with
+    /// two, the peer reads the next batch while this side checks the last one.
+    pub fetches_in_flight: usize,
 }
+
+/// The most fetch requests a session keeps in flight ([`Config::fetches_in_flight`]).
+pub const MAX_FETCHES_IN_FLIGHT: usize = 4;
 
 impl Default for Config {
     fn default() -> Self {
@@ -131,6 +137,7 @@ impl Default for Config {
             fetch_batch: MAX_FETCH_IDS,
             push_batch: MAX_BATCH_ENTRIES,
             max_missing: 1 << 20,
+            fetches_in_flight: 2,
         }
     }
 }
@@ -149,6 +156,9 @@ impl Config {
         }
         if !(1..=MAX_BATCH_ENTRIES).contains(&self.push_batch) {
             return Err(ProtoError::Config("push batch out of range"));
+        }
+        if !(1..=MAX_FETCHES_IN_FLIGHT).contains(&self.fetches_in_flight) {
+            return Err(ProtoError::Config("fetches in flight out of range"));
         }
         Ok(())
     }

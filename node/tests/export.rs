@@ -139,7 +139,10 @@ async fn an_entry_refused_after_the_first_chunks_leaves_nothing_of_the_import() 
     let err = node.import(&file).await.unwrap_err().to_string();
     assert!(err.contains("refused"), "{err}");
     assert!(node.subwikis().unwrap().is_empty(), "something was kept");
-    assert!(node.post(first).is_err(), "a post of the first chunk was kept");
+    assert!(
+        node.post(first).is_err(),
+        "a post of the first chunk was kept"
+    );
 
     // Without the forged entry the same file imports whole.
     entries.pop();

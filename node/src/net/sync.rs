@@ -43,8 +43,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 /// What an outstanding request belongs to.
 #[derive(Debug, Clone, Copy)]
 enum Pending {
-    /// A reconciliation session.
-    Session(PeerId, SubwikiId),
+    /// A reconciliation session; for a fetch, its [`Request::fetch_key`].
+    Session(PeerId, SubwikiId, Option<EntryId>),
     /// The first fetch of a subwiki joined by id: its genesis entry.
     Genesis(PeerId, SubwikiId),
 }
@@ -245,7 +245,7 @@ impl Syncer {
         self.addresses.remove(peer);
         self.sessions.retain(|(p, _), _| p != peer);
         self.requests.retain(|_, pending| match pending {
-            Pending::Session(p, _) | Pending::Genesis(p, _) => p != peer,
+            Pending::Session(p, _, _) | Pending::Genesis(p, _) => p != peer,
         });
         // What its session fetched is valid and counted as fetched by the lane's claims:
         // store it, even though the rest of its session is gone.
@@ -496,7 +496,8 @@ impl Syncer {
                     .behaviour_mut()
                     .sync
                     .send_request(&peer, request.encode());
-                self.requests.insert(id, Pending::Session(peer, subwiki));
+                self.requests
+                    .insert(id, Pending::Session(peer, subwiki, None));
                 self.sessions.insert((peer, subwiki), session);
                 true
             }
@@ -532,7 +533,7 @@ impl Syncer {
             request_response::Event::OutboundFailure {
                 request_id, error, ..
             } => match self.requests.remove(&request_id) {
-                Some(Pending::Session(peer, subwiki) | Pending::Genesis(peer, subwiki)) => {
+                Some(Pending::Session(peer, subwiki, _) | Pending::Genesis(peer, subwiki)) => {
                     tracing::debug!(%peer, %subwiki, "reconciliation request failed: {error}");
                     self.end_session(swarm, core, peer, subwiki);
                 }
@@ -552,7 +553,7 @@ impl Syncer {
         subwiki: SubwikiId,
     ) {
         self.requests.retain(|_, pending| {
-            !matches!(pending, Pending::Session(p, s) | Pending::Genesis(p, s) if *p == peer && *s == subwiki)
+            !matches!(pending, Pending::Session(p, s, _) | Pending::Genesis(p, s) if *p == peer && *s == subwiki)
         });
         // Entries it fetched and parked are valid: store them.
         for output in self.parked.remove(&(peer, subwiki)).unwrap_or_default() {
@@ -612,7 +613,8 @@ impl Syncer {
         let response = match Response::decode(bytes) {
             Ok(r) => r,
             Err(e) => {
-                let (Pending::Session(peer, subwiki) | Pending::Genesis(peer, subwiki)) = pending;
+                let (Pending::Session(peer, subwiki, _) | Pending::Genesis(peer, subwiki)) =
+                    pending;
                 tracing::debug!(%peer, %subwiki, "malformed response: {e}");
                 strikes.push((peer, 1));
                 self.end_session(swarm, core, peer, subwiki);
@@ -623,12 +625,12 @@ impl Syncer {
             Pending::Genesis(peer, subwiki) => {
                 self.on_genesis(swarm, core, peer, subwiki, response, strikes)
             }
-            Pending::Session(peer, subwiki) => {
+            Pending::Session(peer, subwiki, fetch) => {
                 let Some(mut session) = self.sessions.remove(&(peer, subwiki)) else {
                     self.end_session(swarm, core, peer, subwiki);
                     return;
                 };
-                let outputs = session.handle(response, now());
+                let outputs = session.handle_reply(fetch, response, now());
                 self.drive(swarm, core, peer, subwiki, session, outputs, strikes);
             }
         }
@@ -761,11 +763,13 @@ impl Syncer {
         while let Some(output) = queue.pop_front() {
             match output {
                 Output::Send(request) => {
+                    let key = request.fetch_key();
                     let id = swarm
                         .behaviour_mut()
                         .sync
                         .send_request(&peer, request.encode());
-                    self.requests.insert(id, Pending::Session(peer, subwiki));
+                    self.requests
+                        .insert(id, Pending::Session(peer, subwiki, key));
                 }
                 Output::Store(entries) => match &self.ingest {
                     Some(ingest) => {

@@ -1,14 +1,15 @@
 //! The initiator's side: one catch-up session with one peer about one subwiki.
 //!
-//! A session has two lanes of requests, each with at most one request in flight, so at most
-//! two requests are in flight at once:
+//! A session has two lanes of requests: one reconciliation round in flight, and up to
+//! [`Config::fetches_in_flight`] fetches (or one push) alongside:
 //!
 //! 1. **Reconcile**: negentropy rounds until the responder has nothing more to say. Each
 //!    round's response yields ids we lack (with their rank, see [`super::reconcile`]) and ids
 //!    the peer lacks. Items are ordered newest first ([`Snapshot`]), so the first rounds name
 //!    the newest entries.
 //! 2. **Transfer**, alongside: the ids we lack are fetched as soon as a round names them,
-//!    newest first, in batches of [`Config::fetch_batch`], while reconciliation goes on. Each
+//!    newest first, in batches of [`Config::fetch_batch`], while reconciliation goes on; with
+//!    two fetches in flight the peer reads the next batch while this side checks the last. Each
 //!    batch's entries are validated; valid ones are handed out with [`Output::Store`]. Once
 //!    reconciliation is over and nothing is left to fetch, the ids the peer lacks, newest first,
 //!    are asked of the driver ([`Output::NeedEntries`], [`Config::push_batch`] at a time); what
@@ -56,15 +57,6 @@ pub enum Output<E = Entry> {
     NeedEntries(Vec<EntryId>),
     /// The session is over; nothing more will be sent.
     Done(Stats),
-}
-
-/// The transfer request in flight.
-#[derive(Debug)]
-enum Transfer {
-    /// A fetch of these ids, with their ranks.
-    Fetch(Vec<(Rank, EntryId)>),
-    /// A push of this many entries.
-    Push(usize),
 }
 
 /// Who fetches which id, shared by the sessions of one subwiki with different peers.
@@ -183,8 +175,10 @@ pub struct Session<V: Verify = Signed> {
     /// Reconciliation is over: every id either side lacks is known.
     reconciled: bool,
     finished: bool,
-    /// The fetch or push in flight.
-    transfer: Option<Transfer>,
+    /// The fetches in flight, oldest first: the ids of each, with their ranks.
+    fetches: Vec<Vec<(Rank, EntryId)>>,
+    /// The push in flight: how many entries it carries.
+    pushing: Option<usize>,
     round: u32,
     stats: Stats,
     /// Ids we lack that reconciliation named so far (to count them and drop repeats).
@@ -260,7 +254,8 @@ impl<V: Verify> Session<V> {
             reconciling: true,
             reconciled: false,
             finished: false,
-            transfer: None,
+            fetches: Vec::new(),
+            pushing: None,
             round: 0,
             stats: Stats::default(),
             named: HashSet::new(),
@@ -312,10 +307,7 @@ impl<V: Verify> Session<V> {
 
     /// Ids named so far that are not fetched yet (being fetched included).
     pub fn remaining(&self) -> usize {
-        let in_flight = match &self.transfer {
-            Some(Transfer::Fetch(ids)) => ids.len(),
-            _ => 0,
-        };
+        let in_flight: usize = self.fetches.iter().map(Vec::len).sum();
         self.to_fetch
             .len()
             .saturating_add(self.deferred.len())
@@ -324,9 +316,21 @@ impl<V: Verify> Session<V> {
 
     /// Takes the peer's response to one of the requests in flight. `now` is the local clock,
     /// for validating entries. An error ends the session: the peer broke the protocol (or
-    /// refused).
+    /// refused). With several fetches in flight, entries are taken as the answer to the oldest;
+    /// a driver whose responses may come out of order uses [`Session::handle_reply`].
     pub fn handle(
         &mut self,
+        response: Response,
+        now: Timestamp,
+    ) -> Result<Vec<Output<V::Entry>>, ProtoError> {
+        self.handle_reply(None, response, now)
+    }
+
+    /// [`Session::handle`], told which request `response` answers: `fetch` is the
+    /// [`Request::fetch_key`] of that request (`None` for the others).
+    pub fn handle_reply(
+        &mut self,
+        fetch: Option<EntryId>,
         response: Response,
         now: Timestamp,
     ) -> Result<Vec<Output<V::Entry>>, ProtoError> {
@@ -337,30 +341,33 @@ impl<V: Verify> Session<V> {
         self.stats.bytes_received = self.stats.bytes_received.saturating_add(len);
         self.stats.rounds = self.stats.rounds.saturating_add(1);
         let mut out = Vec::new();
-        let result = match response {
-            Response::Refused { reason } => Err(ProtoError::Refused { reason }),
-            Response::Reconcile { payload } if self.reconciling => {
+        let answered = match fetch {
+            Some(key) => self
+                .fetches
+                .iter()
+                .position(|f| f.first().map(|(_, id)| *id) == Some(key)),
+            None => (!self.fetches.is_empty()).then_some(0),
+        };
+        let result = match (response, answered) {
+            (Response::Refused { reason }, _) => Err(ProtoError::Refused { reason }),
+            (Response::Reconcile { payload }, _) if self.reconciling => {
                 self.reconciling = false;
                 self.stats.reconcile_bytes = self.stats.reconcile_bytes.saturating_add(len);
                 self.stats.reconcile_rounds = self.stats.reconcile_rounds.saturating_add(1);
                 self.on_reconcile(payload, &mut out)
             }
-            Response::Entries { entries } if matches!(self.transfer, Some(Transfer::Fetch(_))) => {
-                match self.transfer.take() {
-                    Some(Transfer::Fetch(requested)) => {
-                        self.on_entries(&requested, entries, now, &mut out)
-                    }
-                    _ => Ok(()),
-                }
+            (Response::Entries { entries }, Some(at)) => {
+                let requested = self.fetches.remove(at);
+                self.on_entries(&requested, entries, now, &mut out)
             }
-            Response::Accepted { count } if matches!(self.transfer, Some(Transfer::Push(_))) => {
-                if let Some(Transfer::Push(sent)) = self.transfer.take() {
+            (Response::Accepted { count }, _) if self.pushing.is_some() => {
+                if let Some(sent) = self.pushing.take() {
                     let accepted = usize::try_from(count).unwrap_or(usize::MAX).min(sent);
                     self.stats.pushed = self.stats.pushed.saturating_add(accepted as u64);
                 }
                 Ok(())
             }
-            response => Err(ProtoError::Unexpected {
+            (response, _) => Err(ProtoError::Unexpected {
                 expected: self.expects(),
                 got: response.kind(),
             }),
@@ -376,11 +383,14 @@ impl<V: Verify> Session<V> {
 
     /// What the requests in flight expect, for errors.
     fn expects(&self) -> &'static str {
-        match (&self.transfer, self.reconciling) {
-            (_, true) => "reconcile",
-            (Some(Transfer::Fetch(_)), false) => "entries",
-            (Some(Transfer::Push(_)), false) => "accepted",
-            (None, false) => "no response",
+        if self.reconciling {
+            "reconcile"
+        } else if !self.fetches.is_empty() {
+            "entries"
+        } else if self.pushing.is_some() {
+            "accepted"
+        } else {
+            "no response"
         }
     }
 
@@ -420,7 +430,8 @@ impl<V: Verify> Session<V> {
     fn fail(&mut self, error: ProtoError) -> Result<Vec<Output<V::Entry>>, ProtoError> {
         self.finished = true;
         self.reconciling = false;
-        self.transfer = None;
+        self.fetches.clear();
+        self.pushing = None;
         self.awaiting_entries = false;
         self.claims.release_all(self.claimant);
         Err(error)
@@ -655,26 +666,28 @@ impl<V: Verify> Session<V> {
 
     /// Sends what can be sent now, or ends the session.
     fn next(&mut self, out: &mut Vec<Output<V::Entry>>) {
-        if self.finished || self.transfer.is_some() {
+        if self.finished || self.pushing.is_some() {
             return;
         }
-        let batch = self.fetch_batch();
-        if !batch.is_empty() {
+        while self.fetches.len() < self.config.fetches_in_flight {
+            let batch = self.fetch_batch();
+            if batch.is_empty() {
+                break;
+            }
             let ids = batch.iter().map(|(_, id)| *id).collect();
-            self.transfer = Some(Transfer::Fetch(batch));
+            self.fetches.push(batch);
             let request = Request::Fetch {
                 subwiki: self.subwiki,
                 ids,
             };
             self.send(request, out);
-            return;
         }
-        if !self.reconciled {
-            // Reconciliation goes on; more ids to fetch may come.
+        if !self.fetches.is_empty() || !self.reconciled {
+            // Fetches are in flight, or reconciliation goes on and more ids may come.
             return;
         }
         if let Some(entries) = self.push_queue.pop_front() {
-            self.transfer = Some(Transfer::Push(entries.len()));
+            self.pushing = Some(entries.len());
             let request = Request::Push {
                 subwiki: self.subwiki,
                 entries,

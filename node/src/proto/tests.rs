@@ -258,8 +258,8 @@ where
             }
         }
         assert!(
-            queue.len() <= 2,
-            "at most two requests in flight: a reconciliation round and a transfer"
+            queue.len() <= 1 + config.fetches_in_flight,
+            "at most a reconciliation round and the fetches allowed in flight"
         );
     }
     assert!(session.is_finished());
@@ -554,6 +554,66 @@ fn a_newcomer_fetches_while_reconciliation_goes_on() {
         fetch, newest,
         "the first fetch asks for the 50 newest entries"
     );
+}
+
+/// Two fetches in flight, the peer reading the next batch while this side checks the last;
+/// their responses may come back in either order, and each is taken for its own fetch.
+#[test]
+fn two_fetches_in_flight_answered_out_of_order() {
+    let mut rng = seeded("two_fetches_in_flight_answered_out_of_order");
+    let mut b = Node::default();
+    for _ in 0..2_000 {
+        let (time, id) = random_item(&mut rng);
+        b.put_raw(time, id, fake_bytes(SW, time, id, 80));
+    }
+    let config = Config {
+        fetch_batch: 50,
+        ..Config::default()
+    };
+    assert_eq!(config.fetches_in_flight, 2, "the default");
+    let responder = Responder::with_verifier(config, Fake).unwrap();
+    let b_items = b.snapshot();
+    let mut a = Node::default();
+    let (mut session, first) = Session::with_verifier(SW, a.snapshot(), config, Fake).unwrap();
+    let mut queue = VecDeque::from([first]);
+    let mut most_fetches = 0;
+    let mut rounds = 0;
+    while !session.is_finished() {
+        rounds += 1;
+        assert!(rounds < 10_000, "the session ends");
+        // Answer the newest request first: responses out of order.
+        let request = queue.pop_back().expect("a request in flight");
+        let key = request.fetch_key();
+        let reply = responder.handle(request, Some(&b_items), |id| b.get(id), NOW);
+        for output in session.handle_reply(key, reply.response, NOW).unwrap() {
+            match output {
+                Output::Send(request) => queue.push_back(request),
+                Output::Store(entries) => {
+                    for entry in &entries {
+                        a.put(entry);
+                    }
+                }
+                Output::NeedEntries(_) => {
+                    queue.extend(session.provide(Vec::new()).unwrap().into_iter().filter_map(
+                        |o| match o {
+                            Output::Send(r) => Some(r),
+                            _ => None,
+                        },
+                    ));
+                }
+                Output::Invalid { .. } => panic!("honest peer"),
+                Output::Done(_) => {}
+            }
+        }
+        let fetches = queue
+            .iter()
+            .filter(|r| matches!(r, Request::Fetch { .. }))
+            .count();
+        assert!(fetches <= 2, "at most two fetches in flight");
+        most_fetches = most_fetches.max(fetches);
+    }
+    assert_eq!(most_fetches, 2, "two fetches were in flight at once");
+    assert_eq!(a.snapshot().len(), b_items.len(), "everything fetched once");
 }
 
 /// A session being driven: its requests to send, the responses it has had.

@@ -71,6 +71,17 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// For a fetch, the first id it asks for: what tells its response from the responses to
+    /// the session's other fetches in flight ([`super::Session::handle_reply`]).
+    pub fn fetch_key(&self) -> Option<EntryId> {
+        match self {
+            Request::Fetch { ids, .. } => ids.first().copied(),
+            _ => None,
+        }
+    }
+}
+
 /// The responder's answer to a [`Request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
