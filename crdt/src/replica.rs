@@ -991,6 +991,8 @@ pub struct Replica {
     docs: HashMap<DocId, DocIndex>,
     /// Change entries whose document is not held yet.
     waiting: HashMap<DocId, Vec<Waiting>>,
+    /// The ids of the entries in `waiting`: held, but not yet known to be valid changes.
+    waiting_ids: HashSet<EntryId>,
     posts: BTreeSet<(Timestamp, DocId)>,
     comments: HashMap<DocId, BTreeSet<(Timestamp, DocId)>>,
     profiles: HashMap<AuthorId, BTreeSet<(Timestamp, DocId)>>,
@@ -1038,6 +1040,7 @@ impl Replica {
             held,
             docs: HashMap::new(),
             waiting: HashMap::new(),
+            waiting_ids: HashSet::new(),
             posts: BTreeSet::new(),
             comments: HashMap::new(),
             profiles: HashMap::new(),
@@ -1354,21 +1357,7 @@ impl Replica {
             return Err(IngestError::BeforeGenesis);
         }
         let key = (held.timestamp, held.id);
-        if !matches!(held.what, HeldKind::Create { .. }) {
-            // Changes that named this entry as their document were waiting for a document that
-            // will never come: refuse them now, as they would have been had this come first.
-            for waiting in self
-                .waiting
-                .remove(&DocId::from(held.id))
-                .unwrap_or_default()
-            {
-                self.forget(&waiting.held.id, report);
-                report
-                    .rejected
-                    .push((waiting.held.id, IngestError::NotADocument(held.id.into())));
-            }
-        }
-        match held.what {
+        let admitted = match held.what {
             HeldKind::Genesis => Err(IngestError::WrongSubwiki {
                 expected: self.id(),
                 got: held.id.into(),
@@ -1390,6 +1379,30 @@ impl Replica {
                 self.roles.insert(key);
                 Ok(())
             }
+        };
+        // Changes that named this entry as their document were waiting for a document that
+        // will never come: refuse them now, as they would have been had this come first. Only
+        // once this entry is known to be held as what it is: a change still waiting for its
+        // own document may yet be refused, and then the changes naming it wait on, as they
+        // would have had it never come.
+        if admitted.is_ok()
+            && !matches!(held.what, HeldKind::Create { .. })
+            && !self.waiting_ids.contains(&held.id)
+        {
+            self.refuse_waiting_on(held.id, report);
+        }
+        admitted
+    }
+
+    /// Refuses the changes waiting for `id` as their document: `id` is held, and is not a
+    /// document.
+    fn refuse_waiting_on(&mut self, id: EntryId, report: &mut IngestReport) {
+        for waiting in self.waiting.remove(&DocId::from(id)).unwrap_or_default() {
+            self.waiting_ids.remove(&waiting.held.id);
+            self.forget(&waiting.held.id, report);
+            report
+                .rejected
+                .push((waiting.held.id, IngestError::NotADocument(id.into())));
         }
     }
 
@@ -1427,7 +1440,9 @@ impl Replica {
             change_bytes: 0,
         };
         index.add(held, change_bytes);
+        let mut admitted = Vec::new();
         for waiting in self.waiting.remove(&id).unwrap_or_default() {
+            self.waiting_ids.remove(&waiting.held.id);
             if kind.write_policy() == WritePolicy::Owner && waiting.held.author != held.author {
                 self.forget(&waiting.held.id, report);
                 report
@@ -1436,6 +1451,12 @@ impl Replica {
                 continue;
             }
             index.add(&waiting.held, waiting.change_bytes);
+            admitted.push(waiting.held.id);
+        }
+        // Those changes are now known to be held as changes: changes naming one of them as
+        // their document are refused.
+        for change in admitted {
+            self.refuse_waiting_on(change, report);
         }
         let key = (held.timestamp, id);
         match kind {
@@ -1465,13 +1486,17 @@ impl Replica {
         touched: &mut BTreeSet<DocId>,
     ) -> Result<(), IngestError> {
         let Some(index) = self.docs.get_mut(&doc) else {
-            if self.ids.contains(&doc.into()) {
+            // Held, and not a change still waiting for its own document (which may yet be
+            // refused): not a document.
+            let named = EntryId::from(doc);
+            if self.ids.contains(&named) && !self.waiting_ids.contains(&named) {
                 return Err(IngestError::NotADocument(doc));
             }
             self.waiting.entry(doc).or_default().push(Waiting {
                 held: *held,
                 change_bytes,
             });
+            self.waiting_ids.insert(held.id);
             return Ok(());
         };
         if index.meta.kind.write_policy() == WritePolicy::Owner && held.author != index.meta.creator

@@ -385,6 +385,112 @@ fn a_change_naming_a_non_document_is_refused_in_either_order() {
     assert_eq!(snapshot(&first), snapshot(&second));
 }
 
+/// A change that names another change X as its document waits while X is not known to be
+/// held; whether X is refused (here: Bob rewriting Alice's comment) or still waiting for its own
+/// document, every order of delivery ends with the same entries held.
+#[test]
+fn a_change_naming_a_refused_change_is_held_the_same_in_every_order() {
+    let alice = key(1);
+    let bob = key(2);
+    let carol = key(3);
+    let mut a = founded(&alice);
+    let post_entry = a
+        .create_post(&alice, Timestamp(T0 + 1), post("t", "x"))
+        .unwrap();
+    let post_id: DocId = post_entry.id().into();
+    let comment = a
+        .comment(&alice, Timestamp(T0 + 2), post_id, None, "mine")
+        .unwrap();
+    let comment_id: DocId = comment.id().into();
+    // Bob rewrites Alice's comment: refused once the comment is known (comments are their
+    // author's alone).
+    let rewrite = forge_comment_edit(&a, &bob, Timestamp(T0 + 3), comment_id, "bob's");
+    // Carol's change, pointed at Bob's refused change as if it were a document.
+    let carol_edit = a
+        .edit_post(
+            &carol,
+            Timestamp(T0 + 4),
+            post_id,
+            &Base::Latest,
+            post("t", "carol"),
+        )
+        .unwrap()
+        .unwrap();
+    let agora_crdt::Payload::Change(change) = carol_edit.payload().clone() else {
+        panic!("not a change")
+    };
+    let misdirected = agora_crdt::Entry::sign(
+        &carol,
+        Some(a.id()),
+        Timestamp(T0 + 5),
+        agora_crdt::Payload::Change(agora_crdt::DocChange {
+            doc: rewrite.id().into(),
+            change: change.change,
+        }),
+    )
+    .unwrap();
+    let items = [post_entry, comment, rewrite, misdirected];
+    let mut held = Vec::new();
+    // Every order of the four, one entry at a time.
+    for order in permutations(items.len()) {
+        let mut r = fresh(&a);
+        for i in order {
+            r.ingest([items[i].clone()]);
+        }
+        held.push(snapshot(&r));
+    }
+    for other in &held[1..] {
+        assert_eq!(other, &held[0], "the same entries give the same state");
+    }
+}
+
+/// Every permutation of `0..n`.
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![Vec::new()];
+    }
+    let mut out = Vec::new();
+    for rest in permutations(n - 1) {
+        for at in 0..=rest.len() {
+            let mut p = rest.clone();
+            p.insert(at, n - 1);
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// `key`'s change making comment `doc` read `text`, made on `replica`'s view of it without
+/// asking whether it is allowed.
+fn forge_comment_edit(
+    replica: &Replica,
+    key: &agora_crdt::AuthorKey,
+    t: Timestamp,
+    doc: DocId,
+    text: &str,
+) -> agora_crdt::Entry {
+    let saved = replica.save_document(&doc).expect("document");
+    let mut am = automerge::Automerge::load(&saved)
+        .expect("load")
+        .with_actor(key.actor());
+    let mut tx = am.transaction();
+    Content::Comment(agora_crdt::CommentContent { text: text.into() })
+        .write(&mut tx)
+        .expect("write");
+    tx.commit_with(automerge::transaction::CommitOptions::default().with_time(t.as_secs()));
+    let change = am
+        .get_last_local_change()
+        .expect("a change")
+        .raw_bytes()
+        .to_vec();
+    sign(
+        replica,
+        key,
+        t,
+        agora_crdt::Payload::Change(agora_crdt::DocChange { doc, change }),
+    )
+}
+
 /// `ARTICLE`-like text of `n` paragraphs, paragraph `k` reading `p{k}`, with the given ones
 /// replaced.
 fn paragraphs(n: usize, replaced: &[(usize, &str)]) -> String {
