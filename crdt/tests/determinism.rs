@@ -1,7 +1,10 @@
 //! Determinism: a replica's state is a function of the set of entries it holds. Random
-//! histories from several devices (concurrent edits of the same posts, comments, votes, twin
-//! devices that equivocate) are delivered in random orders, with duplicates, in random batches:
-//! every delivery gives the same documents, heads, feed, history and evidence.
+//! histories from several devices, under both edit policies, are delivered in random orders,
+//! with duplicates, in random batches: every delivery gives the same documents, heads, feed,
+//! history (with exclusions), evidence, held set, roles and moderation. Every workload has
+//! posts, concurrent edits, an equivocation, role statements, votes and refused changes (a
+//! rewrite of someone else's comment, a change naming a vote or a change as its document, and
+//! under `trusted` edits by members nobody vouched for); random steps follow.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -12,7 +15,8 @@
 mod support;
 
 use agora_crdt::{
-    AuthorKey, Base, DocId, Entry, Held, PostContent, Replica, Timestamp, VoteTarget, VoteValue,
+    AuthorKey, Base, DocChange, DocId, EditPolicy, Entry, Held, Overrides, Payload, Policy,
+    PostContent, Replica, RoleAction, Timestamp, VoteTarget, VoteValue,
 };
 use proptest::prelude::*;
 use support::*;
@@ -52,6 +56,86 @@ enum Step {
         post: usize,
         word: u8,
     },
+    /// A role statement (any action, by anyone, about anyone).
+    Role {
+        dev: usize,
+        action: u8,
+        subject: usize,
+    },
+    /// A rewrite of a comment by someone who did not write it: refused.
+    RewriteComment {
+        dev: usize,
+        comment: usize,
+    },
+    /// A change pointed at an entry that is not a document: a vote (0), a change held (1) or a
+    /// change refused (2). Refused where that entry is held; waits where it is not.
+    Misdirect {
+        dev: usize,
+        at: u8,
+    },
+}
+
+/// What every workload starts with, so that each case exercises every kind of entry: two
+/// posts; concurrent edits of the first by two members; an equivocation; a vouch and a
+/// moderator appointment; votes; comments; and refused changes.
+fn prefix() -> Vec<Step> {
+    vec![
+        Step::Create { dev: 0, title: 1 },
+        Step::Create { dev: 1, title: 2 },
+        Step::Sync { from: 0, to: 1 },
+        Step::Sync { from: 1, to: 2 },
+        Step::Sync { from: 1, to: 0 },
+        Step::Edit {
+            dev: 1,
+            post: 0,
+            para: 0,
+            word: 1,
+        },
+        Step::Edit {
+            dev: 2,
+            post: 0,
+            para: 2,
+            word: 2,
+        },
+        Step::Equivocate { post: 0, word: 3 },
+        Step::Role {
+            dev: 0,
+            action: 2,
+            subject: 1,
+        },
+        Step::Role {
+            dev: 0,
+            action: 0,
+            subject: 2,
+        },
+        Step::Vote {
+            dev: 1,
+            post: 0,
+            hide: true,
+        },
+        Step::Vote {
+            dev: 2,
+            post: 1,
+            hide: false,
+        },
+        Step::Comment {
+            dev: 0,
+            post: 0,
+            word: 4,
+        },
+        Step::Sync { from: 0, to: 1 },
+        Step::RewriteComment { dev: 1, comment: 0 },
+        Step::Misdirect { dev: 2, at: 0 },
+        Step::Misdirect { dev: 1, at: 1 },
+        Step::Misdirect { dev: 0, at: 2 },
+    ]
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    prop_oneof![Just(EditPolicy::Open), Just(EditPolicy::Trusted)].prop_map(|edit| Policy {
+        edit,
+        ..Policy::default()
+    })
 }
 
 const DEVICES: usize = 4;
@@ -67,8 +151,13 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (dev.clone(), any::<usize>(), any::<bool>())
             .prop_map(|(dev, post, hide)| Step::Vote { dev, post, hide }),
         1 => (dev.clone(), any::<u8>()).prop_map(|(dev, word)| Step::Profile { dev, word }),
-        3 => (dev.clone(), dev).prop_map(|(from, to)| Step::Sync { from, to }),
+        3 => (dev.clone(), dev.clone()).prop_map(|(from, to)| Step::Sync { from, to }),
         1 => (any::<usize>(), any::<u8>()).prop_map(|(post, word)| Step::Equivocate { post, word }),
+        1 => (dev.clone(), 0..4u8, 0..DEVICES)
+            .prop_map(|(dev, action, subject)| Step::Role { dev, action, subject }),
+        1 => (dev.clone(), any::<usize>())
+            .prop_map(|(dev, comment)| Step::RewriteComment { dev, comment }),
+        1 => (dev, 0..3u8).prop_map(|(dev, at)| Step::Misdirect { dev, at }),
     ]
 }
 
@@ -87,10 +176,17 @@ fn with_paragraph(body: &str, para: usize, word: u8) -> String {
     paras.join("\n\n")
 }
 
-/// Plays the steps on separate devices and returns every entry any of them made.
-fn play(steps: &[Step]) -> (Entry, Vec<Entry>) {
+/// Plays the steps on separate devices and returns the genesis and every entry any of them
+/// holds; with [`play_all`], also the entries they made and refused.
+fn play(policy: Policy, steps: &[Step]) -> (Entry, Vec<Entry>) {
+    let (genesis, held, _) = play_all(policy, steps);
+    (genesis, held)
+}
+
+fn play_all(policy: Policy, steps: &[Step]) -> (Entry, Vec<Entry>, Vec<Entry>) {
+    let mut refused = Vec::new();
     let keys = device_keys();
-    let mut devices: Vec<Replica> = vec![founded(&keys[0])];
+    let mut devices: Vec<Replica> = vec![founded_with(&keys[0], policy)];
     for _ in 1..DEVICES {
         devices.push(fresh(&devices[0]));
     }
@@ -157,6 +253,68 @@ fn play(steps: &[Step]) -> (Entry, Vec<Entry>) {
                         .unwrap();
                 }
             }
+            Step::Role {
+                dev,
+                action,
+                subject,
+            } => {
+                let action = match action % 4 {
+                    0 => RoleAction::AppointModerator,
+                    1 => RoleAction::RemoveModerator,
+                    2 => RoleAction::Vouch,
+                    _ => RoleAction::Revoke,
+                };
+                devices[*dev]
+                    .state_role(&keys[*dev], t, action, keys[*subject].id())
+                    .unwrap();
+            }
+            Step::RewriteComment { dev, comment } => {
+                let comments: Vec<DocId> = post_ids(&devices[*dev])
+                    .iter()
+                    .flat_map(|p| devices[*dev].comments(p))
+                    .filter(|c| c.meta.creator != keys[*dev].id())
+                    .map(|c| c.meta.id)
+                    .collect();
+                if comments.is_empty() {
+                    continue;
+                }
+                let id = comments[comment % comments.len()];
+                let entry = forge_comment(&devices[*dev], &keys[*dev], t, id, "not yours");
+                let report = devices[*dev].ingest([entry.clone()]);
+                assert_eq!(report.rejected.len(), 1, "a rewrite of another's comment");
+                refused.push(entry);
+            }
+            Step::Misdirect { dev, at } => {
+                // One of this device's own changes, pointed at a vote or at another change.
+                let replica = &devices[*dev];
+                let own_change = replica.entries().find_map(|e| match e.payload() {
+                    Payload::Change(c) if e.author() == keys[*dev].id() => Some(c.change.clone()),
+                    _ => None,
+                });
+                let target = match at {
+                    0 => replica
+                        .entries()
+                        .find(|e| matches!(e.payload(), Payload::Vote(_)))
+                        .cloned(),
+                    1 => replica
+                        .entries()
+                        .find(|e| matches!(e.payload(), Payload::Change(_)))
+                        .cloned(),
+                    _ => refused.first().cloned(),
+                };
+                let (Some(change), Some(target)) = (own_change, target) else {
+                    continue;
+                };
+                let doc: DocId = target.id().into();
+                let entry = sign(
+                    replica,
+                    &keys[*dev],
+                    t,
+                    Payload::Change(DocChange { doc, change }),
+                );
+                devices[*dev].ingest([entry.clone()]);
+                refused.push(entry);
+            }
             Step::Sync { from, to } => {
                 if from != to {
                     let (a, b) = if from < to {
@@ -175,7 +333,7 @@ fn play(steps: &[Step]) -> (Entry, Vec<Entry>) {
     let mut all: Vec<Entry> = devices.iter().flat_map(|d| d.entries().cloned()).collect();
     all.sort_by_key(Entry::id);
     all.dedup_by_key(|e| e.id());
-    (genesis, all)
+    (genesis, all, refused)
 }
 
 fn post_ids(replica: &Replica) -> Vec<DocId> {
@@ -207,9 +365,56 @@ fn play_edit(devices: &mut [Replica], keys: &[AuthorKey], t: Timestamp, step: &S
         body: with_paragraph(&current.body, *para, *word),
         ..current
     };
-    devices[*dev]
-        .edit_post(&keys[*dev], t, id, &Base::Latest, edited)
+    if devices[*dev]
+        .edit_post(&keys[*dev], t, id, &Base::Latest, edited.clone())
+        .is_err()
+    {
+        // Refused locally (`trusted`, and nobody vouched for this member): made anyway, as a
+        // modified client would, and left out of the view wherever it arrives.
+        let entry = forge_edit(&devices[*dev], &keys[*dev], t, id, edited);
+        devices[*dev].ingest([entry]);
+    }
+}
+
+/// `key`'s change making comment `doc` read `text`, without asking whether it is allowed.
+fn forge_comment(
+    replica: &Replica,
+    key: &AuthorKey,
+    t: Timestamp,
+    doc: DocId,
+    text: &str,
+) -> Entry {
+    let saved = replica.save_document(&doc).unwrap();
+    let mut am = automerge::Automerge::load(&saved)
+        .unwrap()
+        .with_actor(key.actor());
+    let mut tx = am.transaction();
+    agora_crdt::Content::Comment(agora_crdt::CommentContent { text: text.into() })
+        .write(&mut tx)
         .unwrap();
+    tx.commit_with(automerge::transaction::CommitOptions::default().with_time(t.as_secs()));
+    let change = am.get_last_local_change().unwrap().raw_bytes().to_vec();
+    sign(replica, key, t, Payload::Change(DocChange { doc, change }))
+}
+
+/// Everything observable, with roles and moderation.
+type State = (Snapshot, agora_crdt::Roles, agora_crdt::Moderation);
+
+fn state(r: &Replica) -> State {
+    (
+        snapshot(r),
+        r.roles().clone(),
+        r.moderation(&Overrides::none()),
+    )
+}
+
+/// A workload: a policy, and the prefix followed by random steps.
+fn workload() -> impl Strategy<Value = (Policy, Vec<Step>)> {
+    (policy(), proptest::collection::vec(step(), 0..30)).prop_map(|(policy, steps)| {
+        let mut all = prefix();
+        all.extend(steps);
+        (policy, all)
+    })
 }
 
 /// Delivers `entries` in a shuffled order, with about a third duplicated, in random batches.
@@ -234,28 +439,31 @@ fn deliver(genesis: &Entry, entries: &[Entry], seed: u64) -> Replica {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn every_delivery_order_gives_the_same_state(
-        steps in proptest::collection::vec(step(), 1..30),
+        (policy, steps) in workload(),
         seeds in proptest::collection::vec(any::<u64>(), 3),
     ) {
-        let (genesis, entries) = play(&steps);
+        let (genesis, mut entries, refused) = play_all(policy, &steps);
+        prop_assert!(refused.len() >= 4, "the prefix's refused changes were made");
+        entries.extend(refused);
         let mut reference = Replica::new(genesis.clone()).unwrap();
         let report = reference.ingest(entries.clone());
-        prop_assert!(report.rejected.is_empty(), "{:?}", report.rejected);
-        let expected = snapshot(&reference);
-        prop_assert_eq!(expected.entries.len(), entries.len());
+        prop_assert!(report.rejected.len() >= 3, "{:?}", report.rejected);
+        let expected = state(&reference);
+        prop_assert!(!expected.0.feed.is_empty(), "posts");
+        prop_assert!(!expected.0.equivocations.is_empty(), "an equivocation");
         for seed in seeds {
             let replica = deliver(&genesis, &entries, seed);
-            prop_assert_eq!(&snapshot(&replica), &expected);
+            prop_assert_eq!(&state(&replica), &expected);
         }
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     /// A node reopens a subwiki from document snapshots saved when it held only part of the
     /// entries (some of which may later turn out to be excluded, by an equivocation that
@@ -263,11 +471,11 @@ proptest! {
     /// the same as ingesting every entry from scratch.
     #[test]
     fn snapshots_saved_at_any_point_give_the_same_state(
-        steps in proptest::collection::vec(step(), 1..30),
+        (policy, steps) in workload(),
         seed in any::<u64>(),
         cut in 0.0f64..1.0,
     ) {
-        let (genesis, entries) = play(&steps);
+        let (genesis, entries) = play(policy, &steps);
         let mut reference = Replica::new(genesis.clone()).unwrap();
         reference.ingest(entries.clone());
         let expected = snapshot(&reference);
@@ -306,11 +514,11 @@ proptest! {
     /// are not): the same state as every document built from every entry at once.
     #[test]
     fn documents_built_on_demand_equal_the_eagerly_built_ones(
-        steps in proptest::collection::vec(step(), 1..30),
+        (policy, steps) in workload(),
         seed in any::<u64>(),
         budget in prop_oneof![Just(0usize), 0usize..40_000, Just(usize::MAX)],
     ) {
-        let (genesis, entries) = play(&steps);
+        let (genesis, entries) = play(policy, &steps);
         let mut reference = Replica::new(genesis.clone()).unwrap();
         reference.ingest(entries.clone());
         let expected = snapshot(&reference);
@@ -344,17 +552,17 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     /// A replica restored from its entries' records (as a store keeps them), in any order,
     /// with only the votes and role statements as entries, is the replica that ingested the
     /// entries; every record reads back from its bytes, and a cut one does not.
     #[test]
     fn a_replica_restored_from_records_equals_the_one_that_ingested_the_entries(
-        steps in proptest::collection::vec(step(), 1..30),
+        (policy, steps) in workload(),
         seed in any::<u64>(),
     ) {
-        let (genesis, entries) = play(&steps);
+        let (genesis, entries) = play(policy, &steps);
         let mut reference = Replica::new(genesis.clone()).unwrap();
         reference.ingest(entries.clone());
         let expected = snapshot(&reference);

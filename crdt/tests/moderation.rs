@@ -234,7 +234,7 @@ fn check_edit_policy(r: &Replica) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     /// Random role statements, votes and edits from the founder, would-be moderators, trusted
     /// members and strangers, under a random policy, delivered in shuffled orders with

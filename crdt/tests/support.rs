@@ -11,6 +11,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const T0: u64 = 1_700_000_000_000;
 
+/// Cases per property test: 256, or `AGORA_PROPTEST_CASES` (for example 10000 for a long run).
+pub fn cases() -> u32 {
+    std::env::var("AGORA_PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(256)
+}
+
 pub fn key(n: u8) -> AuthorKey {
     AuthorKey::from_secret([n; 32], [n; 8])
 }
