@@ -15,6 +15,15 @@
 //! the same actor's previous sequence number). Every replica that holds the same entries
 //! excludes the same changes, whatever order they came in.
 //!
+//! Those dependents include other authors' work built on the equivocator's change. So that an
+//! equivocation costs only the equivocator, each of those authors *rescues* their work
+//! ([`Replica::rescue`]): their node makes one new change on the view as it reads now, doing
+//! again what their left-out changes did (a three-way merge: what each change did to the
+//! document its author saw, applied to the view), and names the changes it carries in its
+//! Automerge commit message (`agora-rescue:` and their hashes), so that none is carried twice.
+//! The new change depends only on applied changes, so it is part of the view everywhere. The
+//! equivocator's own changes stay out.
+//!
 //! # Edit policy `trusted`
 //!
 //! In a subwiki founded with [`EditPolicy::Trusted`], a change to a post by someone who is
@@ -648,6 +657,102 @@ impl DocState {
         Content::read(self.meta.kind, &self.doc, None)
     }
 
+    /// What a held change did: the document its author saw (everything it depends on,
+    /// excluded changes included) and the same with the change. `None` if Automerge refuses
+    /// them or something it depends on is not held.
+    fn delta(&self, hash: &ChangeHash) -> Option<(Content, Content)> {
+        let record = self.changes.get(hash)?;
+        let before: Vec<Change> = self
+            .closure(record.change.deps())
+            .iter()
+            .map(|h| self.changes.get(h).map(|r| r.change.clone()))
+            .collect::<Option<_>>()?;
+        let mut doc = Automerge::new();
+        if !Self::apply(&mut doc, before) {
+            return None;
+        }
+        let seen = Content::read(self.meta.kind, &doc, None);
+        if !Self::apply(&mut doc, vec![record.change.clone()]) {
+            return None;
+        }
+        Some((seen, Content::read(self.meta.kind, &doc, None)))
+    }
+
+    /// `author`'s changes that the view leaves out only because they were built on another
+    /// author's equivocation, and that no change of theirs has rescued yet; each comes after
+    /// those it depends on.
+    fn lost_to_equivocation(&self, author: &AuthorId) -> Vec<ChangeHash> {
+        let others_equivocated = self
+            .by_actor_seq
+            .values()
+            .filter(|hashes| hashes.len() > 1)
+            .flatten()
+            .any(|h| self.changes.get(h).is_some_and(|r| r.author != *author));
+        if !others_equivocated {
+            return Vec::new();
+        }
+        let rescued: HashSet<ChangeHash> = self
+            .changes
+            .values()
+            .filter(|r| r.author == *author)
+            .filter_map(|r| {
+                r.change
+                    .message()?
+                    .strip_prefix(RESCUE_PREFIX)
+                    .map(str::to_owned)
+            })
+            .flat_map(|list| {
+                list.split(' ')
+                    .filter_map(|h| h.parse::<ChangeHash>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut lost: Vec<(usize, ChangeHash)> = self
+            .changes
+            .iter()
+            .filter(|(hash, record)| {
+                record.author == *author
+                    && self.excluded.get(hash) == Some(&Exclusion::DependsOnExcluded)
+                    && !rescued.contains(hash)
+            })
+            .filter_map(|(hash, record)| {
+                let past = self.closure(record.change.deps());
+                let by_equivocation = past.iter().any(|h| {
+                    self.excluded.get(h) == Some(&Exclusion::Equivocation)
+                        && self.changes.get(h).is_some_and(|r| r.author != *author)
+                });
+                by_equivocation.then_some((past.len(), *hash))
+            })
+            .collect();
+        // A change's past holds the past of everything it depends on: sorting by its size puts
+        // each change after those it builds on.
+        lost.sort();
+        lost.into_iter().map(|(_, hash)| hash).collect()
+    }
+
+    /// The view as it reads now with what `author`'s changes lost to another's equivocation
+    /// did done again, and the changes that carries (at most [`MAX_RESCUED_PER_CHANGE`]).
+    fn rescue_plan(&self, author: &AuthorId) -> Option<(Content, Vec<ChangeHash>)> {
+        let mut current = self.content();
+        let mut carried = Vec::new();
+        for hash in self.lost_to_equivocation(author) {
+            if carried.len() == MAX_RESCUED_PER_CHANGE {
+                break;
+            }
+            let Some((seen, made)) = self.delta(&hash) else {
+                continue;
+            };
+            if seen != made {
+                let Some(merged) = merge3(self.meta.kind, &seen, &made, &current) else {
+                    continue;
+                };
+                current = merged;
+            }
+            carried.push(hash);
+        }
+        (!carried.is_empty()).then_some((current, carried))
+    }
+
     /// The schema fields each applied change touches, read from the changes' operations in
     /// one pass (an operation on a nested object counts for the root field holding it).
     fn fields_touched(&self) -> HashMap<ChangeHash, Vec<Field>> {
@@ -798,6 +903,40 @@ impl DocState {
 
 /// Domain tag of the actors a device derives for itself ([`DocState::actor_for`]).
 const ACTOR_ROTATION_TAG: &[u8] = b"agora-actor-rotation-v1";
+
+/// How a rescuing change's commit message starts; the hashes of the changes it carries follow,
+/// separated by spaces ([`Replica::rescue`]).
+pub const RESCUE_PREFIX: &str = "agora-rescue:";
+
+/// The most left-out changes one rescuing change carries (its message stays small); a later
+/// rescue carries the rest.
+const MAX_RESCUED_PER_CHANGE: usize = 64;
+
+/// `current` with what turned `seen` into `made` done to it as well: a three-way merge, made by
+/// Automerge (`seen` written first; `made` and `current` each written on top of it as
+/// concurrent changes, which Automerge merges, text by character). `None` if Automerge fails.
+fn merge3(kind: DocKind, seen: &Content, made: &Content, current: &Content) -> Option<Content> {
+    let merged = catch_unwind(AssertUnwindSafe(|| -> Result<Content, AutomergeError> {
+        let mut base = Automerge::new().with_actor(ActorId::from(&[0u8][..]));
+        let mut tx = base.transaction();
+        seen.write(&mut tx)?;
+        tx.commit();
+        let mut mine = base.fork().with_actor(ActorId::from(&[1u8][..]));
+        let mut tx = mine.transaction();
+        made.write(&mut tx)?;
+        tx.commit();
+        let mut theirs = base.fork().with_actor(ActorId::from(&[2u8][..]));
+        let mut tx = theirs.transaction();
+        current.write(&mut tx)?;
+        tx.commit();
+        theirs.merge(&mut mine)?;
+        Ok(Content::read(kind, &theirs, None))
+    }));
+    match merged {
+        Ok(Ok(content)) => Some(content),
+        _ => None,
+    }
+}
 /// How many derived actors a device tries for one document before giving up and using the
 /// last one (its change will then be left out like the earlier ones).
 const MAX_ACTOR_ROTATIONS: u32 = 64;
@@ -1882,6 +2021,47 @@ impl Replica {
         base: &Base,
         content: &Content,
     ) -> Result<Option<Entry>, LocalError> {
+        self.edit_with_message(key, now, doc, base, content, None)
+    }
+
+    /// Does again, in one new change on the view, what `key`'s author's changes to `doc` did
+    /// that the view leaves out only because they were built on another author's equivocation
+    /// (see the module documentation). `None` when there is nothing to rescue, or when the
+    /// view already reads as the rescue would make it. Builds the document.
+    pub fn rescue(
+        &mut self,
+        key: &AuthorKey,
+        now: Timestamp,
+        doc: DocId,
+    ) -> Result<Option<Entry>, LocalError> {
+        let author = key.id();
+        let plan = self
+            .with_doc(&doc, |state| state.rescue_plan(&author))
+            .ok_or(LocalError::UnknownDocument(doc))?;
+        let Some((content, carried)) = plan else {
+            return Ok(None);
+        };
+        let list: Vec<String> = carried.iter().map(ToString::to_string).collect();
+        let message = format!("{RESCUE_PREFIX}{}", list.join(" "));
+        self.edit_with_message(key, now, doc, &Base::Latest, &content, Some(message))
+    }
+
+    /// Whether `author` created or changed `doc` (from the index; builds nothing).
+    pub fn contributed_to(&self, author: &AuthorId, doc: &DocId) -> bool {
+        self.docs
+            .get(doc)
+            .is_some_and(|index| index.authors.binary_search(author).is_ok())
+    }
+
+    fn edit_with_message(
+        &mut self,
+        key: &AuthorKey,
+        now: Timestamp,
+        doc: DocId,
+        base: &Base,
+        content: &Content,
+        message: Option<String>,
+    ) -> Result<Option<Entry>, LocalError> {
         let meta = self
             .doc_meta(&doc)
             .cloned()
@@ -1920,7 +2100,11 @@ impl Replica {
                 };
                 let mut tx = fork.transaction();
                 content.write(&mut tx)?;
-                let (hash, _) = tx.commit_with(CommitOptions::default().with_time(now.as_secs()));
+                let mut options = CommitOptions::default().with_time(now.as_secs());
+                if let Some(message) = message {
+                    options = options.with_message(message);
+                }
+                let (hash, _) = tx.commit_with(options);
                 if hash.is_none() {
                     return Ok(None);
                 }

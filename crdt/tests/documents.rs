@@ -728,3 +728,165 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// An equivocation costs only the equivocator.
+
+/// The post's body on a replica.
+fn body(r: &Replica, id: DocId) -> String {
+    r.post(&id).unwrap().content.body
+}
+
+/// Paragraph `k` of a four-paragraph body replaced.
+fn with_para(body: &str, k: usize, text: &str) -> String {
+    let mut paras: Vec<&str> = body.split("\n\n").collect();
+    paras[k] = text;
+    paras.join("\n\n")
+}
+
+fn edit_para(
+    r: &mut Replica,
+    key: &agora_crdt::AuthorKey,
+    t: u64,
+    id: DocId,
+    k: usize,
+    text: &str,
+) {
+    let current = r.post(&id).unwrap().content;
+    let edited = PostContent {
+        body: with_para(&current.body, k, text),
+        ..current
+    };
+    r.edit_post(key, Timestamp(T0 + t), id, &Base::Latest, edited)
+        .unwrap()
+        .unwrap();
+}
+
+/// Alice posts; Bob and Carol edit on top of each other; then Bob's device signs a second
+/// first edit (an equivocation). With `concurrent`, Dave has built on that second branch.
+/// Every replica excludes both of Bob's first edits and everything built on them; the honest
+/// authors' nodes rescue their work, and once that has spread every replica shows Carol's and
+/// Dave's words, none of Bob's, the same view, and the evidence against Bob.
+fn an_equivocation_costs_only_the_equivocator(policy: agora_crdt::Policy, concurrent: bool) {
+    let (alice, bob, carol, dave) = (key(1), key(2), key(3), key(4));
+    let mut a = founded_with(&alice, policy);
+    for helper in [&bob, &carol, &dave] {
+        a.state_role(
+            &alice,
+            Timestamp(T0 + 1),
+            agora_crdt::RoleAction::Vouch,
+            helper.id(),
+        )
+        .unwrap();
+    }
+    let id: DocId = a
+        .create_post(&alice, Timestamp(T0 + 2), post("t", "p0\n\np1\n\np2\n\np3"))
+        .unwrap()
+        .id()
+        .into();
+    let mut b = fresh(&a);
+    sync(&a, &mut b);
+    // Bob's twin device: the same key and actor, the state before Bob's first edit.
+    let mut twin = fresh(&a);
+    sync(&a, &mut twin);
+    edit_para(&mut b, &bob, 10, id, 1, "p1 bob");
+    let mut c = fresh(&a);
+    sync(&b, &mut c);
+    edit_para(&mut c, &carol, 11, id, 2, "p2 carol");
+    sync(&c, &mut b);
+    edit_para(&mut b, &bob, 12, id, 3, "p3 bob");
+    sync(&b, &mut c);
+    edit_para(&mut c, &carol, 13, id, 0, "p0 carol");
+    edit_para(&mut twin, &bob, 14, id, 1, "p1 evil");
+    let mut d = fresh(&a);
+    sync(&twin, &mut d);
+    if concurrent {
+        edit_para(&mut d, &dave, 15, id, 3, "p3 dave");
+    }
+
+    // Every replica gets every entry.
+    let mut all: Vec<Entry> = Vec::new();
+    for r in [&a, &b, &c, &d, &twin] {
+        all.extend(r.entries().cloned());
+    }
+    let mut replicas = vec![a, b, c, d, fresh(&twin)];
+    for r in &mut replicas {
+        r.ingest(all.clone());
+    }
+    assert!(
+        !body(&replicas[4], id).contains("carol"),
+        "before any rescue, Carol's words are left out with Bob's first edits"
+    );
+
+    // The honest authors' nodes (Alice's, Carol's, Dave's) rescue what they lost, until
+    // nothing is left to rescue; what they make reaches every replica.
+    let honest = [(0, &alice), (2, &carol), (3, &dave)];
+    for round in 0.. {
+        assert!(round < 5, "rescues settle");
+        let mut made = Vec::new();
+        for (at, who) in honest {
+            if let Some(entry) = replicas[at]
+                .rescue(who, Timestamp(T0 + 100 + round), id)
+                .unwrap()
+            {
+                made.push(entry);
+            }
+        }
+        if made.is_empty() {
+            break;
+        }
+        for r in &mut replicas {
+            r.ingest(made.clone());
+        }
+    }
+
+    let expected = snapshot(&replicas[0]);
+    for r in &replicas {
+        let text = body(r, id);
+        assert!(
+            text.contains("p2 carol") && text.contains("p0 carol"),
+            "{text}"
+        );
+        assert!(!text.contains("bob") && !text.contains("evil"), "{text}");
+        if concurrent {
+            assert!(text.contains("p3 dave"), "{text}");
+        }
+        assert_eq!(snapshot(r), expected, "the same view everywhere");
+        let evidence = r.equivocations();
+        assert_eq!(evidence.len(), 1);
+        assert_eq!(evidence[0].author, bob.id());
+        assert_eq!(
+            evidence[0].entries.len(),
+            2,
+            "both entries kept as evidence"
+        );
+    }
+    // Nothing is carried twice: a second rescue has nothing to do.
+    for (at, who) in honest {
+        assert!(
+            replicas[at]
+                .rescue(who, Timestamp(T0 + 200), id)
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+#[test]
+fn an_equivocation_costs_only_the_equivocator_open() {
+    an_equivocation_costs_only_the_equivocator(agora_crdt::Policy::default(), false);
+}
+
+#[test]
+fn an_equivocation_costs_only_the_equivocator_trusted() {
+    let policy = agora_crdt::Policy {
+        edit: agora_crdt::EditPolicy::Trusted,
+        ..agora_crdt::Policy::default()
+    };
+    an_equivocation_costs_only_the_equivocator(policy, false);
+}
+
+#[test]
+fn an_equivocation_costs_only_the_equivocator_with_concurrent_branches() {
+    an_equivocation_costs_only_the_equivocator(agora_crdt::Policy::default(), true);
+}

@@ -97,6 +97,9 @@ pub(crate) struct Core {
     replicas: Mutex<HashMap<SubwikiId, Slot>>,
     status: Mutex<HashMap<SubwikiId, SyncStatus>>,
     changes: watch::Sender<u64>,
+    /// Entries this node made on its own (rescues of the owner's work, see
+    /// [`Replica::rescue`]), stored, for the network task to gossip.
+    outbox: Mutex<Vec<(SubwikiId, Entry)>>,
 }
 
 /// A subwiki's replica, loaded on first use.
@@ -218,6 +221,7 @@ impl Core {
             replicas: Mutex::new(HashMap::new()),
             status: Mutex::new(HashMap::new()),
             changes: watch::channel(0).0,
+            outbox: Mutex::new(Vec::new()),
         }
     }
 
@@ -321,6 +325,11 @@ impl Core {
     /// Bumped whenever entries are stored or peers come and go.
     pub(crate) fn generation(&self) -> u64 {
         *self.changes.borrow()
+    }
+
+    /// Entries this node made on its own and stored, to gossip (emptied).
+    pub(crate) fn take_outbox(&self) -> Vec<(SubwikiId, Entry)> {
+        std::mem::take(&mut *lock(&self.outbox))
     }
 
     /// Tells watchers that something changed (see [`crate::Node::changes`]).
@@ -540,6 +549,7 @@ impl Core {
             if !late.is_empty() {
                 self.store.remove_entries(&late)?;
             }
+            self.rescue(subwiki, replica, &fresh)?;
             Ok(report)
         })?;
         if !report.accepted.is_empty() {
@@ -555,6 +565,44 @@ impl Core {
                 .map(|(id, e)| (id, e.to_string())),
         );
         Ok(accepted)
+    }
+
+    /// After others' changes arrived: if one of them is an equivocation that leaves out the
+    /// owner's work built on it, does that work again on the view ([`Replica::rescue`]), stores
+    /// the new change and queues it for gossip. Only documents the owner created or changed are
+    /// looked at (each is built), so this costs nothing for entries of others' documents.
+    fn rescue(
+        &self,
+        subwiki: SubwikiId,
+        replica: &mut Replica,
+        arrived: &[Entry],
+    ) -> Result<(), NodeError> {
+        let me = self.identity.author.id();
+        let docs: BTreeSet<DocId> = arrived
+            .iter()
+            .filter(|e| e.author() != me)
+            .filter_map(|e| match e.payload() {
+                Payload::Change(change) => Some(change.doc),
+                _ => None,
+            })
+            .filter(|doc| replica.contributed_to(&me, doc))
+            .collect();
+        let mut made = Vec::new();
+        for doc in docs {
+            match replica.rescue(&self.identity.author, now(), doc) {
+                Ok(Some(entry)) => made.push(entry),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(%doc, "nothing rescued: {e}"),
+            }
+        }
+        if made.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(%subwiki, count = made.len(), "rescued the owner's work from an equivocation");
+        let roles_before = replica.roles().clone();
+        self.persist(subwiki, replica, &made, &roles_before)?;
+        lock(&self.outbox).extend(made.into_iter().map(|e| (subwiki, e)));
+        Ok(())
     }
 
     /// Recomputes and stores the subwiki's moderation summary (after votes or role statements

@@ -489,24 +489,30 @@ impl Actor {
                     None => break None,
                 },
                 event = self.swarm.select_next_some() => self.handle_event(event),
-                Some(report) = self.reports.recv() => match report {
-                    ingest::Report::Gossip(verdict) => self.report(verdict),
-                    ingest::Report::Reconciled(subwiki, peer) => {
-                        self.sync.stored(&mut self.swarm, &self.core, subwiki, peer);
-                    }
-                    ingest::Report::Drained => {
-                        let strikes = self.sync.unpark(&mut self.swarm, &self.core);
-                        for (peer, count) in strikes {
-                            self.strike(peer, count);
+                Some(report) = self.reports.recv() => {
+                    match report {
+                        ingest::Report::Gossip(verdict) => self.report(verdict),
+                        ingest::Report::Reconciled(subwiki, peer) => {
+                            self.sync.stored(&mut self.swarm, &self.core, subwiki, peer);
+                        }
+                        ingest::Report::Drained => {
+                            let strikes = self.sync.unpark(&mut self.swarm, &self.core);
+                            for (peer, count) in strikes {
+                                self.strike(peer, count);
+                            }
                         }
                     }
-                },
+                    self.send_outbox();
+                }
                 Some(done) = self.answers.recv() => {
                     for (peer, count) in self.sync.done(&mut self.swarm, &self.core, done) {
                         self.strike(peer, count);
                     }
                 }
-                _ = tick.tick() => self.resync(),
+                _ = tick.tick() => {
+                    self.send_outbox();
+                    self.resync();
+                }
             }
         };
         // Close the swarm, let the ingest worker finish what it was given and let go of the
@@ -518,6 +524,26 @@ impl Actor {
         }
         if let Some(done) = done {
             let _ = done.send(());
+        }
+    }
+
+    /// Gossips an entry of a subwiki. No peer on the topic yet is normal (offline, or alone);
+    /// reconciliation carries the entry later.
+    fn publish(&mut self, subwiki: SubwikiId, bytes: Vec<u8>) {
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic(&subwiki), bytes)
+        {
+            tracing::debug!(%subwiki, "not published by gossip: {e}");
+        }
+    }
+
+    /// Gossips what the core made on its own (rescues), if anything.
+    fn send_outbox(&mut self) {
+        for (subwiki, entry) in self.core.take_outbox() {
+            self.publish(subwiki, entry.bytes().to_vec());
         }
     }
 
@@ -533,17 +559,7 @@ impl Actor {
                     .kad
                     .stop_providing(&kad::RecordKey::new(subwiki.as_bytes()));
             }
-            Command::Publish { subwiki, bytes } => {
-                // No peer on the topic yet is normal offline; reconciliation sends it later.
-                if let Err(e) = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(topic(&subwiki), bytes)
-                {
-                    tracing::debug!(%subwiki, "not published by gossip: {e}");
-                }
-            }
+            Command::Publish { subwiki, bytes } => self.publish(subwiki, bytes),
             Command::Announce { genesis } => {
                 let directory = IdentTopic::new(DIRECTORY_TOPIC);
                 if let Err(e) = self

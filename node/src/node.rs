@@ -468,6 +468,10 @@ impl Node {
         limit: usize,
         show_hidden: bool,
     ) -> Result<Vec<(FeedItem, PostStatus)>, NodeError> {
+        if limit == 0 {
+            // Nothing asked for (and a read of zero keys would never say it reached the end).
+            return Ok(Vec::new());
+        }
         let subwikis = match subwiki {
             Some(s) => vec![s],
             None => self.core.joined()?,
@@ -738,6 +742,13 @@ mod tests {
         let node = Node::open_offline(dir.path()).unwrap();
         let feed = node.feed(None, None, 10).unwrap();
         assert_eq!(feed.len(), 3);
+        // A page of nothing is empty (it used to loop for ever).
+        assert!(node.feed_page(None, None, 0, false).unwrap().is_empty());
+        assert!(
+            node.feed_page(Some(subwiki), None, 0, true)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(feed[0].post.content.title, "p2");
         assert_eq!(feed[0].post.comments, 1);
         assert_eq!(feed[0].subwiki, subwiki);

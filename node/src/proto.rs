@@ -122,7 +122,9 @@ pub struct Config {
     /// The most ids one session will fetch; a peer announcing more is an error.
     pub max_missing: usize,
     /// Fetch requests a session keeps in flight at once, 1 to [`MAX_FETCHES_IN_FLIGHT`]: with
-    /// two, the peer reads the next batch while this side checks the last one.
+    /// two, the peer reads the next batch while this side checks the last one. One by default:
+    /// on a two-core machine shared by the newcomer and its holders, two made catch-up slower
+    /// (`docs/performance.md` §4c).
     pub fetches_in_flight: usize,
 }
 
@@ -137,7 +139,7 @@ impl Default for Config {
             fetch_batch: MAX_FETCH_IDS,
             push_batch: MAX_BATCH_ENTRIES,
             max_missing: 1 << 20,
-            fetches_in_flight: 2,
+            fetches_in_flight: 1,
         }
     }
 }

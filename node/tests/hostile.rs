@@ -1,6 +1,7 @@
 //! A peer that sends forged or malformed entries, by gossip and through reconciliation, has
 //! none of them stored or forwarded and is blocked; honest traffic keeps flowing. A node whose
-//! disk stalls while it takes in a peer's entries keeps answering its owner and its peers.
+//! disk stalls while it takes in a peer's entries keeps answering its owner and its peers. A
+//! member who equivocates to erase others' edits loses only their own.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,7 +14,9 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use agora_crdt::{BlobHash, DocId, Entry, EntryId, Policy, PostContent, SubwikiId, Timestamp};
+use agora_crdt::{
+    Base, BlobHash, DocId, Entry, EntryId, Policy, PostContent, SubwikiId, Timestamp,
+};
 use agora_node::home::Home;
 use agora_node::store::{
     FeedKey, Loaded, MemoryStore, Put, Rebuilt, Store, StoreError, SubwikiRecord,
@@ -173,6 +176,119 @@ fn post(title: &str) -> PostContent {
         body: "text".into(),
         ..Default::default()
     }
+}
+
+/// The post's content with paragraph `k` of its body replaced.
+fn with_para(mut content: PostContent, k: usize, text: &str) -> PostContent {
+    let mut paras: Vec<String> = content.body.split("\n\n").map(str::to_owned).collect();
+    paras[k] = text.to_owned();
+    content.body = paras.join("\n\n");
+    content
+}
+
+/// Alice posts; Bob edits it and Carol edits on top of Bob's edit, all with real nodes. Then
+/// Bob's device signs a second version of his edit (an equivocation) and gossips it, which
+/// leaves out his edit and Carol's on every node. Carol's node notices and rescues her words by
+/// itself; every node ends up showing them, and none of Bob's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocating_member_erases_only_his_own_edits() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), vec![]).await;
+    let a_addr = addr(&a).await;
+    let subwiki = a
+        .create_subwiki("wiki", "", Policy::default())
+        .await
+        .unwrap();
+    let id = a
+        .create_post(
+            subwiki,
+            PostContent {
+                title: "t".into(),
+                body: "p0\n\np1\n\np2".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Bob's twin device: his key and device, holding the post as it was before his edit.
+    let file = dirs[3].path().join("before.agora");
+    a.export(subwiki, &file).unwrap();
+    let before = agora_node::export::decode(&std::fs::read(&file).unwrap(), now()).unwrap();
+    let genesis = before
+        .iter()
+        .find(|e| e.id() == subwiki.into())
+        .unwrap()
+        .clone();
+    let mut twin = agora_crdt::Replica::new(genesis).unwrap();
+    twin.ingest(before);
+
+    let b = start(dirs[1].path(), vec![a_addr.clone()]).await;
+    b.join(subwiki, vec![a_addr.clone()]).await.unwrap();
+    until(&b, "B has the post", |n| n.post(id).is_ok()).await;
+    let current = b.post(id).unwrap().post.content;
+    b.edit_post(id, Base::Latest, with_para(current, 1, "p1 bob"))
+        .await
+        .unwrap();
+    let c = start(dirs[2].path(), vec![a_addr.clone()]).await;
+    c.join(subwiki, vec![a_addr.clone()]).await.unwrap();
+    until(&c, "C has Bob's edit", |n| {
+        n.post(id)
+            .is_ok_and(|p| p.post.content.body.contains("bob"))
+    })
+    .await;
+    let current = c.post(id).unwrap().post.content;
+    c.edit_post(id, Base::Latest, with_para(current, 2, "p2 carol"))
+        .await
+        .unwrap();
+    for node in [&a, &b] {
+        until(node, "Carol's edit everywhere", |n| {
+            n.post(id)
+                .is_ok_and(|p| p.post.content.body.contains("carol"))
+        })
+        .await;
+    }
+
+    // Bob's twin signs another first edit, and Bob's node gossips it.
+    let bob = Home::new(dirs[1].path()).load_or_init().unwrap().author;
+    let current = twin.post(&id).unwrap().content;
+    let forged = twin
+        .edit_post(
+            &bob,
+            now(),
+            id,
+            &Base::Latest,
+            with_para(current, 1, "p1 evil"),
+        )
+        .unwrap()
+        .unwrap();
+    b.publish_unchecked(subwiki, forged.bytes().to_vec()).await;
+
+    // Every node ends with Carol's words and none of Bob's (his edit and its twin are out).
+    for (node, name) in [(&a, "A"), (&b, "B"), (&c, "C")] {
+        until(
+            node,
+            &format!("{name} shows Carol's words without Bob's"),
+            |n| {
+                n.post(id).is_ok_and(|p| {
+                    let body = &p.post.content.body;
+                    body.contains("p2 carol") && !body.contains("bob") && !body.contains("evil")
+                })
+            },
+        )
+        .await;
+    }
+    for node in [&a, &b, &c] {
+        node.shutdown().await;
+    }
+}
+
+/// Now, as entries are timestamped.
+fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    Timestamp(u64::try_from(ms).unwrap())
 }
 
 fn entries_in(node: &Node, subwiki: SubwikiId) -> usize {

@@ -568,9 +568,9 @@ fn two_fetches_in_flight_answered_out_of_order() {
     }
     let config = Config {
         fetch_batch: 50,
+        fetches_in_flight: 2,
         ..Config::default()
     };
-    assert_eq!(config.fetches_in_flight, 2, "the default");
     let responder = Responder::with_verifier(config, Fake).unwrap();
     let b_items = b.snapshot();
     let mut a = Node::default();
