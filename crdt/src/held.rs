@@ -5,13 +5,16 @@
 //! ```text
 //! record   = kind(1) author(32) rest
 //! genesis  = 0
-//! create   = 1 doc-kind(1) flags(1) [parent(32)] [reply_to(32)] change-bytes(u32 BE)
-//! change   = 2 doc(32) change-bytes(u32 BE)
+//! create   = 1 doc-kind(1) flags(1) [parent(32)] [reply_to(32)] change-bytes(u32 BE) [stamp]
+//! change   = 2 doc(32) change-bytes(u32 BE) [stamp]
 //! vote     = 3
 //! role     = 4
+//! stamp    = actor-seq(u64 BE) change-hash(u64 BE)
 //! ```
 //!
-//! The entry id and claimed time are not in the record: the store keys it by them.
+//! The entry id and claimed time are not in the record: the store keys it by them. The stamp
+//! ([`Stamp`]) is what the index needs to notice an equivocation without building documents;
+//! records written before it existed have none (rebuilding the store's indexes adds it).
 
 use crate::entry::{DocKind, Entry, Payload, Timestamp};
 use crate::id::{AuthorId, DocId, EntryId};
@@ -27,6 +30,42 @@ pub struct Held {
     pub author: AuthorId,
     /// What kind of entry it is, with what the index needs of it.
     pub what: HeldKind,
+    /// For an entry carrying an Automerge change, its stamp; `None` for other entries and for
+    /// records written before stamps existed.
+    pub stamp: Option<Stamp>,
+}
+
+/// Two 64-bit fingerprints of an Automerge change: of its (actor, sequence number), and of its
+/// hash. Two changes of one document with the same first and different second are an
+/// equivocation (up to a 2^-64 chance of a false match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Fingerprint of the change's actor and sequence number.
+    pub actor_seq: u64,
+    /// The first eight bytes of the change's hash.
+    pub hash: u64,
+}
+
+impl Stamp {
+    /// The stamp of a change.
+    pub fn of(change: &automerge::Change) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"agora-stamp-v1");
+        hasher.update(change.actor_id().to_bytes());
+        hasher.update(&change.seq().to_be_bytes());
+        Self {
+            actor_seq: first_u64(hasher.finalize().as_bytes()),
+            hash: first_u64(&change.hash().0),
+        }
+    }
+}
+
+fn first_u64(bytes: &[u8]) -> u64 {
+    let mut out = [0u8; 8];
+    for (o, b) in out.iter_mut().zip(bytes) {
+        *o = *b;
+    }
+    u64::from_be_bytes(out)
 }
 
 /// The kinds of entry, with what the index keeps of each.
@@ -85,6 +124,7 @@ impl Held {
             timestamp: entry.timestamp(),
             author: entry.author(),
             what,
+            stamp: entry.change().map(Stamp::of),
         }
     }
 
@@ -133,6 +173,12 @@ impl Held {
             }
             HeldKind::Genesis | HeldKind::Vote | HeldKind::Role => {}
         }
+        if let (Some(stamp), HeldKind::Create { .. } | HeldKind::Change { .. }) =
+            (self.stamp, self.what)
+        {
+            out.extend_from_slice(&stamp.actor_seq.to_be_bytes());
+            out.extend_from_slice(&stamp.hash.to_be_bytes());
+        }
         out
     }
 
@@ -180,11 +226,20 @@ impl Held {
             4 => HeldKind::Role,
             _ => return None,
         };
-        r.0.is_empty().then_some(Self {
+        let stamp = match (r.0.len(), what) {
+            (0, _) => None,
+            (16, HeldKind::Create { .. } | HeldKind::Change { .. }) => Some(Stamp {
+                actor_seq: u64::from_be_bytes(r.array()?),
+                hash: u64::from_be_bytes(r.array()?),
+            }),
+            _ => return None,
+        };
+        Some(Self {
             id,
             timestamp,
             author,
             what,
+            stamp,
         })
     }
 }

@@ -47,7 +47,7 @@ pub use entry::{
     Policy, REOPEN_BATCH, RoleAction, RoleStatement, Timestamp, Vote, VoteTarget, VoteValue,
     WritePolicy, limits, reopen, validate,
 };
-pub use held::{Held, HeldKind};
+pub use held::{Held, HeldKind, Stamp};
 pub use id::{AuthorId, BlobHash, DocId, EntryId, IdError, SubwikiId};
 pub use key::{AuthorKey, KeyFileError};
 pub use moderation::{

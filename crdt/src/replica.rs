@@ -1132,6 +1132,12 @@ pub struct Replica {
     waiting: HashMap<DocId, Vec<Waiting>>,
     /// The ids of the entries in `waiting`: held, but not yet known to be valid changes.
     waiting_ids: HashSet<EntryId>,
+    /// The stamp of every change in the documents' indexes: (document, actor and sequence
+    /// number) fingerprint to change-hash fingerprint.
+    stamps: HashMap<u64, u64>,
+    /// (document, author) pairs with two different changes under one actor and sequence
+    /// number.
+    equivocators: BTreeSet<(DocId, AuthorId)>,
     posts: BTreeSet<(Timestamp, DocId)>,
     comments: HashMap<DocId, BTreeSet<(Timestamp, DocId)>>,
     profiles: HashMap<AuthorId, BTreeSet<(Timestamp, DocId)>>,
@@ -1180,6 +1186,8 @@ impl Replica {
             docs: HashMap::new(),
             waiting: HashMap::new(),
             waiting_ids: HashSet::new(),
+            stamps: HashMap::new(),
+            equivocators: BTreeSet::new(),
             posts: BTreeSet::new(),
             comments: HashMap::new(),
             profiles: HashMap::new(),
@@ -1579,6 +1587,7 @@ impl Replica {
             change_bytes: 0,
         };
         index.add(held, change_bytes);
+        self.note_stamp(id, held);
         let mut admitted = Vec::new();
         for waiting in self.waiting.remove(&id).unwrap_or_default() {
             self.waiting_ids.remove(&waiting.held.id);
@@ -1590,6 +1599,7 @@ impl Replica {
                 continue;
             }
             index.add(&waiting.held, waiting.change_bytes);
+            self.note_stamp(id, &waiting.held);
             admitted.push(waiting.held.id);
         }
         // Those changes are now known to be held as changes: changes naming one of them as
@@ -1643,6 +1653,7 @@ impl Replica {
             return Err(IngestError::NotOwner { doc });
         }
         index.add(held, change_bytes);
+        self.note_stamp(doc, held);
         let cache = self.cache.get_mut().unwrap_or_else(PoisonError::into_inner);
         if let Some(state) = cache.get(&doc) {
             if let Some(entry) = entry
@@ -1729,34 +1740,71 @@ impl Replica {
     /// Every equivocation seen, with the entries that prove it. Builds every document: for
     /// tests and tools.
     pub fn equivocations(&self) -> Vec<Equivocation> {
+        self.doc_ids()
+            .iter()
+            .flat_map(|doc| self.equivocations_in(doc))
+            .collect()
+    }
+
+    /// The equivocations in one document, with the entries that prove them, by actor and
+    /// sequence number. Builds the document.
+    pub fn equivocations_in(&self, doc: &DocId) -> Vec<Equivocation> {
         let mut out = Vec::new();
-        for doc in self.doc_ids() {
-            self.with_doc(&doc, |state| {
-                for ((actor, seq), hashes) in state.by_actor_seq.iter().filter(|(_, h)| h.len() > 1)
-                {
-                    let mut entries: Vec<EntryId> = hashes
-                        .iter()
-                        .filter_map(|h| state.changes.get(h))
-                        .flat_map(|r| r.entries.iter().map(|(_, id)| *id))
-                        .collect();
-                    entries.sort();
-                    let author = actor
-                        .get(..32)
-                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                        .map(AuthorId::from_bytes)
-                        .unwrap_or(state.meta.creator);
-                    out.push(Equivocation {
-                        doc: state.meta.id,
-                        author,
-                        actor: actor.clone(),
-                        seq: *seq,
-                        entries,
-                    });
-                }
-            });
-        }
+        self.with_doc(doc, |state| {
+            for ((actor, seq), hashes) in state.by_actor_seq.iter().filter(|(_, h)| h.len() > 1) {
+                let mut entries: Vec<EntryId> = hashes
+                    .iter()
+                    .filter_map(|h| state.changes.get(h))
+                    .flat_map(|r| r.entries.iter().map(|(_, id)| *id))
+                    .collect();
+                entries.sort();
+                let author = actor
+                    .get(..32)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .map(AuthorId::from_bytes)
+                    .unwrap_or(state.meta.creator);
+                out.push(Equivocation {
+                    doc: state.meta.id,
+                    author,
+                    actor: actor.clone(),
+                    seq: *seq,
+                    entries,
+                });
+            }
+        });
         out.sort_by(|a, b| (a.doc, &a.actor, a.seq).cmp(&(b.doc, &b.actor, b.seq)));
         out
+    }
+
+    /// Every (document, author) where the author signed two different changes with the same
+    /// actor and sequence number: the equivocators, from the index (builds nothing; the
+    /// evidence is in [`Replica::equivocations_in`]). Entries stored before stamps existed
+    /// ([`crate::Stamp`]) are not counted until the store's indexes are rebuilt.
+    pub fn equivocators(&self) -> &BTreeSet<(DocId, AuthorId)> {
+        &self.equivocators
+    }
+
+    /// Notes the stamp of a change now in `doc`'s index; a second change with the same actor
+    /// and sequence number and another hash makes its author an equivocator.
+    fn note_stamp(&mut self, doc: DocId, held: &Held) {
+        let Some(stamp) = held.stamp else {
+            return;
+        };
+        let mut prefix = [0u8; 8];
+        for (p, b) in prefix.iter_mut().zip(doc.as_bytes()) {
+            *p = *b;
+        }
+        let key = stamp.actor_seq ^ u64::from_be_bytes(prefix);
+        match self.stamps.entry(key) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(stamp.hash);
+            }
+            std::collections::hash_map::Entry::Occupied(slot) => {
+                if *slot.get() != stamp.hash {
+                    self.equivocators.insert((doc, held.author));
+                }
+            }
+        }
     }
 
     /// The fixed facts of a document.

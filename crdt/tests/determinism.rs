@@ -397,14 +397,31 @@ fn forge_comment(
     sign(replica, key, t, Payload::Change(DocChange { doc, change }))
 }
 
-/// Everything observable, with roles and moderation.
-type State = (Snapshot, agora_crdt::Roles, agora_crdt::Moderation);
+/// Everything observable, with roles, moderation and the equivocators the index flags.
+type State = (
+    Snapshot,
+    agora_crdt::Roles,
+    agora_crdt::Moderation,
+    std::collections::BTreeSet<(DocId, agora_crdt::AuthorId)>,
+);
 
 fn state(r: &Replica) -> State {
+    let flagged = r.equivocators().clone();
+    // The index flags exactly the authors the built documents prove equivocated.
+    let proven: std::collections::BTreeSet<(DocId, agora_crdt::AuthorId)> = r
+        .equivocations()
+        .iter()
+        .map(|e| (e.doc, e.author))
+        .collect();
+    assert_eq!(
+        flagged, proven,
+        "the index's equivocators are the documents'"
+    );
     (
         snapshot(r),
         r.roles().clone(),
         r.moderation(&Overrides::none()),
+        flagged,
     )
 }
 
@@ -586,6 +603,7 @@ proptest! {
             Replica::restore(genesis.clone(), source, records, statements).unwrap();
         prop_assert!(report.rejected.is_empty(), "{:?}", report.rejected);
         prop_assert_eq!(&snapshot(&restored), &expected);
+        prop_assert_eq!(restored.equivocators(), reference.equivocators());
     }
 }
 

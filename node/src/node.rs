@@ -551,6 +551,27 @@ impl Node {
         })
     }
 
+    /// The equivocations in a subwiki: who signed two different changes with the same actor
+    /// and sequence number in which document, with the entries that prove it, at most `limit`
+    /// (each builds its one document).
+    pub fn equivocations(
+        &self,
+        subwiki: SubwikiId,
+        limit: usize,
+    ) -> Result<Vec<agora_crdt::Equivocation>, NodeError> {
+        self.core.with_replica(subwiki, |r| {
+            Ok(r.equivocators()
+                .iter()
+                .take(limit)
+                .flat_map(|(doc, author)| {
+                    r.equivocations_in(doc)
+                        .into_iter()
+                        .filter(|e| e.author == *author)
+                })
+                .collect())
+        })
+    }
+
     /// The authors whose votes and statements this node's owner does not count.
     pub fn overrides(&self) -> agora_crdt::Overrides {
         self.core.overrides()

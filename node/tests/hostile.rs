@@ -277,6 +277,15 @@ async fn an_equivocating_member_erases_only_his_own_edits() {
         )
         .await;
     }
+    // Bob is flagged in the moderation log of every node, with both versions as evidence.
+    for node in [&a, &b, &c] {
+        let flagged = node.equivocations(subwiki, 10).unwrap();
+        assert_eq!(flagged.len(), 1, "{flagged:?}");
+        assert_eq!(flagged[0].author, bob.id());
+        assert_eq!(flagged[0].doc, id);
+        assert!(flagged[0].entries.contains(&forged.id()));
+        assert_eq!(flagged[0].entries.len(), 2);
+    }
     for node in [&a, &b, &c] {
         node.shutdown().await;
     }

@@ -54,6 +54,25 @@ impl Render for Modlog {
         for item in &v.log {
             log_line(&mut out, item, now);
         }
+        if !v.equivocations.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n{} (two versions of one change; both left out, with what was built on them)",
+                plural(v.equivocations.len(), "equivocation", "equivocations")
+            );
+            for e in &v.equivocations {
+                let entries: Vec<String> = e.entries.iter().map(ToString::to_string).collect();
+                let _ = writeln!(
+                    out,
+                    "  {} ({}) in {}, change {}: {}",
+                    e.author,
+                    e.author_fingerprint,
+                    e.doc,
+                    e.seq,
+                    entries.join(" ")
+                );
+            }
+        }
         out
     }
 }

@@ -221,7 +221,29 @@ pub struct ModerationLog {
     pub overridden: Vec<AuthorId>,
     /// Every statement, oldest first.
     pub log: Vec<LogLine>,
+    /// Members who signed two versions of one change (an equivocation), with the proof; their
+    /// versions, and what they built on them, are left out of the document (protocol §11.2).
+    #[serde(default)]
+    pub equivocations: Vec<EquivocationLine>,
 }
+
+/// An equivocation in the moderation log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EquivocationLine {
+    /// Who signed both.
+    pub author: AuthorId,
+    /// Their key's fingerprint.
+    pub author_fingerprint: String,
+    /// The document.
+    pub doc: DocId,
+    /// The sequence number signed twice.
+    pub seq: u64,
+    /// The entries that carry the versions.
+    pub entries: Vec<EntryId>,
+}
+
+/// Equivocations listed in a moderation log, at most.
+const MAX_EQUIVOCATIONS_LISTED: usize = 100;
 
 impl Operation for Modlog {
     const PATH: &'static str = "modlog";
@@ -246,6 +268,17 @@ impl Operation for Modlog {
             muted: moderation.muted().collect(),
             overridden: node.overrides().ignored.iter().copied().collect(),
             log: moderation.log().iter().map(LogLine::from).collect(),
+            equivocations: node
+                .equivocations(self.subwiki, MAX_EQUIVOCATIONS_LISTED)?
+                .into_iter()
+                .map(|e| EquivocationLine {
+                    author_fingerprint: e.author.fingerprint(),
+                    author: e.author,
+                    doc: e.doc,
+                    seq: e.seq,
+                    entries: e.entries,
+                })
+                .collect(),
         })
     }
 }

@@ -1367,6 +1367,8 @@ struct ModerationPage<'a> {
     muted: Vec<(String, String)>,
     ignored: Vec<(String, String)>,
     log: Vec<(String, When, String, String, String, String)>,
+    /// Fingerprint, author id, document, the entries that prove it.
+    equivocations: Vec<(String, String, String, String)>,
 }
 
 /// An author as the page shows it: fingerprint, and the full id (for the forms).
@@ -1430,6 +1432,22 @@ async fn moderation_page(
         muted: log.muted.iter().map(who).collect(),
         ignored,
         log: lines,
+        equivocations: log
+            .equivocations
+            .iter()
+            .map(|e| {
+                (
+                    e.author_fingerprint.clone(),
+                    e.author.to_string(),
+                    e.doc.to_string(),
+                    e.entries
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                )
+            })
+            .collect(),
     })
 }
 
