@@ -241,6 +241,12 @@ Findings of the real-node runs:
   and one disk, and every accepted gossip entry is made durable with its own sled flush \
   (about 20,000 flushes for 400 entries). Batching the flushes of gossip entries, and a \
   quiet machine, are the next things to measure.
+- **Gossip taken in by batches (measured).** With the ingest worker (gossip validated off the \
+  network task and stored by batches, one sync per batch), a `real-steady` run alone on the \
+  machine (2026-12-04) had every node identical 0.98 s after the last write instead of 51 s, \
+  with 5,607 store syncs for 400 entries on 50 nodes (0.28 per entry per node, against about \
+  one before); catch-up carried 0.10 of the needed bytes, gossip the rest, with 1,776 \
+  duplicate receipts.
 ";
 
 fn real_sections(runs: &[crate::real::RealOutput]) -> String {
