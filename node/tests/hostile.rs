@@ -24,13 +24,17 @@ use agora_node::store::{
 use agora_node::{Config, Node};
 use support::*;
 
-/// An honest memory store with two tricks. It may advertise, in one subwiki, an entry that
-/// belongs to another (a peer fetching it gets a valid entry of the wrong subwiki). And it may
+/// An honest memory store with two tricks. It may advertise, in one subwiki, an id it does not
+/// hold, and serve another entry under it (a peer fetching it gets an entry it did not ask for;
+/// the node's own check that a served entry is of the subwiki asked about passes). And it may
 /// stall: while `stalled` holds, a write of anything but a genesis entry waits (at most a
 /// minute), as on a disk that has stopped answering.
 struct LyingStore {
     inner: MemoryStore,
-    smuggled: Mutex<Option<(SubwikiId, Timestamp, Entry)>>,
+    /// (subwiki, claimed time, advertised id, entry served under it).
+    smuggled: Mutex<Option<(SubwikiId, Timestamp, EntryId, Entry)>>,
+    /// Times the smuggled entry was served.
+    served: AtomicUsize,
     stalled: Mutex<bool>,
     /// While it holds, reads of entries wait too (a disk that has stopped answering reads).
     reads_stalled: Mutex<bool>,
@@ -46,6 +50,7 @@ impl LyingStore {
         Self {
             inner: MemoryStore::new(),
             smuggled: Mutex::new(None),
+            served: AtomicUsize::new(0),
             stalled: Mutex::new(false),
             reads_stalled: Mutex::new(false),
             unstalled: Condvar::new(),
@@ -100,6 +105,12 @@ impl Store for LyingStore {
         } else {
             drop(stalled);
         }
+        if let Some((_, _, advertised, served)) = self.smuggled.lock().unwrap().as_ref()
+            && advertised == id
+        {
+            self.served.fetch_add(1, Ordering::SeqCst);
+            return Ok(Some(served.clone()));
+        }
         self.inner.entry(id)
     }
     fn contains(&self, id: &EntryId) -> Result<bool, StoreError> {
@@ -113,10 +124,10 @@ impl Store for LyingStore {
     }
     fn items(&self, subwiki: &SubwikiId) -> Result<Vec<(Timestamp, EntryId)>, StoreError> {
         let mut items = self.inner.items(subwiki)?;
-        if let Some((target, time, entry)) = self.smuggled.lock().unwrap().as_ref()
+        if let Some((target, time, advertised, _)) = self.smuggled.lock().unwrap().as_ref()
             && target == subwiki
         {
-            items.push((*time, entry.id()));
+            items.push((*time, *advertised));
             items.sort();
         }
         Ok(items)
@@ -320,7 +331,11 @@ async fn a_wrong_entry_by_reconciliation_is_refused_and_its_sender_blocked() {
 
 async fn hostile_peer(smuggle: bool) {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let a = start(dirs[0].path(), vec![]).await;
+    // A reconciles often, so that each session with H (one strike each) comes soon.
+    let a = start_with(dirs[0].path(), vec![], |c| {
+        c.resync_interval = std::time::Duration::from_secs(1);
+    })
+    .await;
     let a_addr = addr(&a).await;
     let subwiki = a
         .create_subwiki("target", "", Policy::default())
@@ -331,6 +346,7 @@ async fn hostile_peer(smuggle: bool) {
     // The hostile node: a real node whose store lies during reconciliation.
     let lying = Arc::new(LyingStore::new());
     let identity = Home::new(dirs[1].path()).load_or_init().unwrap();
+    let h_key = identity.author.clone();
     let mut config = Config::new(dirs[1].path());
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
     config.mdns = false;
@@ -343,12 +359,30 @@ async fn hostile_peer(smuggle: bool) {
         .await
         .unwrap();
     let foreign = h.create_post(other, post("smuggled")).await.unwrap();
-    let foreign_entry = lying.inner.entry(&foreign.into()).unwrap().unwrap();
+    // A valid entry of the target subwiki, signed by H and never published, served under an id
+    // H advertises but does not hold.
+    let served = Entry::sign(
+        &h_key,
+        Some(subwiki),
+        now(),
+        agora_crdt::Payload::Vote(agora_crdt::Vote {
+            target: agora_crdt::VoteTarget::Post(first),
+            value: agora_crdt::VoteValue::Keep,
+            reason: String::new(),
+        }),
+    )
+    .unwrap();
+    let advertised = EntryId::from_bytes([7; 32]);
     if smuggle {
-        *lying.smuggled.lock().unwrap() = Some((subwiki, foreign_entry.timestamp(), foreign_entry));
+        *lying.smuggled.lock().unwrap() =
+            Some((subwiki, served.timestamp(), advertised, served.clone()));
     }
     h.join(subwiki, vec![a_addr.clone()]).await.unwrap();
     let h_id = h.peer_id();
+    if smuggle {
+        // The behaviour must really happen: A connects to H, and H serves the entry.
+        until_connected(&a, h_id).await;
+    }
     if !smuggle {
         until(&h, "H has the target subwiki", |n| n.post(first).is_ok()).await;
         // Garbage by gossip: random bytes, valid entries with a broken signature, forgeries.
@@ -391,8 +425,19 @@ async fn hostile_peer(smuggle: bool) {
     );
     assert!(
         a.post(foreign).is_err(),
-        "the smuggled entry was not stored"
+        "the other subwiki's post was not stored"
     );
+    if smuggle {
+        assert!(
+            lying.served.load(Ordering::SeqCst) > 0,
+            "H served the entry A did not ask for"
+        );
+        let log = a.moderation(subwiki).unwrap();
+        assert!(
+            log.log().iter().all(|item| item.entry != served.id()),
+            "the entry served under another id was not stored"
+        );
+    }
 
     // Honest traffic keeps flowing.
     let b = start(dirs[2].path(), vec![]).await;
