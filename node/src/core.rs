@@ -455,15 +455,22 @@ impl Core {
             // creator edited may read differently now.
             stale.extend(replica.posts_edited_by_others());
         }
+        let statements = entries
+            .iter()
+            .any(|e| matches!(e.payload(), Payload::Vote(_) | Payload::Role(_)));
+        if statements {
+            // Gone before the entries are written, so that a failure after them leaves no
+            // stale summary behind (it is computed again when next read).
+            stale.push(summary_key(&subwiki));
+        }
         self.store.remove_views(&stale)?;
         self.store.put_entries(entries)?;
+        // The entries are durable: what follows only derives views, and its failure must not
+        // turn an acknowledged write into a reported failure.
         let ids: Vec<EntryId> = entries.iter().map(Entry::id).collect();
         replica.release(ids.iter());
-        if entries
-            .iter()
-            .any(|e| matches!(e.payload(), Payload::Vote(_) | Payload::Role(_)))
-        {
-            self.refresh_moderation(subwiki, replica)?;
+        if statements && let Err(e) = self.refresh_moderation(subwiki, replica) {
+            tracing::warn!(%subwiki, "moderation summary not kept (computed on the next read): {e}");
         }
         Ok(())
     }
@@ -487,7 +494,10 @@ impl Core {
             // The author reads what they wrote next: render its post's view now, from the
             // document the operation just built.
             let views = render_views(r, subwiki, affected_posts(r, std::iter::once(&entry)));
-            self.store.cache_views(&views)?;
+            if let Err(e) = self.store.cache_views(&views) {
+                // The entry is durable: it is acknowledged (and gossiped) all the same.
+                tracing::warn!(%subwiki, "views not kept (rendered on the next read): {e}");
+            }
             Ok(Some(entry))
         })?;
         if entry.is_some() {

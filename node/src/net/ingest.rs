@@ -327,6 +327,23 @@ pub(crate) fn reconciled(core: &Core, subwiki: SubwikiId, peer: PeerId, stats: S
 }
 
 /// Stores entries a catch-up fetched.
+/// Stores entries a peer pushed, now; returns how many are durable (new or already held).
+pub(crate) fn take_pushed(
+    core: &Core,
+    subwiki: SubwikiId,
+    entries: Vec<Entry>,
+) -> Result<usize, crate::NodeError> {
+    let count = entries.len() as u64;
+    let bytes: u64 = entries.iter().map(|e| e.bytes().len() as u64).sum();
+    let accepted = core.accept(subwiki, entries)?;
+    core.update_status(subwiki, |s| {
+        s.received += count;
+        s.entry_bytes += bytes;
+        s.duplicates += accepted.duplicates as u64;
+    });
+    Ok(accepted.new.len() + accepted.duplicates)
+}
+
 pub(crate) fn take_fetched(core: &Core, subwiki: SubwikiId, entries: Vec<Entry>) {
     let count = entries.len() as u64;
     let bytes: u64 = entries.iter().map(|e| e.bytes().len() as u64).sum();

@@ -211,9 +211,8 @@ impl Syncer {
             return;
         };
         let snapshots = Arc::clone(&self.snapshots);
-        let ingest = self.ingest.clone();
         tokio::task::spawn_blocking(move || {
-            let (response, strikes) = respond(&core, &snapshots, ingest.as_ref(), peer, &request);
+            let (response, strikes) = respond(&core, &snapshots, peer, &request);
             let answer = Answer {
                 peer,
                 channel,
@@ -579,7 +578,7 @@ impl Syncer {
         strikes: &mut Strikes,
     ) {
         if self.answers.is_none() || self.core.is_none() {
-            let response = respond(core, &self.snapshots, self.ingest.as_ref(), peer, &request);
+            let response = respond(core, &self.snapshots, peer, &request);
             let _ = swarm
                 .behaviour_mut()
                 .sync
@@ -846,13 +845,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Answers one request of a peer: the response, and the strikes it earned.
-fn respond(
-    core: &Core,
-    snapshots: &Snapshots,
-    ingest: Option<&ingest::Handle>,
-    peer: PeerId,
-    bytes: &[u8],
-) -> (Response, Vec<u32>) {
+fn respond(core: &Core, snapshots: &Snapshots, peer: PeerId, bytes: &[u8]) -> (Response, Vec<u32>) {
     let request = match Request::decode(bytes) {
         Ok(request) => request,
         Err(e) => {
@@ -904,12 +897,233 @@ fn respond(
         Some(proto::Fault::Protocol(_)) => strikes.push(1),
         None => {}
     }
-    if !reply.store.is_empty() {
-        tracing::debug!(%peer, %subwiki, count = reply.store.len(), "peer pushed entries");
-        match ingest {
-            Some(ingest) => ingest.fetched(core, subwiki, reply.store),
-            None => ingest::take_fetched(core, subwiki, reply.store),
+    if reply.store.is_empty() {
+        return (reply.response, strikes);
+    }
+    // Pushed entries are stored here, on this blocking thread, before the answer: `Accepted`
+    // says how many are durable (new or already held); if storing fails, the answer says so
+    // and the peer pushes them again later.
+    tracing::debug!(%peer, %subwiki, count = reply.store.len(), "peer pushed entries");
+    let response = match ingest::take_pushed(core, subwiki, reply.store) {
+        Ok(count) => Response::Accepted {
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+        },
+        Err(e) => Response::Refused {
+            reason: format!("not stored: {e}"),
+        },
+    };
+    (response, strikes)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use agora_crdt::{BlobHash, DocId, Entry, EntryId, Policy, PostContent, Replica, Timestamp};
+
+    use super::*;
+    use crate::home::Home;
+    use crate::store::{
+        FeedKey, Loaded, MemoryStore, Put, Rebuilt, Store, StoreError, SubwikiRecord,
+    };
+
+    /// A memory store whose entry writes fail while `failing` holds (a full disk), and whose
+    /// view writes fail while `views_failing` does.
+    #[derive(Default)]
+    struct Failing {
+        inner: MemoryStore,
+        failing: AtomicBool,
+        views_failing: AtomicBool,
+    }
+
+    impl Failing {
+        fn views(&self) -> Result<(), StoreError> {
+            if self.views_failing.load(Ordering::SeqCst) {
+                return Err(StoreError::Io("no space left on device".into()));
+            }
+            Ok(())
         }
     }
-    (reply.response, strikes)
+
+    impl Store for Failing {
+        fn put_entries(&self, entries: &[Entry]) -> Result<Put, StoreError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::Io("no space left on device".into()));
+            }
+            self.inner.put_entries(entries)
+        }
+        fn remove_entries(&self, ids: &[EntryId]) -> Result<(), StoreError> {
+            self.inner.remove_entries(ids)
+        }
+        fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+            self.inner.entry(id)
+        }
+        fn contains(&self, id: &EntryId) -> Result<bool, StoreError> {
+            self.inner.contains(id)
+        }
+        fn len(&self) -> Result<usize, StoreError> {
+            self.inner.len()
+        }
+        fn count(&self, subwiki: &SubwikiId) -> Result<usize, StoreError> {
+            self.inner.count(subwiki)
+        }
+        fn items(&self, subwiki: &SubwikiId) -> Result<Vec<(Timestamp, EntryId)>, StoreError> {
+            self.inner.items(subwiki)
+        }
+        fn load(&self, subwiki: &SubwikiId) -> Result<Loaded, StoreError> {
+            self.inner.load(subwiki)
+        }
+        fn index(&self, subwiki: &SubwikiId) -> Result<Option<Vec<agora_crdt::Held>>, StoreError> {
+            self.inner.index(subwiki)
+        }
+        fn feed(
+            &self,
+            subwikis: &[SubwikiId],
+            before: Option<(Timestamp, DocId)>,
+            limit: usize,
+        ) -> Result<Vec<FeedKey>, StoreError> {
+            self.inner.feed(subwikis, before, limit)
+        }
+        fn set_subwiki(&self, record: SubwikiRecord) -> Result<(), StoreError> {
+            self.inner.set_subwiki(record)
+        }
+        fn subwikis(&self) -> Result<Vec<SubwikiRecord>, StoreError> {
+            self.inner.subwikis()
+        }
+        fn put_snapshots(&self, snapshots: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+            self.inner.put_snapshots(snapshots)
+        }
+        fn snapshot(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.snapshot(doc)
+        }
+        fn put_views(&self, views: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+            self.views()?;
+            self.inner.put_views(views)
+        }
+        fn cache_views(&self, views: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+            self.views()?;
+            self.inner.cache_views(views)
+        }
+        fn remove_views(&self, docs: &[DocId]) -> Result<(), StoreError> {
+            self.inner.remove_views(docs)
+        }
+        fn view(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.view(doc)
+        }
+        fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {
+            self.inner.put_blob(bytes)
+        }
+        fn blob(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.blob(hash)
+        }
+        fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError> {
+            self.inner.rebuild_indexes()
+        }
+    }
+
+    /// A push is answered once its entries are durable: `Accepted` counts what was stored, and
+    /// a push the store could not take is refused, never acknowledged.
+    #[test]
+    fn a_push_is_acknowledged_only_once_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Home::new(dir.path()).load_or_init().unwrap();
+        let key = identity.author.clone();
+        let store = Arc::new(Failing::default());
+        let core = Core::new(store.clone(), identity, None);
+        let (mut replica, genesis) =
+            Replica::found(&key, now(), "s", "", Policy::default()).unwrap();
+        let subwiki = replica.id();
+        core.accept(subwiki, vec![genesis]).unwrap();
+        core.store()
+            .set_subwiki(SubwikiRecord {
+                id: subwiki,
+                joined: true,
+            })
+            .unwrap();
+        let posts: Vec<Entry> = (0..2)
+            .map(|i| {
+                let post = PostContent {
+                    title: format!("p{i}"),
+                    ..PostContent::default()
+                };
+                replica.create_post(&key, now(), post).unwrap()
+            })
+            .collect();
+        let snapshots = Snapshots::default();
+        let peer = PeerId::random();
+        let push = |entries: &[Entry]| {
+            Request::Push {
+                subwiki,
+                entries: entries.iter().map(|e| e.bytes().to_vec()).collect(),
+            }
+            .encode()
+        };
+
+        // The disk is full: refused, nothing acknowledged, nothing stored.
+        store.failing.store(true, Ordering::SeqCst);
+        let (response, strikes) = respond(&core, &snapshots, peer, &push(&posts[..1]));
+        assert!(
+            matches!(&response, Response::Refused { reason } if reason.contains("not stored")),
+            "{response:?}"
+        );
+        assert!(strikes.is_empty(), "the peer did nothing wrong");
+        assert!(!store.contains(&posts[0].id()).unwrap());
+
+        // Space again: both stored before the answer, which counts them.
+        store.failing.store(false, Ordering::SeqCst);
+        let (response, _) = respond(&core, &snapshots, peer, &push(&posts));
+        assert_eq!(response, Response::Accepted { count: 2 });
+        for post in &posts {
+            assert!(store.contains(&post.id()).unwrap());
+        }
+    }
+
+    /// A local write whose entry is durable is acknowledged even if the views derived from it
+    /// cannot be kept (they are rendered on the next read); the summary it makes stale is gone.
+    #[test]
+    fn a_durable_local_write_is_acknowledged_when_its_views_cannot_be_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Home::new(dir.path()).load_or_init().unwrap();
+        let store = Arc::new(Failing::default());
+        let core = Core::new(store.clone(), identity, None);
+        let subwiki = SubwikiId::from(core.found("s", "", Policy::default()).unwrap().id());
+        let post = core
+            .local(subwiki, |r, key, t| {
+                r.create_post(key, t, PostContent::default()).map(Some)
+            })
+            .unwrap()
+            .unwrap();
+        store.views_failing.store(true, Ordering::SeqCst);
+        let vote = core
+            .local(subwiki, |r, key, t| {
+                let target = agora_crdt::VoteTarget::Post(post.id().into());
+                r.vote(key, t, target, agora_crdt::VoteValue::Hide, "")
+                    .map(Some)
+            })
+            .expect("acknowledged: the vote is on the disk")
+            .unwrap();
+        assert!(store.contains(&vote.id()).unwrap());
+        let key = crate::moderation::summary_key(&subwiki);
+        assert_eq!(
+            store.view(&key).unwrap(),
+            None,
+            "no stale summary is left behind"
+        );
+        // Space again: the summary is computed from the entries, with the vote, and kept.
+        store.views_failing.store(false, Ordering::SeqCst);
+        core.moderation_summary(subwiki).unwrap();
+        assert!(store.view(&key).unwrap().is_some());
+        assert_eq!(
+            core.with_replica(subwiki, |r| Ok(r.votes().count()))
+                .unwrap(),
+            1
+        );
+    }
 }

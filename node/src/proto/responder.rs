@@ -2,8 +2,9 @@
 //!
 //! The driver looks up the [`Snapshot`] of the subwiki named by the request (building it from
 //! its store, or from a cache it refreshes when the subwiki changes), passes a function that
-//! loads one entry's bytes by id, sends back [`Reply::response`], stores [`Reply::store`] and
-//! penalises the peer for a [`Reply::fault`].
+//! loads one entry's bytes by id, stores [`Reply::store`] *before* it sends back
+//! [`Reply::response`] (for a push, `Accepted` with the count it really stored, or a refusal if
+//! storing failed), and penalises the peer for a [`Reply::fault`].
 
 use agora_crdt::limits::MAX_ENTRY_BYTES;
 use agora_crdt::{Entry, EntryId, SubwikiId, Timestamp};

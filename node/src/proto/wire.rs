@@ -96,7 +96,8 @@ pub enum Response {
         /// Raw entries.
         entries: Vec<Vec<u8>>,
     },
-    /// Answers [`Request::Push`]: how many entries were valid and kept.
+    /// Answers [`Request::Push`]: how many entries are now durably held (sent only once they
+    /// are stored).
     Accepted {
         /// Entries accepted.
         count: u32,
