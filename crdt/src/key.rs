@@ -183,7 +183,15 @@ impl AuthorKey {
         let mut file = options.open(path).map_err(io)?;
         file.write_all(self.to_file_string().as_bytes())
             .map_err(io)?;
-        file.sync_all().map_err(io)
+        file.sync_all().map_err(io)?;
+        // The file's name is in its directory: fsync that too, or a power cut may lose it.
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
     }
 
     /// Reads a key file written by [`AuthorKey::save`].

@@ -157,5 +157,15 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
     }
     let mut file = options.open(path).map_err(io(path))?;
     file.write_all(bytes).map_err(io(path))?;
-    file.sync_all().map_err(io(path))
+    file.sync_all().map_err(io(path))?;
+    sync_dir_of(path).map_err(io(path))
+}
+
+/// Fsyncs the directory holding `path`, so that a file just created or renamed there keeps its
+/// name after a power cut (the file's own fsync does not cover its directory entry).
+pub(crate) fn sync_dir_of(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+        _ => std::fs::File::open(".")?.sync_all(),
+    }
 }

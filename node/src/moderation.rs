@@ -181,9 +181,14 @@ impl OverridesFile {
             text.push_str(&author.to_string());
             text.push('\n');
         }
+        // Durable before it returns: the new file's bytes, then its name (the directory).
         let tmp = path.with_extension("txt.tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, path)
+        let mut file = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut file, text.as_bytes())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        crate::home::sync_dir_of(path)
     }
 }
 

@@ -228,3 +228,75 @@ fn every_acknowledged_post_survives_sigkill() {
         );
     }
 }
+
+/// Acknowledged means on the disk, seen in the system calls: traced with `strace`, every
+/// `done <id>` the writer prints comes after an fdatasync (or fsync) of the store's data file
+/// that completed since the previous `done`. Skips, saying so, where strace is missing (CI
+/// installs it and sets `AGORA_REQUIRE_STRACE`, which makes that a failure).
+#[test]
+fn every_acknowledged_post_is_fsynced_before_it_is_reported() {
+    const STRACE: &str = "/usr/bin/strace";
+    const POSTS: usize = 20;
+    if !Path::new(STRACE).exists() {
+        assert!(
+            std::env::var_os("AGORA_REQUIRE_STRACE").is_none(),
+            "AGORA_REQUIRE_STRACE is set but {STRACE} is missing"
+        );
+        eprintln!("SKIPPED: no {STRACE} (apt-get install strace)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let trace = dir.path().join("trace");
+    let status = Command::new(STRACE)
+        .args(["-f", "-y", "-qq", "-s", "64"])
+        .args(["-e", "trace=fsync,fdatasync,sync_file_range,write"])
+        .arg("-o")
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_agora-node"))
+        .args(["write-stream", "--count", &POSTS.to_string(), "--home"])
+        .arg(&home)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    if !status.success() {
+        // Tracing may be forbidden (no ptrace in some containers).
+        assert!(
+            std::env::var_os("AGORA_REQUIRE_STRACE").is_none(),
+            "strace failed: {status}"
+        );
+        eprintln!("SKIPPED: strace could not trace here ({status})");
+        return;
+    }
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let data_file = format!("{}>", home.join("store").join("db").display());
+    let mut unfinished: std::collections::HashSet<String> = Default::default();
+    let mut synced = false;
+    let mut done = 0;
+    for (n, line) in text.lines().enumerate() {
+        let pid = line
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let is_sync = line.contains("fdatasync(") || line.contains("fsync(");
+        if is_sync && line.contains(&data_file) {
+            if line.contains("<unfinished") {
+                unfinished.insert(pid);
+            } else if line.ends_with("= 0") {
+                synced = true;
+            }
+        } else if line.contains("sync resumed>") && unfinished.remove(&pid) {
+            synced |= line.ends_with("= 0");
+        } else if line.contains("write(1<") && line.contains("\"done ") {
+            assert!(
+                synced,
+                "line {n}: a post was reported durable before any fsync of {data_file} since \
+                 the last one:\n{line}"
+            );
+            synced = false;
+            done += 1;
+        }
+    }
+    assert_eq!(done, POSTS, "every post was reported; trace:\n{text}");
+}
