@@ -1,7 +1,7 @@
 //! Crash safety: the real `agora-node write-stream` is killed with SIGKILL in the middle of a
-//! stream of posts, three times on the same home. Each time the store must open again, every
-//! post the writer reported durable (`done <id>`) must be there, and the feed index must list
-//! exactly the posts held.
+//! stream of posts, edits and votes, three times on the same home. Each time the store must open
+//! again, every post, edit and vote the writer reported durable must be there, and the feed
+//! index must list exactly the posts held.
 //!
 //! Where the kill lands is drawn from `AGORA_TEST_SEED` (a fixed default otherwise), so a
 //! failure replays: `AGORA_TEST_SEED=<seed> cargo test -p agora-node --test crash`.
@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use agora_crdt::DocId;
+use agora_crdt::{DocId, EntryId, SubwikiId};
 use agora_node::Node;
 
 /// How long any one wait on the writer may take before the test fails.
@@ -117,10 +117,44 @@ impl Drop for Proc {
     }
 }
 
+/// What the writer reported durable.
+#[derive(Default)]
+struct Acknowledged {
+    posts: Vec<DocId>,
+    /// (post, the edit's entry).
+    edits: Vec<(DocId, EntryId)>,
+    /// (subwiki, the vote's entry).
+    votes: Vec<(SubwikiId, EntryId)>,
+}
+
+impl Acknowledged {
+    fn take(&mut self, subwiki: &mut Option<SubwikiId>, line: &str) {
+        let parse = |what: &str, text: &str| -> String {
+            assert!(!text.is_empty(), "bad {what} line {line:?}");
+            text.to_owned()
+        };
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("subwiki"), Some(id), None) => {
+                *subwiki = Some(parse("subwiki", id).parse().unwrap())
+            }
+            (Some("done"), Some(id), None) => self.posts.push(parse("post", id).parse().unwrap()),
+            (Some("edited"), Some(post), Some(edit)) => self
+                .edits
+                .push((post.parse().unwrap(), parse("edit", edit).parse().unwrap())),
+            (Some("voted"), Some(vote), None) => self.votes.push((
+                subwiki.expect("the subwiki line comes first"),
+                parse("vote", vote).parse().unwrap(),
+            )),
+            _ => panic!("unexpected line from the writer: {line:?}"),
+        }
+    }
+}
+
 /// Runs the writer on `home` and SIGKILLs it after `kill_after` acknowledged posts. Returns
-/// every post it acknowledged, including those printed between the last line read and the
+/// everything it acknowledged, including what it printed between the last line read and the
 /// kill.
-fn write_and_kill(home: &Path, kill_after: u64) -> Vec<DocId> {
+fn write_and_kill(home: &Path, kill_after: u64) -> Acknowledged {
     let mut writer = Proc::spawn(
         Command::new(env!("CARGO_BIN_EXE_agora-node"))
             .arg("write-stream")
@@ -129,20 +163,14 @@ fn write_and_kill(home: &Path, kill_after: u64) -> Vec<DocId> {
             .arg("--count")
             .arg(COUNT.to_string()),
     );
-    let mut done = Vec::new();
-    let parse = |line: &str| -> Option<DocId> {
-        let id = line.strip_prefix("done ")?;
-        Some(
-            id.parse()
-                .unwrap_or_else(|e| panic!("bad post id {id:?}: {e}")),
-        )
-    };
-    while (done.len() as u64) < kill_after {
+    let mut done = Acknowledged::default();
+    let mut subwiki = None;
+    while (done.posts.len() as u64) < kill_after {
         match writer.next_line() {
-            Some(line) => done.extend(parse(&line)),
+            Some(line) => done.take(&mut subwiki, &line),
             None => panic!(
                 "the writer stopped after {} posts: {}",
-                done.len(),
+                done.posts.len(),
                 writer.stderr()
             ),
         }
@@ -156,7 +184,7 @@ fn write_and_kill(home: &Path, kill_after: u64) -> Vec<DocId> {
     let status = writer.child.wait().unwrap();
     assert!(!status.success(), "killed, not finished: {status}");
     while let Some(line) = writer.next_line() {
-        done.extend(parse(&line));
+        done.take(&mut subwiki, &line);
     }
     done
 }
@@ -167,14 +195,18 @@ fn every_acknowledged_post_survives_sigkill() {
     let mut rng = seed;
     let home = tempfile::tempdir().unwrap();
     let mut acknowledged: Vec<DocId> = Vec::new();
+    let mut edits: Vec<(DocId, EntryId)> = Vec::new();
+    let mut votes: Vec<(SubwikiId, EntryId)> = Vec::new();
     for round in 1..=KILLS {
         let span = KILL_AFTER.end() - KILL_AFTER.start() + 1;
         let kill_after = KILL_AFTER.start() + next_random(&mut rng) % span;
         let started = Instant::now();
         let done = write_and_kill(home.path(), kill_after);
         let written = started.elapsed();
-        assert!(done.len() as u64 >= kill_after);
-        acknowledged.extend(done.iter().copied());
+        assert!(done.posts.len() as u64 >= kill_after);
+        acknowledged.extend(done.posts.iter().copied());
+        edits.extend(done.edits.iter().copied());
+        votes.extend(done.votes.iter().copied());
 
         // The store opens, and holds every post ever acknowledged, in this round and before.
         let node = Node::open_offline(home.path())
@@ -189,6 +221,21 @@ fn every_acknowledged_post_survives_sigkill() {
             missing.len(),
             acknowledged.len()
         );
+        // And every acknowledged edit and vote.
+        for (post, edit) in &edits {
+            let history = node.history(*post).unwrap();
+            assert!(
+                history.iter().any(|h| h.version == *edit),
+                "seed {seed}, round {round}: acknowledged edit {edit} of {post} lost"
+            );
+        }
+        for (subwiki, vote) in &votes {
+            let moderation = node.moderation(*subwiki).unwrap();
+            assert!(
+                moderation.log().iter().any(|item| item.entry == *vote),
+                "seed {seed}, round {round}: acknowledged vote {vote} lost"
+            );
+        }
         // The feed index agrees with the entries: every acknowledged post is listed, and only
         // posts that are held.
         let feed = node.feed(None, None, 1_000_000).unwrap();
@@ -221,10 +268,12 @@ fn every_acknowledged_post_survives_sigkill() {
         );
         println!(
             "seed {seed}, round {round}: killed after {} acknowledged posts ({:?}); \
-             {} acknowledged in all, {held} held, all present",
-            done.len(),
+             {} posts, {} edits, {} votes acknowledged in all, {held} posts held, all present",
+            done.posts.len(),
             written,
-            acknowledged.len()
+            acknowledged.len(),
+            edits.len(),
+            votes.len()
         );
     }
 }
@@ -288,14 +337,18 @@ fn every_acknowledged_post_is_fsynced_before_it_is_reported() {
             }
         } else if line.contains("sync resumed>") && unfinished.remove(&pid) {
             synced |= line.ends_with("= 0");
-        } else if line.contains("write(1<") && line.contains("\"done ") {
+        } else if line.contains("write(1<")
+            && ["\"done ", "\"edited ", "\"voted "]
+                .iter()
+                .any(|ack| line.contains(ack))
+        {
             assert!(
                 synced,
-                "line {n}: a post was reported durable before any fsync of {data_file} since \
+                "line {n}: a write was reported durable before any fsync of {data_file} since \
                  the last one:\n{line}"
             );
             synced = false;
-            done += 1;
+            done += usize::from(line.contains("\"done "));
         }
     }
     assert_eq!(done, POSTS, "every post was reported; trace:\n{text}");

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agora_crdt::{Policy, PostContent, SubwikiId};
+use agora_crdt::{Base, Policy, PostContent, SubwikiId, VoteValue};
 use agora_node::home::Home;
 use agora_node::store::{SledStore, Store};
 use agora_node::{Config, Node};
@@ -43,7 +43,9 @@ enum Command {
         home: PathBuf,
     },
     /// Found a subwiki offline and write posts to it one after another, printing
-    /// `done <post id>` once each is durable.
+    /// `done <post id>` once each is durable; every third post is then edited
+    /// (`edited <post id> <entry id>`) and every fourth voted on (`voted <entry id>`), each
+    /// printed once durable.
     WriteStream {
         /// The node's home directory (created if missing).
         #[arg(long)]
@@ -174,6 +176,22 @@ async fn write_stream(home: &Path, count: u64) -> Result<()> {
             .await
             .with_context(|| format!("writing post {i}"))?;
         say(format_args!("done {id}"))?;
+        if i % 3 == 1 {
+            let edit = node
+                .edit_post(id, Base::Latest, post(format!("post {i}, edited")))
+                .await
+                .with_context(|| format!("editing post {i}"))?;
+            if let Some(edit) = edit {
+                say(format_args!("edited {id} {edit}"))?;
+            }
+        }
+        if i % 4 == 2 {
+            let vote = node
+                .vote_post(id, VoteValue::Keep, "")
+                .await
+                .with_context(|| format!("voting on post {i}"))?;
+            say(format_args!("voted {vote}"))?;
+        }
     }
     Ok(())
 }
