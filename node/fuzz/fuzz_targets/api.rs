@@ -20,11 +20,9 @@ const PORT: u16 = 7130;
 
 const OPERATIONS: &[&str] = &[
     "subwiki/create",
-    "subwiki/join",
     "subwiki/leave",
     "subwiki/list",
     "subwiki/show",
-    "subwiki/discover",
     "subwiki/invite",
     "post/new",
     "post/edit",
