@@ -279,7 +279,15 @@ fn play_all(policy: Policy, steps: &[Step]) -> (Entry, Vec<Entry>, Vec<Entry>) {
                     continue;
                 }
                 let id = comments[comment % comments.len()];
-                let entry = forge_comment(&devices[*dev], &keys[*dev], t, id, "not yours");
+                let entry = forge_change(
+                    &devices[*dev],
+                    &keys[*dev],
+                    t,
+                    id,
+                    &agora_crdt::Content::Comment(agora_crdt::CommentContent {
+                        text: "not yours".into(),
+                    }),
+                );
                 let report = devices[*dev].ingest([entry.clone()]);
                 assert_eq!(report.rejected.len(), 1, "a rewrite of another's comment");
                 refused.push(entry);
@@ -374,27 +382,6 @@ fn play_edit(devices: &mut [Replica], keys: &[AuthorKey], t: Timestamp, step: &S
         let entry = forge_edit(&devices[*dev], &keys[*dev], t, id, edited);
         devices[*dev].ingest([entry]);
     }
-}
-
-/// `key`'s change making comment `doc` read `text`, without asking whether it is allowed.
-fn forge_comment(
-    replica: &Replica,
-    key: &AuthorKey,
-    t: Timestamp,
-    doc: DocId,
-    text: &str,
-) -> Entry {
-    let saved = replica.save_document(&doc).unwrap();
-    let mut am = automerge::Automerge::load(&saved)
-        .unwrap()
-        .with_actor(key.actor());
-    let mut tx = am.transaction();
-    agora_crdt::Content::Comment(agora_crdt::CommentContent { text: text.into() })
-        .write(&mut tx)
-        .unwrap();
-    tx.commit_with(automerge::transaction::CommitOptions::default().with_time(t.as_secs()));
-    let change = am.get_last_local_change().unwrap().raw_bytes().to_vec();
-    sign(replica, key, t, Payload::Change(DocChange { doc, change }))
 }
 
 /// Everything observable, with roles, moderation and the equivocators the index flags.

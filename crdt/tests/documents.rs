@@ -404,7 +404,15 @@ fn a_change_naming_a_refused_change_is_held_the_same_in_every_order() {
     let comment_id: DocId = comment.id().into();
     // Bob rewrites Alice's comment: refused once the comment is known (comments are their
     // author's alone).
-    let rewrite = forge_comment_edit(&a, &bob, Timestamp(T0 + 3), comment_id, "bob's");
+    let rewrite = forge_change(
+        &a,
+        &bob,
+        Timestamp(T0 + 3),
+        comment_id,
+        &Content::Comment(agora_crdt::CommentContent {
+            text: "bob's".into(),
+        }),
+    );
     // Carol's change, pointed at Bob's refused change as if it were a document.
     let carol_edit = a
         .edit_post(
@@ -458,37 +466,6 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
         }
     }
     out
-}
-
-/// `key`'s change making comment `doc` read `text`, made on `replica`'s view of it without
-/// asking whether it is allowed.
-fn forge_comment_edit(
-    replica: &Replica,
-    key: &agora_crdt::AuthorKey,
-    t: Timestamp,
-    doc: DocId,
-    text: &str,
-) -> agora_crdt::Entry {
-    let saved = replica.save_document(&doc).expect("document");
-    let mut am = automerge::Automerge::load(&saved)
-        .expect("load")
-        .with_actor(key.actor());
-    let mut tx = am.transaction();
-    Content::Comment(agora_crdt::CommentContent { text: text.into() })
-        .write(&mut tx)
-        .expect("write");
-    tx.commit_with(automerge::transaction::CommitOptions::default().with_time(t.as_secs()));
-    let change = am
-        .get_last_local_change()
-        .expect("a change")
-        .raw_bytes()
-        .to_vec();
-    sign(
-        replica,
-        key,
-        t,
-        agora_crdt::Payload::Change(agora_crdt::DocChange { doc, change }),
-    )
 }
 
 /// `ARTICLE`-like text of `n` paragraphs, paragraph `k` reading `p{k}`, with the given ones

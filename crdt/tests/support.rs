@@ -171,12 +171,23 @@ pub fn forge_edit(
     doc: DocId,
     post: PostContent,
 ) -> Entry {
+    forge_change(replica, key, t, doc, &Content::Post(post))
+}
+
+/// Like [`forge_edit`], for any document: a change making `doc` read `content`.
+pub fn forge_change(
+    replica: &Replica,
+    key: &AuthorKey,
+    t: Timestamp,
+    doc: DocId,
+    content: &Content,
+) -> Entry {
     let saved = replica.save_document(&doc).expect("document");
     let mut am = automerge::Automerge::load(&saved)
         .expect("load")
         .with_actor(key.actor());
     let mut tx = am.transaction();
-    Content::Post(post).write(&mut tx).expect("write");
+    content.write(&mut tx).expect("write");
     tx.commit_with(automerge::transaction::CommitOptions::default().with_time(t.as_secs()));
     let change = am
         .get_last_local_change()
