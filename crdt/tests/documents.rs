@@ -867,3 +867,101 @@ fn an_equivocation_costs_only_the_equivocator_trusted() {
 fn an_equivocation_costs_only_the_equivocator_with_concurrent_branches() {
     an_equivocation_costs_only_the_equivocator(agora_crdt::Policy::default(), true);
 }
+
+/// A change that uses another change's operations without naming it as a dependency (only a
+/// modified client makes one) is refused by Automerge where that change is not held yet, and
+/// applied where it is. Two replicas that disagreed that way agree again as soon as they hold
+/// the same entries, in whatever order those came (protocol section 11.3).
+#[test]
+fn a_change_refused_for_an_undeclared_dependency_is_applied_once_that_dependency_arrives() {
+    let alice = key(1);
+    let bob = key(2);
+    let carol = key(3);
+    let mut a = founded(&alice);
+    let created = a
+        .create_post(&alice, Timestamp(T0 + 1), post("t", "one two three"))
+        .unwrap();
+    let id: DocId = created.id().into();
+    let first_change = a.heads(&id).unwrap();
+    let bobs = a
+        .edit_post(
+            &bob,
+            Timestamp(T0 + 2),
+            id,
+            &Base::Latest,
+            post("t", "one two three four five"),
+        )
+        .unwrap()
+        .unwrap();
+    // Carol edits the words Bob wrote, then her client drops Bob's change from the change's
+    // dependencies and names Alice's instead.
+    let honest = forge_edit(
+        &a,
+        &carol,
+        Timestamp(T0 + 3),
+        id,
+        post("t", "one two three four FIVE"),
+    );
+    let agora_crdt::Payload::Change(change) = honest.payload().clone() else {
+        panic!("not a change")
+    };
+    let mut expanded = automerge::Change::from_bytes(change.change)
+        .unwrap()
+        .decode();
+    expanded.deps = first_change;
+    let rewired = automerge::Change::from(expanded).raw_bytes().to_vec();
+    let carols = sign(
+        &a,
+        &carol,
+        Timestamp(T0 + 3),
+        agora_crdt::Payload::Change(agora_crdt::DocChange {
+            doc: id,
+            change: rewired,
+        }),
+    );
+
+    // One replica took Bob's edit before Carol's, the other has not seen Bob's edit yet.
+    let mut early = fresh(&a);
+    for e in [&created, &bobs, &carols] {
+        early.ingest([e.clone()]);
+    }
+    let mut late = fresh(&a);
+    for e in [&created, &carols] {
+        late.ingest([e.clone()]);
+    }
+    assert_eq!(body(&early, id), "one two three four FIVE");
+    assert_eq!(
+        body(&late, id),
+        "one two three",
+        "refused without Bob's edit"
+    );
+    let refused = late
+        .history(&id)
+        .unwrap()
+        .into_iter()
+        .find(|h| h.version == carols.id())
+        .unwrap();
+    assert!(
+        matches!(refused.status, ChangeStatus::Excluded(_)),
+        "{:?}",
+        refused.status
+    );
+
+    // Bob's edit reaches the second replica: they agree again.
+    late.ingest([bobs.clone()]);
+    assert_eq!(body(&late, id), "one two three four FIVE");
+    assert_eq!(snapshot(&late), snapshot(&early));
+
+    // And so does every other order, one entry at a time or all at once.
+    let items = [created, bobs, carols];
+    for order in permutations(items.len()) {
+        let mut one_by_one = fresh(&a);
+        for &i in &order {
+            one_by_one.ingest([items[i].clone()]);
+        }
+        assert_eq!(snapshot(&one_by_one), snapshot(&early), "order {order:?}");
+        let mut together = fresh(&a);
+        together.ingest(order.iter().map(|&i| items[i].clone()).collect::<Vec<_>>());
+        assert_eq!(snapshot(&together), snapshot(&early), "batch {order:?}");
+    }
+}
