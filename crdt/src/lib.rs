@@ -52,7 +52,7 @@ pub use id::{AuthorId, BlobHash, DocId, EntryId, IdError, SubwikiId};
 pub use key::{AuthorKey, KeyFileError};
 pub use moderation::{
     AuthorOutcome, Contribution, Hidden, LogItem, Moderation, NotCounted, Overrides, PostOutcome,
-    Role, Roles, Standing, Statement, Tally,
+    Role, Roles, Standing, Statement, Tally, changes_outcomes,
 };
 pub use replica::{
     ChangeStatus, CommentView, DEFAULT_CACHE_BYTES, Equivocation, Exclusion, FeedCursor, FeedPage,

@@ -196,6 +196,27 @@ impl Overrides {
     }
 }
 
+/// Whether adding these entries to a subwiki can change an outcome (a post hidden or marked,
+/// an author muted) for a reader with `overrides`, given the roles before and after they were
+/// added. Outcomes are tallies of counted votes under the roles, so only a change of roles or a
+/// vote that counts can change one: a vote from a member (a signal), a vote the reader
+/// ignores, and a role statement that changes no role leave every outcome as it was, whatever
+/// else is held. Costs the size of the roles plus the number of entries, so that a flood of
+/// statements from keys nobody trusts costs each honest node a constant amount per statement.
+pub fn changes_outcomes<'a>(
+    before: &Roles,
+    after: &Roles,
+    overrides: &Overrides,
+    entries: impl IntoIterator<Item = &'a Entry>,
+) -> bool {
+    before != after
+        || entries.into_iter().any(|e| {
+            matches!(e.payload(), Payload::Vote(_))
+                && after.counts(&e.author())
+                && !overrides.ignores(&e.author())
+        })
+}
+
 /// Standing votes on one target, by value. For a post only hide, keep, misleading and verified
 /// are used; for an author only mute and unmute. Withdrawn votes are not in any tally.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

@@ -433,7 +433,7 @@ impl Core {
     /// rendered views they make stale are removed first (their removal becomes durable with
     /// the entries), the entries are stored durably, the replica lets go of them (it reads them
     /// back from the store when it builds their documents), and the moderation summary is
-    /// recomputed if they hold votes or role statements. Runs under the subwiki's lock, so no
+    /// recomputed if they can change an outcome (the roles changed, or a vote counts). Runs under the subwiki's lock, so no
     /// reader sees a document built without them or stores a view that misses them.
     fn persist(
         &self,
@@ -455,9 +455,15 @@ impl Core {
             // creator edited may read differently now.
             stale.extend(replica.posts_edited_by_others());
         }
-        let statements = entries
-            .iter()
-            .any(|e| matches!(e.payload(), Payload::Vote(_) | Payload::Role(_)));
+        // Votes that are only signals and role statements that changed no role leave the
+        // summary as it is: a flood of them from keys nobody trusts costs a constant amount
+        // each, not a recomputation of the whole subwiki's moderation.
+        let statements = agora_crdt::changes_outcomes(
+            roles_before,
+            replica.roles(),
+            &lock(&self.overrides),
+            entries,
+        );
         if statements {
             // Gone before the entries are written, so that a failure after them leaves no
             // stale summary behind (it is computed again when next read).
@@ -677,5 +683,104 @@ impl Core {
             Some(e) if matches!(e.payload(), Payload::CreateDocument(_)) => Ok(e.subwiki()),
             _ => Err(NodeError::UnknownDocument(*doc)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use agora_crdt::{
+        AuthorKey, Overrides, Policy, PostContent, RoleAction, VoteTarget, VoteValue,
+    };
+
+    use super::*;
+    use crate::home::Home;
+    use crate::store::MemoryStore;
+
+    /// Votes from members nobody trusts and role statements that change no role leave the
+    /// stored moderation summary as it is (it is not computed again: a summary planted to
+    /// differ stays); a counted vote makes it computed again, from everything held.
+    #[test]
+    fn statements_that_change_no_outcome_leave_the_moderation_summary_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Home::new(dir.path()).load_or_init().unwrap();
+        let founder = identity.author.clone();
+        let core = Core::new(Arc::new(MemoryStore::default()), identity, None);
+        let policy = Policy {
+            hide_quorum: 1,
+            ..Policy::default()
+        };
+        let (mut source, genesis) = Replica::found(&founder, now(), "s", "", policy).unwrap();
+        let subwiki = source.id();
+        let post = PostContent {
+            title: "p".into(),
+            ..PostContent::default()
+        };
+        let post = source.create_post(&founder, now(), post).unwrap();
+        let target = VoteTarget::Post(post.id().into());
+        core.accept(subwiki, vec![genesis, post]).unwrap();
+        let nothing_hidden = core.moderation_summary(subwiki).unwrap();
+
+        // What the summary reads once the founder's hide is in: planted in its place.
+        let hide = source
+            .vote(&founder, now(), target, VoteValue::Hide, "")
+            .unwrap();
+        let planted = Summary::of(&source.moderation(&Overrides::none()));
+        assert_ne!(planted, nothing_hidden);
+        core.store
+            .put_views(&[(summary_key(&subwiki), planted.encode())])
+            .unwrap();
+
+        // A flood from fresh keys, one entry at a time as gossip brings them: hides, mutes of
+        // the founder, and vouches for each other.
+        let sybils: Vec<AuthorKey> = (1..=60u8)
+            .map(|i| AuthorKey::from_secret([i; 32], [i; 8]))
+            .collect();
+        for (i, sybil) in sybils.iter().enumerate() {
+            let flood = [
+                source
+                    .vote(sybil, now(), target, VoteValue::Hide, "")
+                    .unwrap(),
+                source
+                    .vote(
+                        sybil,
+                        now(),
+                        VoteTarget::Author(founder.id()),
+                        VoteValue::Mute,
+                        "",
+                    )
+                    .unwrap(),
+                source
+                    .state_role(
+                        sybil,
+                        now(),
+                        RoleAction::Vouch,
+                        sybils[(i + 1) % sybils.len()].id(),
+                    )
+                    .unwrap(),
+            ];
+            for entry in flood {
+                assert_eq!(core.accept(subwiki, vec![entry]).unwrap().new.len(), 1);
+            }
+        }
+        assert_eq!(
+            core.moderation_summary(subwiki).unwrap(),
+            planted,
+            "the summary was not computed again"
+        );
+
+        // The founder's hide counts: the summary is computed again from everything held.
+        core.accept(subwiki, vec![hide]).unwrap();
+        let kept = core.moderation_summary(subwiki).unwrap();
+        let replica_view = core
+            .with_replica(subwiki, |r| {
+                Ok(Summary::of(&r.moderation(&Overrides::none())))
+            })
+            .unwrap();
+        assert_eq!(kept, replica_view);
+        assert_eq!(kept, planted, "the post is hidden, the founder not muted");
+        core.store.remove_views(&[summary_key(&subwiki)]).unwrap();
+        assert_eq!(core.moderation_summary(subwiki).unwrap(), kept);
     }
 }

@@ -670,6 +670,18 @@ impl Node {
         Ok(imported)
     }
 
+    /// Takes entries of a subwiki as they come from a peer, by gossip or catch-up (validated,
+    /// checked by the replica, stored durably), on the calling thread. For benchmarks of what
+    /// peers can make a node do; front ends use [`Node::import`].
+    #[doc(hidden)]
+    pub fn accept_from_peer(
+        &self,
+        subwiki: SubwikiId,
+        entries: Vec<agora_crdt::Entry>,
+    ) -> Result<Accepted, NodeError> {
+        self.core.accept(subwiki, entries)
+    }
+
     /// Sends bytes as an entry on a subwiki's gossip topic *without checking them*. For attack
     /// simulations and tests of how peers treat a misbehaving node; never used by front ends.
     #[doc(hidden)]
