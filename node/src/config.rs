@@ -25,6 +25,10 @@ pub struct Config {
     pub mdns: bool,
     /// How often to reconcile every joined subwiki with connected peers again.
     pub resync_interval: Duration,
+    /// How long a peer may hold one of a subwiki's catch-up slots without bringing a new entry
+    /// while other peers wait for one; past that its session ends and it waits at the back of
+    /// the queue, so that a slow or hostile peer cannot keep a catch-up to itself.
+    pub catch_up_stall: Duration,
     /// Answer other nodes' Kademlia queries (hold provider records, route lookups) from the
     /// start. Off by default: a personal node switches to server mode by itself once AutoNAT
     /// confirms it is reachable; bootstrap peers and always-on nodes turn it on.
@@ -64,6 +68,7 @@ impl Config {
             bootstrap: Vec::new(),
             mdns: true,
             resync_interval: Duration::from_secs(60),
+            catch_up_stall: net::DEFAULT_STALL_LIMIT,
             dht_server: false,
             relay_server: None,
             relay_via: Vec::new(),

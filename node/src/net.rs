@@ -17,6 +17,7 @@ mod sync;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use agora_crdt::{BlobHash, Genesis, Payload, SubwikiId};
 use futures::StreamExt;
@@ -33,6 +34,7 @@ use crate::error::NodeError;
 
 pub use self::behaviour::resident_memory;
 pub(crate) use self::behaviour::{Behaviour, BehaviourEvent};
+pub use self::sync::DEFAULT_STALL_LIMIT;
 
 /// A connected peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,7 +210,12 @@ pub(crate) async fn spawn(
     let (answers_tx, answers) = mpsc::channel(sync::ANSWER_CAPACITY);
     let (ingest, reports, worker) = ingest::start(core.clone())
         .map_err(|e| NodeError::Network(format!("cannot start the ingest worker: {e}")))?;
-    let syncer = sync::Syncer::new(Arc::clone(&core), ingest.clone(), answers_tx);
+    let syncer = sync::Syncer::new(
+        Arc::clone(&core),
+        ingest.clone(),
+        answers_tx,
+        config.catch_up_stall,
+    );
     let mut actor = Actor {
         swarm,
         core,
@@ -244,7 +251,10 @@ pub(crate) async fn spawn(
         }
     }
     let resync = config.resync_interval;
-    tokio::spawn(actor.run(rx, resync));
+    // Stalled catch-ups are looked for a few times per stall limit.
+    let stall_check =
+        (config.catch_up_stall / 4).clamp(Duration::from_millis(250), Duration::from_secs(15));
+    tokio::spawn(actor.run(rx, resync, stall_check));
     Ok(tx)
 }
 
@@ -478,9 +488,16 @@ impl Stats {
 }
 
 impl Actor {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>, resync: std::time::Duration) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        resync: Duration,
+        stall_check: Duration,
+    ) {
         let mut tick = tokio::time::interval(resync);
         tick.tick().await;
+        let mut stalls = tokio::time::interval(stall_check);
+        stalls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let done = loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -513,6 +530,7 @@ impl Actor {
                     self.send_outbox();
                     self.resync();
                 }
+                _ = stalls.tick() => self.sync.expire_stalled(&mut self.swarm, &self.core),
             }
         };
         // Close the swarm, let the ingest worker finish what it was given and let go of the

@@ -546,3 +546,76 @@ async fn a_holder_whose_disk_stalls_while_it_serves_a_newcomer_keeps_answering()
         node.shutdown().await;
     }
 }
+
+/// Peers that take a newcomer's catch-up slots and then answer nothing (their disks stall on
+/// every read, as a hostile peer would stall on purpose) hold them only for the stall limit:
+/// the newcomer gets the history from the honest holder that waited behind them, well before
+/// the tarpits' requests would time out (30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_stall_a_catch_up_give_their_slot_to_a_waiting_peer() {
+    let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), vec![]).await;
+    let a_addr = addr(&a).await;
+    let subwiki = a
+        .create_subwiki("history", "", Policy::default())
+        .await
+        .unwrap();
+    for i in 0..30 {
+        a.create_post(subwiki, post(&format!("post {i}")))
+            .await
+            .unwrap();
+    }
+    // Three holders of the same history that will stop answering.
+    let mut tarpits = Vec::new();
+    for dir in &dirs[1..4] {
+        let store = Arc::new(LyingStore::new());
+        let identity = Home::new(dir.path()).load_or_init().unwrap();
+        let mut config = Config::new(dir.path());
+        config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+        config.mdns = false;
+        let node = Node::start_with(store.clone(), identity, &config)
+            .await
+            .unwrap();
+        node.join(subwiki, vec![a_addr.clone()]).await.unwrap();
+        until(&node, "the tarpit holds the history", |n| {
+            entries_in(n, subwiki) == 31
+        })
+        .await;
+        let node_addr = addr(&node).await;
+        tarpits.push((node, store, node_addr));
+    }
+    for (_, store, _) in &tarpits {
+        store.stall_reads(true);
+    }
+    let b = start_with(dirs[4].path(), vec![], |c| {
+        c.catch_up_stall = std::time::Duration::from_secs(1);
+    })
+    .await;
+    b.join(subwiki, tarpits.iter().map(|t| t.2.clone()).collect())
+        .await
+        .unwrap();
+    // A tarpit holds the newcomer's only slot (the genesis comes first, from one peer)...
+    let asked = tarpits.iter().map(|t| t.1.waiting.notified());
+    tokio::time::timeout(GUARD, futures::future::select_all(asked.map(Box::pin)))
+        .await
+        .expect("the newcomer asks a tarpit");
+    // ... when the honest holder comes: it waits behind the tarpits, then gets a slot.
+    b.connect(a_addr).await.unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        until(&b, "B holds the history", |n| entries_in(n, subwiki) == 31),
+    )
+    .await
+    .expect("caught up from the honest holder before the tarpits' requests time out");
+    let stalled: usize = tarpits
+        .iter()
+        .map(|t| t.1.waited.load(Ordering::SeqCst))
+        .sum();
+    assert!(stalled > 0, "the tarpits were asked and stalled");
+    for (_, store, _) in &tarpits {
+        store.stall_reads(false);
+    }
+    for node in tarpits.iter().map(|t| &t.0).chain([&a, &b]) {
+        node.shutdown().await;
+    }
+}

@@ -29,6 +29,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use agora_crdt::{EntryId, SubwikiId};
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -56,6 +57,10 @@ const MAX_QUEUED: usize = 256;
 /// Sessions about one subwiki that run at once, with different peers.
 pub(crate) const MAX_SESSIONS: usize = 3;
 
+/// How long, by default, a peer may hold a slot of a subwiki's lane without bringing a new
+/// entry while other peers wait ([`crate::Config::catch_up_stall`]).
+pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(60);
+
 /// The catch-up of one subwiki: the peers being reconciled with and those waiting.
 #[derive(Debug, Default)]
 struct Lane {
@@ -71,6 +76,11 @@ struct Lane {
 /// Sessions in progress and the responder's cache.
 pub(crate) struct Syncer {
     sessions: HashMap<(PeerId, SubwikiId), Session>,
+    /// When each lane member last brought something: its start, or its last batch of new
+    /// entries. See [`Syncer::expire_stalled`].
+    progress: HashMap<(PeerId, SubwikiId), Instant>,
+    /// How long a lane member may bring nothing while other peers wait.
+    stall_limit: Duration,
     /// Outputs of sessions waiting for room at the ingest worker, in order.
     parked: HashMap<(PeerId, SubwikiId), VecDeque<Output>>,
     /// One lane per subwiki being caught up.
@@ -131,6 +141,8 @@ impl Default for Syncer {
     fn default() -> Self {
         Self {
             sessions: HashMap::new(),
+            progress: HashMap::new(),
+            stall_limit: DEFAULT_STALL_LIMIT,
             parked: HashMap::new(),
             lanes: HashMap::new(),
             requests: HashMap::new(),
@@ -152,8 +164,10 @@ impl Syncer {
         core: Arc<Core>,
         ingest: ingest::Handle,
         answers: mpsc::Sender<Done>,
+        stall_limit: Duration,
     ) -> Self {
         Self {
+            stall_limit,
             ingest: Some(ingest),
             answers: Some(answers),
             core: Some(core),
@@ -327,6 +341,7 @@ impl Syncer {
     ) {
         self.sessions.remove(&(peer, subwiki));
         self.parked.remove(&(peer, subwiki));
+        self.progress.remove(&(peer, subwiki));
         if let Some(lane) = self.lanes.get_mut(&subwiki) {
             lane.active.retain(|p| *p != peer);
         }
@@ -373,6 +388,36 @@ impl Syncer {
         self.report(core, subwiki);
     }
 
+    /// Ends the catch-up of peers that hold a slot of a lane while others wait and have brought
+    /// no new entry for longer than the stall limit (a peer answering slowly or not at all, on
+    /// purpose or not, must not keep a subwiki's catch-up to itself); each goes to the back of
+    /// its lane's queue. A session parked behind the ingest worker, or waiting for this node to
+    /// read its own index, is waiting on this node, not on the peer, and is left alone.
+    pub(crate) fn expire_stalled(&mut self, swarm: &mut Swarm<Behaviour>, core: &Core) {
+        let stalled: Vec<(PeerId, SubwikiId)> = self
+            .progress
+            .iter()
+            .filter(|(key, since)| {
+                since.elapsed() > self.stall_limit
+                    && !self.parked.contains_key(key)
+                    && self
+                        .lanes
+                        .get(&key.1)
+                        .is_some_and(|lane| !lane.queue.is_empty())
+                    && (self.sessions.contains_key(key)
+                        || self.requests.values().any(|pending| {
+                            matches!(pending, Pending::Genesis(p, s) if (*p, *s) == **key)
+                        }))
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        for (peer, subwiki) in stalled {
+            tracing::info!(%peer, %subwiki, "catch-up stalled: the slot goes to a waiting peer");
+            self.end_session(swarm, core, peer, subwiki);
+            self.start(swarm, core, peer, subwiki);
+        }
+    }
+
     /// Publishes the progress of the subwiki's catch-up in its sync status.
     fn report(&self, core: &Core, subwiki: SubwikiId) {
         let progress = self.lanes.get(&subwiki).map(|lane| {
@@ -410,6 +455,7 @@ impl Syncer {
         peer: PeerId,
         subwiki: SubwikiId,
     ) -> bool {
+        self.progress.insert((peer, subwiki), Instant::now());
         let genesis: EntryId = subwiki.into();
         if !core.store().contains(&genesis).unwrap_or(false) {
             let request = Request::Fetch {
@@ -760,6 +806,10 @@ impl Syncer {
         // The slot is freed when the worker reports this session's entries stored.
         let mut deferred = false;
         while let Some(output) = queue.pop_front() {
+            if matches!(&output, Output::Store(entries) if !entries.is_empty()) {
+                // New valid entries: the peer is bringing something.
+                self.progress.insert((peer, subwiki), Instant::now());
+            }
             match output {
                 Output::Send(request) => {
                     let key = request.fetch_key();
