@@ -1,6 +1,7 @@
 //! Crash safety: the real `agora-node write-stream` is killed with SIGKILL in the middle of a
-//! stream of posts, edits and votes, three times on the same home. Each time the store must open
-//! again, every post, edit and vote the writer reported durable must be there, and the feed
+//! stream of posts, edits, votes and another author's posts taken as a peer's entries are, three
+//! times on the same home. Each time the store must open again, everything the writer reported
+//! durable must be there, and the feed
 //! index must list exactly the posts held.
 //!
 //! Where the kill lands is drawn from `AGORA_TEST_SEED` (a fixed default otherwise), so a
@@ -125,6 +126,8 @@ struct Acknowledged {
     edits: Vec<(DocId, EntryId)>,
     /// (subwiki, the vote's entry).
     votes: Vec<(SubwikiId, EntryId)>,
+    /// Posts by another author, taken as a peer's entries are.
+    received: Vec<DocId>,
 }
 
 impl Acknowledged {
@@ -142,6 +145,9 @@ impl Acknowledged {
             (Some("edited"), Some(post), Some(edit)) => self
                 .edits
                 .push((post.parse().unwrap(), parse("edit", edit).parse().unwrap())),
+            (Some("received"), Some(id), None) => self
+                .received
+                .push(parse("received post", id).parse().unwrap()),
             (Some("voted"), Some(vote), None) => self.votes.push((
                 subwiki.expect("the subwiki line comes first"),
                 parse("vote", vote).parse().unwrap(),
@@ -197,6 +203,7 @@ fn every_acknowledged_post_survives_sigkill() {
     let mut acknowledged: Vec<DocId> = Vec::new();
     let mut edits: Vec<(DocId, EntryId)> = Vec::new();
     let mut votes: Vec<(SubwikiId, EntryId)> = Vec::new();
+    let mut received: Vec<DocId> = Vec::new();
     for round in 1..=KILLS {
         let span = KILL_AFTER.end() - KILL_AFTER.start() + 1;
         let kill_after = KILL_AFTER.start() + next_random(&mut rng) % span;
@@ -207,6 +214,7 @@ fn every_acknowledged_post_survives_sigkill() {
         acknowledged.extend(done.posts.iter().copied());
         edits.extend(done.edits.iter().copied());
         votes.extend(done.votes.iter().copied());
+        received.extend(done.received.iter().copied());
 
         // The store opens, and holds every post ever acknowledged, in this round and before.
         let node = Node::open_offline(home.path())
@@ -236,13 +244,27 @@ fn every_acknowledged_post_survives_sigkill() {
                 "seed {seed}, round {round}: acknowledged vote {vote} lost"
             );
         }
+        // And every entry taken from a peer.
+        let lost: Vec<&DocId> = received
+            .iter()
+            .filter(|id| node.post(**id).is_err())
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "seed {seed}, round {round}: {} of {} entries taken from a peer lost: {lost:?}",
+            lost.len(),
+            received.len()
+        );
         // The feed index agrees with the entries: every acknowledged post is listed, and only
         // posts that are held.
         let feed = node.feed(None, None, 1_000_000).unwrap();
         let listed: std::collections::HashSet<DocId> =
             feed.iter().map(|i| i.post.meta.id).collect();
         assert!(
-            acknowledged.iter().all(|id| listed.contains(id)),
+            acknowledged
+                .iter()
+                .chain(&received)
+                .all(|id| listed.contains(id)),
             "seed {seed}, round {round}: acknowledged posts missing from the feed index"
         );
         assert!(feed.iter().all(|i| node.post(i.post.meta.id).is_ok()));
@@ -268,19 +290,22 @@ fn every_acknowledged_post_survives_sigkill() {
         );
         println!(
             "seed {seed}, round {round}: killed after {} acknowledged posts ({:?}); \
-             {} posts, {} edits, {} votes acknowledged in all, {held} posts held, all present",
+             {} posts, {} edits, {} votes, {} entries from a peer acknowledged in all, \
+             {held} posts held, all present",
             done.posts.len(),
             written,
             acknowledged.len(),
             edits.len(),
-            votes.len()
+            votes.len(),
+            received.len()
         );
     }
 }
 
 /// Acknowledged means on the disk, seen in the system calls: traced with `strace`, every
-/// `done <id>` the writer prints comes after an fdatasync (or fsync) of the store's data file
-/// that completed since the previous `done`. Skips, saying so, where strace is missing (CI
+/// acknowledgement the writer prints (`done`, `edited`, `voted`, and `received` for an entry
+/// taken as from a peer) comes after an fdatasync (or fsync) of the store's data file that
+/// completed since the previous one. Skips, saying so, where strace is missing (CI
 /// installs it and sets `AGORA_REQUIRE_STRACE`, which makes that a failure).
 #[test]
 fn every_acknowledged_post_is_fsynced_before_it_is_reported() {
@@ -322,6 +347,7 @@ fn every_acknowledged_post_is_fsynced_before_it_is_reported() {
     let mut unfinished: std::collections::HashSet<String> = Default::default();
     let mut synced = false;
     let mut done = 0;
+    let mut received = 0;
     for (n, line) in text.lines().enumerate() {
         let pid = line
             .split_whitespace()
@@ -338,7 +364,7 @@ fn every_acknowledged_post_is_fsynced_before_it_is_reported() {
         } else if line.contains("sync resumed>") && unfinished.remove(&pid) {
             synced |= line.ends_with("= 0");
         } else if line.contains("write(1<")
-            && ["\"done ", "\"edited ", "\"voted "]
+            && ["\"done ", "\"edited ", "\"voted ", "\"received "]
                 .iter()
                 .any(|ack| line.contains(ack))
         {
@@ -349,7 +375,9 @@ fn every_acknowledged_post_is_fsynced_before_it_is_reported() {
             );
             synced = false;
             done += usize::from(line.contains("\"done "));
+            received += usize::from(line.contains("\"received "));
         }
     }
     assert_eq!(done, POSTS, "every post was reported; trace:\n{text}");
+    assert_eq!(received, POSTS / 5, "every entry from a peer was reported");
 }

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agora_crdt::{Base, Policy, PostContent, SubwikiId, VoteValue};
+use agora_crdt::{
+    AuthorKey, Base, DocId, Policy, PostContent, Replica, SubwikiId, Timestamp, VoteValue,
+};
 use agora_node::home::Home;
 use agora_node::store::{SledStore, Store};
 use agora_node::{Config, Node};
@@ -44,8 +46,9 @@ enum Command {
     },
     /// Found a subwiki offline and write posts to it one after another, printing
     /// `done <post id>` once each is durable; every third post is then edited
-    /// (`edited <post id> <entry id>`) and every fourth voted on (`voted <entry id>`), each
-    /// printed once durable.
+    /// (`edited <post id> <entry id>`) and every fourth voted on (`voted <entry id>`), and
+    /// every fifth time a post by another author, in a subwiki that author founded, is taken
+    /// as a peer's entries are (`received <post id>`), each printed once durable.
     WriteStream {
         /// The node's home directory (created if missing).
         #[arg(long)]
@@ -170,6 +173,17 @@ async fn write_stream(home: &Path, count: u64) -> Result<()> {
         .await
         .context("founding the subwiki")?;
     say(format_args!("subwiki {subwiki}"))?;
+    // Another author's subwiki, whose entries come in as a peer's do (gossip and catch-up take
+    // the same path).
+    let theirs_key = AuthorKey::from_secret([7; 32], [7; 8]);
+    let (mut peer, genesis) = Replica::found(&theirs_key, now(), "theirs", "", Policy::default())
+        .context("founding the other author's subwiki")?;
+    let theirs = peer.id();
+    node.accept_from_peer(theirs, vec![genesis])
+        .context("taking the other author's genesis")?;
+    node.join(theirs, Vec::new())
+        .await
+        .context("joining the other author's subwiki")?;
     for i in 0..count {
         let id = node
             .create_post(subwiki, post(format!("post {i}")))
@@ -192,8 +206,30 @@ async fn write_stream(home: &Path, count: u64) -> Result<()> {
                 .with_context(|| format!("voting on post {i}"))?;
             say(format_args!("voted {vote}"))?;
         }
+        if i % 5 == 3 {
+            let entry = peer
+                .create_post(&theirs_key, now(), post(format!("their post {i}")))
+                .context("the other author's post")?;
+            let id = entry.id();
+            let accepted = node
+                .accept_from_peer(theirs, vec![entry])
+                .with_context(|| format!("taking their post {i}"))?;
+            if !accepted.new.contains(&id) {
+                bail!("their post {i} was not taken: {:?}", accepted.refused);
+            }
+            say(format_args!("received {}", DocId::from(id)))?;
+        }
     }
     Ok(())
+}
+
+/// The current time as an entry timestamp.
+fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    Timestamp(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 struct Serve {
