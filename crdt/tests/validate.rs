@@ -494,3 +494,68 @@ proptest! {
         prop_assert!(Body::decode(&bytes[..bytes.len() - 1]).is_err());
     }
 }
+
+/// Automerge's own "author" field is unsigned: a change that sets it is refused, whoever signs
+/// the entry (identity comes from the signature alone).
+#[test]
+fn a_change_carrying_automerges_author_field_is_refused() {
+    let mut w = world();
+    let Payload::Change(edit) = w.edit.payload().clone() else {
+        panic!("not a change")
+    };
+    let mut expanded = automerge::Change::from_bytes(edit.change).unwrap().decode();
+    // The author footer: its tag (1), the length, the bytes.
+    expanded.extra_bytes = [&[1u8, 5][..], b"alice"].concat();
+    let with_author = automerge::Change::from(expanded);
+    assert!(with_author.author().is_some());
+    let payload = Payload::Change(agora_crdt::DocChange {
+        doc: w.post,
+        change: with_author.raw_bytes().to_vec(),
+    });
+    let signed = Entry::sign(
+        &w.bob,
+        Some(w.replica.id()),
+        Timestamp(T0 + 5),
+        payload.clone(),
+    );
+    assert_eq!(signed.err(), Some(EntryError::ChangeAuthorField));
+    let body = Body {
+        subwiki: Some(w.replica.id()),
+        author: w.bob.id(),
+        timestamp: Timestamp(T0 + 5),
+        payload,
+    };
+    let forged = sign_raw(&w.bob, &body.encode());
+    assert_eq!(offer(&mut w.replica, &forged), "entry: ChangeAuthorField");
+}
+
+/// A create-document entry must carry a first change (sequence number 1, no dependencies):
+/// an edit presented as a new document is refused.
+#[test]
+fn a_document_whose_first_change_is_not_a_first_change_is_refused() {
+    let mut w = world();
+    let Payload::Change(edit) = w.edit.payload().clone() else {
+        panic!("not a change")
+    };
+    let payload = Payload::CreateDocument(agora_crdt::CreateDocument {
+        kind: agora_crdt::DocKind::Post,
+        parent: None,
+        reply_to: None,
+        change: edit.change,
+    });
+    let signed = Entry::sign(
+        &w.bob,
+        Some(w.replica.id()),
+        Timestamp(T0 + 5),
+        payload.clone(),
+    );
+    assert_eq!(signed.err(), Some(EntryError::NotFirstChange));
+    let body = Body {
+        subwiki: Some(w.replica.id()),
+        author: w.bob.id(),
+        timestamp: Timestamp(T0 + 5),
+        payload,
+    };
+    let forged = sign_raw(&w.bob, &body.encode());
+    assert_eq!(offer(&mut w.replica, &forged), "entry: NotFirstChange");
+}

@@ -1051,9 +1051,9 @@ impl Actor {
         }
     }
 
-    /// Validates a gossip message: Accept (forward) only a valid, new entry of the topic's
-    /// subwiki; Ignore what is merely early or already held; Reject what is invalid.
-    /// Tells gossipsub what became of a message, and penalises a peer that sent garbage.
+    /// Tells gossipsub what the ingest worker made of a message (Accept forwards a valid, new
+    /// entry of the topic's subwiki; Ignore drops what is early, held or not for us; Reject
+    /// what is invalid), and penalises a peer that sent garbage.
     fn report(&mut self, verdict: ingest::Verdict) {
         if verdict.acceptance == MessageAcceptance::Reject {
             self.strike(verdict.source, 1);

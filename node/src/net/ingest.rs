@@ -326,7 +326,6 @@ pub(crate) fn reconciled(core: &Core, subwiki: SubwikiId, peer: PeerId, stats: S
     core.notify();
 }
 
-/// Stores entries a catch-up fetched.
 /// Stores entries a peer pushed, now; returns how many are durable (new or already held).
 pub(crate) fn take_pushed(
     core: &Core,
@@ -344,6 +343,7 @@ pub(crate) fn take_pushed(
     Ok(accepted.new.len() + accepted.duplicates)
 }
 
+/// Stores entries a catch-up fetched (they were validated by the session).
 pub(crate) fn take_fetched(core: &Core, subwiki: SubwikiId, entries: Vec<Entry>) {
     let count = entries.len() as u64;
     let bytes: u64 = entries.iter().map(|e| e.bytes().len() as u64).sum();
