@@ -781,55 +781,121 @@ pub const REOPEN_BATCH: usize = 256;
 /// Batch-verifies the signatures of `out[i]` for `i` in `chunk` (all `Ok`); on failure checks
 /// each with `verify_strict` and replaces the bad ones with their error.
 fn verify_reopened(out: &mut [Result<Entry, EntryError>], chunk: &[usize]) {
-    let mut messages = Vec::with_capacity(chunk.len());
-    let mut signatures = Vec::with_capacity(chunk.len());
-    let mut keys = Vec::with_capacity(chunk.len());
-    let mut parsed = true;
-    for entry in chunk.iter().filter_map(|&i| out.get(i)?.as_ref().ok()) {
-        match signature_parts(entry) {
-            Ok((key, signature)) => {
-                messages.push(signed_message(&entry.id));
-                signatures.push(signature);
-                keys.push(key);
-            }
-            Err(_) => parsed = false,
-        }
-    }
-    if parsed {
-        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-        if ed25519_dalek::verify_batch(&refs, &signatures, &keys).is_ok() {
-            return;
-        }
-    }
-    for &i in chunk {
-        let Some(slot) = out.get_mut(i) else { continue };
-        let checked = match slot {
-            Ok(entry) => signature_parts(entry).and_then(|(key, signature)| {
-                key.verify_strict(&signed_message(&entry.id), &signature)
-                    .map_err(|_| EntryError::BadSignature)
-            }),
-            Err(_) => Ok(()),
-        };
-        if let Err(e) = checked {
-            *slot = Err(e);
+    let parts: Vec<(usize, Result<Signed, EntryError>)> = chunk
+        .iter()
+        .filter_map(|&i| {
+            let entry = out.get(i)?.as_ref().ok()?;
+            Some((
+                i,
+                signature_parts(&entry.body.author, &entry.id, &entry.bytes),
+            ))
+        })
+        .collect();
+    for (i, error) in verify_signatures(parts) {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Err(error);
         }
     }
 }
 
-/// The author's key and the signature of an entry.
-fn signature_parts(entry: &Entry) -> Result<(VerifyingKey, Signature), EntryError> {
-    let key = VerifyingKey::from_bytes(entry.body.author.as_bytes())
-        .map_err(|_| EntryError::BadAuthorKey)?;
+/// What a signature check needs: the author's key, the signed message, the signature.
+struct Signed {
+    key: VerifyingKey,
+    message: Vec<u8>,
+    signature: Signature,
+}
+
+/// Verifies signatures, all in one ed25519 batch; if the batch fails (or some could not even
+/// be read), each with `verify_strict`. Returns the tags of those that fail, with the error.
+fn verify_signatures<T: Copy>(parts: Vec<(T, Result<Signed, EntryError>)>) -> Vec<(T, EntryError)> {
+    if parts.iter().all(|(_, p)| p.is_ok()) {
+        let signed: Vec<&Signed> = parts.iter().filter_map(|(_, p)| p.as_ref().ok()).collect();
+        let messages: Vec<&[u8]> = signed.iter().map(|s| s.message.as_slice()).collect();
+        let signatures: Vec<Signature> = signed.iter().map(|s| s.signature).collect();
+        let keys: Vec<VerifyingKey> = signed.iter().map(|s| s.key).collect();
+        if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+            return Vec::new();
+        }
+    }
+    parts
+        .into_iter()
+        .filter_map(|(tag, part)| {
+            let checked = part.and_then(|s| {
+                s.key
+                    .verify_strict(&s.message, &s.signature)
+                    .map_err(|_| EntryError::BadSignature)
+            });
+            checked.err().map(|e| (tag, e))
+        })
+        .collect()
+}
+
+/// The author's key, the signed message and the signature of the entry `bytes` with this id.
+fn signature_parts(author: &AuthorId, id: &EntryId, bytes: &[u8]) -> Result<Signed, EntryError> {
+    let key = VerifyingKey::from_bytes(author.as_bytes()).map_err(|_| EntryError::BadAuthorKey)?;
     if key.is_weak() {
         return Err(EntryError::BadAuthorKey);
     }
-    let split = entry.bytes.len().saturating_sub(SIGNATURE_LEN);
-    let signature: [u8; SIGNATURE_LEN] = entry
-        .bytes
+    let split = bytes.len().saturating_sub(SIGNATURE_LEN);
+    let signature: [u8; SIGNATURE_LEN] = bytes
         .get(split..)
         .and_then(|s| s.try_into().ok())
         .ok_or(EntryError::BadSignature)?;
-    Ok((key, Signature::from_bytes(&signature)))
+    Ok(Signed {
+        key,
+        message: signed_message(id),
+        signature: Signature::from_bytes(&signature),
+    })
+}
+
+/// Checks entries read back from storage for damage before passing them on (serving them to a
+/// peer) without using them here; returns for each the subwiki it belongs to, or what is wrong
+/// with it.
+///
+/// The body must decode and hash to the id it was stored under, and the signature must verify
+/// (in batches, as [`reopen`]). The Automerge change is not decoded again: the hash shows the
+/// body is the very one [`validate`] accepted when it arrived, and the signature bytes are
+/// covered by the signature check, so any damage to the entry is found. Decoding changes is
+/// most of what [`reopen`] costs for posts, whose text is one Automerge operation per
+/// character: a node serving a newcomer's catch-up reads every entry it sends.
+pub fn recheck(stored: &[(EntryId, &[u8])]) -> Vec<Result<SubwikiId, EntryError>> {
+    let mut out: Vec<Result<SubwikiId, EntryError>> = Vec::with_capacity(stored.len());
+    let mut parts: Vec<(usize, Result<Signed, EntryError>)> = Vec::new();
+    for (i, (id, bytes)) in stored.iter().enumerate() {
+        match recheck_unsigned(bytes, id) {
+            Ok(body) => {
+                parts.push((i, signature_parts(&body.author, id, bytes)));
+                out.push(Ok(body.subwiki.unwrap_or_else(|| (*id).into())));
+            }
+            Err(e) => out.push(Err(e)),
+        }
+        if parts.len() == REOPEN_BATCH || (i + 1 == stored.len() && !parts.is_empty()) {
+            for (i, error) in verify_signatures(std::mem::take(&mut parts)) {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Err(error);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// [`recheck`] without the signature: size, body, hash.
+fn recheck_unsigned(bytes: &[u8], id: &EntryId) -> Result<Body, EntryError> {
+    if bytes.len() > limits::MAX_ENTRY_BYTES {
+        return Err(EntryError::TooLarge {
+            len: bytes.len(),
+            max: limits::MAX_ENTRY_BYTES,
+        });
+    }
+    let Some(split) = bytes.len().checked_sub(SIGNATURE_LEN).filter(|&n| n > 0) else {
+        return Err(EntryError::TooShort(bytes.len()));
+    };
+    let body_bytes = bytes.get(..split).unwrap_or_default();
+    if blake3::hash(body_bytes).as_bytes() != id.as_bytes() {
+        return Err(EntryError::IdMismatch);
+    }
+    Body::decode(body_bytes)
 }
 
 /// [`reopen`] without the signature.

@@ -45,7 +45,7 @@ pub use doc::{CommentContent, Content, DocMeta, Field, InfoContent, PostContent,
 pub use entry::{
     Body, CreateDocument, DocChange, DocKind, EditPolicy, Entry, EntryError, Genesis, Payload,
     Policy, REOPEN_BATCH, RoleAction, RoleStatement, Timestamp, Vote, VoteTarget, VoteValue,
-    WritePolicy, limits, reopen, validate,
+    WritePolicy, limits, recheck, reopen, validate,
 };
 pub use held::{Held, HeldKind, Stamp};
 pub use id::{AuthorId, BlobHash, DocId, EntryId, IdError, SubwikiId};

@@ -114,6 +114,9 @@ pub struct Rebuilt {
     pub corrupt: Vec<EntryId>,
 }
 
+/// An entry's bytes as served to a peer, with the subwiki it belongs to.
+pub type Served = (SubwikiId, Vec<u8>);
+
 /// Durable storage of entries and their indexes. See the module documentation.
 pub trait Store: Send + Sync {
     /// Stores entries and their index keys; durable when it returns. Entries already held are
@@ -125,6 +128,16 @@ pub trait Store: Send + Sync {
 
     /// An entry, validated as it is read. A damaged entry is removed and reads as `None`.
     fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError>;
+
+    /// The bytes of entries, to pass on to a peer, each with its subwiki: `None` for one not
+    /// held. Checked for damage as they are read ([`agora_crdt::recheck`]: hash and signature,
+    /// in batches, without decoding the Automerge change again); a damaged entry is removed
+    /// and reads as `None`.
+    fn entry_bytes(&self, ids: &[EntryId]) -> Result<Vec<Option<Served>>, StoreError> {
+        ids.iter()
+            .map(|id| Ok(self.entry(id)?.map(|e| (e.subwiki(), e.bytes().to_vec()))))
+            .collect()
+    }
 
     /// Whether an entry is held, without reading it.
     fn contains(&self, id: &EntryId) -> Result<bool, StoreError>;
@@ -255,6 +268,37 @@ fn index_keys(entry: &Entry) -> IndexKeys {
 /// for what this node already accepted, so it is given the latest possible clock.
 fn check_stored(id: &EntryId, bytes: &[u8]) -> Option<Entry> {
     agora_crdt::reopen(&[(*id, bytes)]).pop()?.ok()
+}
+
+/// Checks the bytes read for `ids` (`None`: not held) for damage, in batches, without decoding
+/// their changes; returns for each its subwiki and bytes, `None` if not held or damaged, and
+/// the ids of the damaged ones (for the store to remove).
+fn recheck_stored(
+    ids: &[EntryId],
+    read: Vec<Option<Vec<u8>>>,
+) -> (Vec<Option<Served>>, Vec<EntryId>) {
+    let present: Vec<(EntryId, &[u8])> = ids
+        .iter()
+        .zip(&read)
+        .filter_map(|(id, bytes)| Some((*id, bytes.as_deref()?)))
+        .collect();
+    let mut checked = agora_crdt::recheck(&present).into_iter();
+    let mut damaged = Vec::new();
+    let out = ids
+        .iter()
+        .zip(read)
+        .map(|(id, bytes)| {
+            let bytes = bytes?;
+            match checked.next()? {
+                Ok(subwiki) => Some((subwiki, bytes)),
+                Err(_) => {
+                    damaged.push(*id);
+                    None
+                }
+            }
+        })
+        .collect();
+    (out, damaged)
 }
 
 /// Checks many entries read back from storage at once (signatures in batches, see

@@ -894,6 +894,29 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Entries read to answer a fetch: those of `ids` held in `subwiki`, read and checked in
+/// chunks, as many as fit one response (the responder stops at the same byte limit).
+fn read_for_fetch(core: &Core, subwiki: SubwikiId, ids: &[EntryId]) -> HashMap<EntryId, Vec<u8>> {
+    const CHUNK: usize = 64;
+    let mut read = HashMap::new();
+    let mut total = 0usize;
+    for chunk in ids.chunks(CHUNK).take(proto::MAX_FETCH_IDS / CHUNK) {
+        let Ok(found) = core.store().entry_bytes(chunk) else {
+            break;
+        };
+        for (id, (of, bytes)) in chunk.iter().zip(found).filter_map(|(id, f)| Some((id, f?))) {
+            if of == subwiki {
+                total = total.saturating_add(bytes.len());
+                read.insert(*id, bytes);
+            }
+        }
+        if total > proto::MAX_BATCH_BYTES {
+            break;
+        }
+    }
+    read
+}
+
 /// Answers one request of a peer: the response, and the strikes it earned.
 fn respond(core: &Core, snapshots: &Snapshots, peer: PeerId, bytes: &[u8]) -> (Response, Vec<u32>) {
     let request = match Request::decode(bytes) {
@@ -928,16 +951,14 @@ fn respond(core: &Core, snapshots: &Snapshots, peer: PeerId, bytes: &[u8]) -> (R
             return (response, Vec::new());
         }
     };
-    // Only entries of the subwiki asked about (and the responder only answers for subwikis
-    // this node is in).
-    let load = |id: &EntryId| {
-        core.store()
-            .entry(id)
-            .ok()
-            .flatten()
-            .filter(|e| e.subwiki() == subwiki)
-            .map(|e| e.bytes().to_vec())
+    // A fetch's entries are read (and checked for damage) together, in batches; only entries
+    // of the subwiki asked about are served (and the responder only answers for subwikis this
+    // node is in).
+    let mut read = match &request {
+        Request::Fetch { ids, .. } if snapshot.is_some() => read_for_fetch(core, subwiki, ids),
+        _ => HashMap::new(),
     };
+    let load = move |id: &EntryId| read.remove(id);
     let reply = responder.handle(request, snapshot.as_ref(), load, now());
     let mut strikes = Vec::new();
     match reply.fault {

@@ -7,9 +7,9 @@ use std::sync::{Mutex, MutexGuard};
 use agora_crdt::{BlobHash, DocId, Entry, EntryId, Held, SubwikiId, Timestamp};
 
 use super::{
-    FeedKey, Loaded, MAX_BLOB_BYTES, Put, Rebuilt, Store, StoreError, SubwikiRecord, check_stored,
-    check_stored_all, feed_key_from_index, feed_upper, index_keys, merge_feed, parse_index_key,
-    subwiki_lower,
+    FeedKey, Loaded, MAX_BLOB_BYTES, Put, Rebuilt, Served, Store, StoreError, SubwikiRecord,
+    check_stored, check_stored_all, feed_key_from_index, feed_upper, index_keys, merge_feed,
+    parse_index_key, recheck_stored, subwiki_lower,
 };
 
 #[derive(Debug, Default)]
@@ -128,6 +128,19 @@ impl Store for MemoryStore {
             inner.drop_entry(id);
         }
         Ok(entry)
+    }
+
+    fn entry_bytes(&self, ids: &[EntryId]) -> Result<Vec<Option<Served>>, StoreError> {
+        let mut inner = self.lock();
+        let read = ids
+            .iter()
+            .map(|id| inner.entries.get(id).cloned())
+            .collect();
+        let (out, damaged) = recheck_stored(ids, read);
+        for id in &damaged {
+            inner.drop_entry(id);
+        }
+        Ok(out)
     }
 
     fn contains(&self, id: &EntryId) -> Result<bool, StoreError> {

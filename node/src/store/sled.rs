@@ -45,9 +45,9 @@ use agora_crdt::{BlobHash, DocId, Entry, EntryId, Held, SubwikiId, Timestamp};
 
 use super::commit::Gate;
 use super::{
-    FeedKey, Loaded, MAX_BLOB_BYTES, Put, Rebuilt, Store, StoreError, SubwikiRecord, check_stored,
-    check_stored_all, feed_key_from_index, feed_upper, index_keys, merge_feed, parse_index_key,
-    subwiki_lower,
+    FeedKey, Loaded, MAX_BLOB_BYTES, Put, Rebuilt, Served, Store, StoreError, SubwikiRecord,
+    check_stored, check_stored_all, feed_key_from_index, feed_upper, index_keys, merge_feed,
+    parse_index_key, recheck_stored, subwiki_lower,
 };
 
 /// The key of the number of entries in the `counts` tree (subwiki keys are 32 bytes).
@@ -463,6 +463,21 @@ impl Store for SledStore {
                 Ok(None)
             }
         }
+    }
+
+    fn entry_bytes(&self, ids: &[EntryId]) -> Result<Vec<Option<Served>>, StoreError> {
+        let read = ids
+            .iter()
+            .map(|id| {
+                let bytes = self.entries.get(id.as_bytes()).map_err(io)?;
+                Ok(bytes.map(|b| b.to_vec()))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let (out, damaged) = recheck_stored(ids, read);
+        for id in &damaged {
+            self.drop_corrupt(id)?;
+        }
+        Ok(out)
     }
 
     fn contains(&self, id: &EntryId) -> Result<bool, StoreError> {

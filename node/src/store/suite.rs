@@ -331,6 +331,52 @@ fn a_damaged_entry_is_reported_skipped_and_refetchable_on_disk() {
     });
 }
 
+/// Entries read to be served to a peer are checked too, without decoding their changes: one
+/// whose signature or body was damaged reads as not held and is removed; the others come with
+/// their subwiki and exact bytes.
+fn check_damage_when_served(store: &dyn Store, damage: impl Fn(&EntryId, Vec<u8>)) {
+    let (a, ea) = subwiki(1, "a", 3, 100);
+    store.put_entries(&ea).unwrap();
+    let mut signature = ea[4].bytes().to_vec();
+    let last = signature.len() - 1;
+    signature[last] ^= 1;
+    damage(&ea[4].id(), signature);
+    let mut body = ea[5].bytes().to_vec();
+    body[40] ^= 1;
+    damage(&ea[5].id(), body);
+    let missing = EntryId::from_bytes([7; 32]);
+    let ids = [ea[3].id(), ea[4].id(), ea[5].id(), missing, ea[6].id()];
+    let served = store.entry_bytes(&ids).unwrap();
+    assert_eq!(
+        served,
+        vec![
+            Some((a.id(), ea[3].bytes().to_vec())),
+            None,
+            None,
+            None,
+            Some((a.id(), ea[6].bytes().to_vec())),
+        ]
+    );
+    assert!(!store.contains(&ea[4].id()).unwrap());
+    assert!(!store.contains(&ea[5].id()).unwrap());
+    assert_eq!(store.count(&a.id()).unwrap(), ea.len() - 2);
+}
+
+#[test]
+fn a_damaged_entry_is_not_served_in_memory() {
+    let store = MemoryStore::new();
+    check_damage_when_served(&store, |id, bytes| store.damage(id, bytes));
+}
+
+#[test]
+fn a_damaged_entry_is_not_served_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    check_damage_when_served(&store, |id, bytes| {
+        store.raw_entries().insert(id.as_bytes(), bytes).unwrap();
+    });
+}
+
 #[test]
 fn the_sled_store_keeps_everything_across_reopening_and_refuses_a_second_opener() {
     let dir = tempfile::tempdir().unwrap();
