@@ -84,7 +84,7 @@ mod tests;
 
 pub use self::reconcile::{PayloadError, Snapshot};
 pub use self::responder::{Fault, Reply, Responder};
-pub use self::session::{Claims, Output, Session};
+pub use self::session::{Checked, Claims, Output, Session};
 pub use self::wire::{Request, Response, WireError};
 
 /// The reconciliation frame size limit used unless configured otherwise: 60 KiB, so a

@@ -124,6 +124,9 @@ pub(crate) enum Done {
     Answer(Answer),
     /// The items a session with the peer about the subwiki starts from.
     Snapshot(PeerId, SubwikiId, Result<Snapshot, String>),
+    /// The entries of a fetch's response, checked: for the session with the peer about the
+    /// subwiki, answering the fetch with that key.
+    Checked(PeerId, SubwikiId, Option<EntryId>, proto::Checked),
 }
 
 /// An answer to a peer's request, made off the network task.
@@ -187,6 +190,16 @@ impl Syncer {
             Done::Snapshot(peer, subwiki, items) => {
                 self.on_snapshot(swarm, core, peer, subwiki, items);
                 Strikes::new()
+            }
+            Done::Checked(peer, subwiki, fetch, checked) => {
+                let mut strikes = Strikes::new();
+                // The session may have ended meanwhile (its peer went): then the entries are
+                // dropped, and fetched again by a later session.
+                if let Some(mut session) = self.sessions.remove(&(peer, subwiki)) {
+                    let outputs = session.handle_checked(fetch, checked);
+                    self.drive(swarm, core, peer, subwiki, session, outputs, &mut strikes);
+                }
+                strikes
             }
         }
     }
@@ -655,6 +668,7 @@ impl Syncer {
         bytes: &[u8],
         strikes: &mut Strikes,
     ) {
+        let encoded_len = bytes.len();
         let response = match Response::decode(bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -671,8 +685,25 @@ impl Syncer {
                 self.on_genesis(swarm, core, peer, subwiki, response, strikes)
             }
             Pending::Session(peer, subwiki, fetch) => {
-                let Some(mut session) = self.sessions.remove(&(peer, subwiki)) else {
+                if !self.sessions.contains_key(&(peer, subwiki)) {
                     self.end_session(swarm, core, peer, subwiki);
+                    return;
+                }
+                let response = match (response, &self.answers) {
+                    // Checking a batch (decoding, Automerge, signatures) is most of the work of
+                    // a catch-up: done on blocking threads, the network task goes on meanwhile.
+                    (Response::Entries { entries }, Some(answers)) => {
+                        let answers = answers.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let checked = check_entries(&entries, encoded_len, now());
+                            let done = Done::Checked(peer, subwiki, fetch, checked);
+                            let _ = answers.blocking_send(done);
+                        });
+                        return;
+                    }
+                    (response, _) => response,
+                };
+                let Some(mut session) = self.sessions.remove(&(peer, subwiki)) else {
                     return;
                 };
                 let outputs = session.handle_reply(fetch, response, now());
@@ -866,6 +897,31 @@ impl Syncer {
             }
         }
     }
+}
+
+/// Checks the entries of a fetch's response, on two threads for a large batch (one blocking
+/// thread per response otherwise: three sessions' batches are checked side by side).
+fn check_entries(
+    entries: &[Vec<u8>],
+    encoded_len: usize,
+    now: agora_crdt::Timestamp,
+) -> proto::Checked {
+    const SPLIT_FROM: usize = 64;
+    if entries.len() < SPLIT_FROM {
+        return proto::Checked::check(&proto::Signed, entries, encoded_len, now);
+    }
+    let (first, second) = entries.split_at(entries.len() / 2);
+    let parts = std::thread::scope(|scope| {
+        let other = scope.spawn(|| proto::Checked::check(&proto::Signed, second, 0, now));
+        let mine = proto::Checked::check(&proto::Signed, first, 0, now);
+        match other.join() {
+            Ok(theirs) => vec![mine, theirs],
+            // A panic in a check is a bug, never the peer's bytes' doing (validation contains
+            // them): check that half again here.
+            Err(_) => vec![mine, proto::Checked::check(&proto::Signed, second, 0, now)],
+        }
+    });
+    proto::Checked::join(parts, encoded_len)
 }
 
 /// The subwiki's items, if read since the store last changed.

@@ -59,6 +59,64 @@ pub enum Output<E = Entry> {
     Done(Stats),
 }
 
+/// The entries of an `Entries` response, checked away from the session: validation (decoding,
+/// Automerge, signature) is most of the work of a catch-up, and a driver may run it on other
+/// threads, then hand the result to [`Session::handle_checked`].
+#[derive(Debug)]
+pub struct Checked<E = Entry> {
+    /// The response's encoded length, for the statistics.
+    encoded_len: usize,
+    /// How many entries came, and their bytes.
+    count: usize,
+    bytes: usize,
+    /// Each entry checked, in order; empty when the batch is over the limits (then nothing is
+    /// checked: the session refuses the batch as a whole).
+    results: Vec<Result<E, agora_crdt::EntryError>>,
+}
+
+impl<E> Checked<E> {
+    /// Checks the entries of a response with `verifier`; `encoded_len` is the response's
+    /// encoded length, `now` the local clock. A batch over [`MAX_BATCH_ENTRIES`] entries or
+    /// [`MAX_BATCH_BYTES`] bytes is not checked at all.
+    pub fn check<V: Verify<Entry = E>>(
+        verifier: &V,
+        entries: &[Vec<u8>],
+        encoded_len: usize,
+        now: Timestamp,
+    ) -> Self {
+        let bytes: usize = entries.iter().map(Vec::len).sum();
+        let over = entries.len() > MAX_BATCH_ENTRIES || bytes > MAX_BATCH_BYTES;
+        let results = if over {
+            Vec::new()
+        } else {
+            entries.iter().map(|b| verifier.verify(b, now)).collect()
+        };
+        Self {
+            encoded_len,
+            count: entries.len(),
+            bytes,
+            results,
+        }
+    }
+
+    /// Joins checks of consecutive parts of one response (checked on several threads), in
+    /// order.
+    pub fn join(parts: Vec<Self>, encoded_len: usize) -> Self {
+        let mut joined = Self {
+            encoded_len,
+            count: 0,
+            bytes: 0,
+            results: Vec::new(),
+        };
+        for part in parts {
+            joined.count += part.count;
+            joined.bytes += part.bytes;
+            joined.results.extend(part.results);
+        }
+        joined
+    }
+}
+
 /// Who fetches which id, shared by the sessions of one subwiki with different peers.
 ///
 /// A session claims an id before it asks for it; an id claimed by another session is left to
@@ -341,13 +399,7 @@ impl<V: Verify> Session<V> {
         self.stats.bytes_received = self.stats.bytes_received.saturating_add(len);
         self.stats.rounds = self.stats.rounds.saturating_add(1);
         let mut out = Vec::new();
-        let answered = match fetch {
-            Some(key) => self
-                .fetches
-                .iter()
-                .position(|f| f.first().map(|(_, id)| *id) == Some(key)),
-            None => (!self.fetches.is_empty()).then_some(0),
-        };
+        let answered = self.answered(fetch);
         let result = match (response, answered) {
             (Response::Refused { reason }, _) => Err(ProtoError::Refused { reason }),
             (Response::Reconcile { payload }, _) if self.reconciling => {
@@ -358,7 +410,8 @@ impl<V: Verify> Session<V> {
             }
             (Response::Entries { entries }, Some(at)) => {
                 let requested = self.fetches.remove(at);
-                self.on_entries(&requested, entries, now, &mut out)
+                let checked = Checked::check(&self.verifier, &entries, len as usize, now);
+                self.on_entries(&requested, checked, &mut out)
             }
             (Response::Accepted { count }, _) if self.pushing.is_some() => {
                 if let Some(sent) = self.pushing.take() {
@@ -378,6 +431,53 @@ impl<V: Verify> Session<V> {
                 Ok(out)
             }
             Err(e) => self.fail(e),
+        }
+    }
+
+    /// Takes the entries of the peer's response to a fetch, checked by the driver with
+    /// [`Checked::check`] (on another thread, say); `fetch` is as for
+    /// [`Session::handle_reply`]. The same as passing the response to `handle_reply`.
+    pub fn handle_checked(
+        &mut self,
+        fetch: Option<EntryId>,
+        checked: Checked<V::Entry>,
+    ) -> Result<Vec<Output<V::Entry>>, ProtoError> {
+        if self.finished {
+            return Err(ProtoError::Finished);
+        }
+        self.stats.bytes_received = self
+            .stats
+            .bytes_received
+            .saturating_add(checked.encoded_len as u64);
+        self.stats.rounds = self.stats.rounds.saturating_add(1);
+        let mut out = Vec::new();
+        let result = match self.answered(fetch) {
+            Some(at) => {
+                let requested = self.fetches.remove(at);
+                self.on_entries(&requested, checked, &mut out)
+            }
+            None => Err(ProtoError::Unexpected {
+                expected: self.expects(),
+                got: "entries",
+            }),
+        };
+        match result {
+            Ok(()) => {
+                self.next(&mut out);
+                Ok(out)
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// The fetch in flight a response answers: the one whose key is `fetch`, or the oldest.
+    fn answered(&self, fetch: Option<EntryId>) -> Option<usize> {
+        match fetch {
+            Some(key) => self
+                .fetches
+                .iter()
+                .position(|f| f.first().map(|(_, id)| *id) == Some(key)),
+            None => (!self.fetches.is_empty()).then_some(0),
         }
     }
 
@@ -544,31 +644,29 @@ impl<V: Verify> Session<V> {
     fn on_entries(
         &mut self,
         requested: &[(Rank, EntryId)],
-        entries: Vec<Vec<u8>>,
-        now: Timestamp,
+        checked: Checked<V::Entry>,
         out: &mut Vec<Output<V::Entry>>,
     ) -> Result<(), ProtoError> {
-        if entries.len() > requested.len() {
+        if checked.count > requested.len() {
             return Err(ProtoError::BatchTooLarge {
                 what: "entries",
-                got: entries.len(),
+                got: checked.count,
                 max: requested.len(),
             });
         }
-        let total: usize = entries.iter().map(Vec::len).sum();
-        if total > MAX_BATCH_BYTES {
+        if checked.bytes > MAX_BATCH_BYTES {
             return Err(ProtoError::BatchTooLarge {
                 what: "bytes",
-                got: total,
+                got: checked.bytes,
                 max: MAX_BATCH_BYTES,
             });
         }
         let mut wanted: HashSet<EntryId> = requested.iter().map(|(_, id)| *id).collect();
-        let mut valid = Vec::with_capacity(entries.len());
+        let mut valid = Vec::with_capacity(checked.count);
         let mut invalid = 0usize;
         let mut first_error = None;
-        for bytes in &entries {
-            match self.verifier.verify(bytes, now) {
+        for result in checked.results {
+            match result {
                 Ok(entry) => {
                     let id = self.verifier.id(&entry);
                     if !wanted.remove(&id) {

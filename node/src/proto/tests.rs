@@ -984,6 +984,41 @@ fn forged_entries_are_invalid_and_nothing_stored() {
     assert!(session.is_finished());
 }
 
+/// A batch checked apart from the session (as the node does, on other threads, in two
+/// halves) gives the session exactly what checking it inside gives: for whole batches, and for
+/// one with a forged entry.
+#[test]
+fn entries_checked_apart_give_the_same_outputs() {
+    let (a, b) = newcomer_and_full();
+    for forge in [false, true] {
+        let (mut inside, first) = session_on(&a);
+        let (mut apart, second) = session_on(&a);
+        let asked = until_first_fetch(&mut inside, first, &b);
+        assert_eq!(until_first_fetch(&mut apart, second, &b), asked);
+        let mut entries: Vec<Vec<u8>> = asked.iter().map(|id| b.get(id).unwrap()).collect();
+        if forge {
+            let last = entries[3].len() - 1;
+            entries[3][last] ^= 1;
+        }
+        let response = Response::Entries {
+            entries: entries.clone(),
+        };
+        let len = response.encoded_len();
+        let expected = inside.handle(response, NOW).unwrap();
+        let (one, two) = entries.split_at(entries.len() / 2);
+        let checked = Checked::join(
+            vec![
+                Checked::check(&Signed, one, 0, NOW),
+                Checked::check(&Signed, two, 0, NOW),
+            ],
+            len,
+        );
+        assert_eq!(apart.handle_checked(None, checked).unwrap(), expected);
+        assert_eq!(apart.stats(), inside.stats());
+        assert!(expected.iter().any(|o| matches!(o, Output::Invalid { .. })) == forge);
+    }
+}
+
 #[test]
 fn entries_of_another_subwiki_are_invalid() {
     // The responder lists a foreign entry in the subwiki's set; the fetch brings it.
