@@ -326,6 +326,133 @@ fn an_entry_over_the_size_limit_is_refused() {
     ));
 }
 
+/// A real first Automerge change by `key` of exactly `len` bytes: one string put whose text
+/// is sized to make up the rest. Near the limits every length prefix in the change keeps its
+/// width, so the size follows the text byte for byte.
+fn change_of_len(key: &AuthorKey, len: usize) -> Vec<u8> {
+    let make = |text_len: usize| {
+        let mut doc = automerge::Automerge::new().with_actor(key.actor());
+        let mut tx = doc.transaction();
+        automerge::transaction::Transactable::put(
+            &mut tx,
+            automerge::ROOT,
+            "text",
+            "x".repeat(text_len),
+        )
+        .unwrap();
+        tx.commit();
+        doc.get_last_local_change().unwrap().raw_bytes().to_vec()
+    };
+    let mut text_len = len - 100;
+    for _ in 0..4 {
+        let change = make(text_len);
+        if change.len() == len {
+            return change;
+        }
+        text_len = (text_len + len).checked_sub(change.len()).unwrap();
+    }
+    panic!("no change of exactly {len} bytes");
+}
+
+/// The change carried by a create-document entry and by a change entry may be
+/// `MAX_CHANGE_BYTES` long and not one byte more: a real, well-formed change one byte over is
+/// refused from its length prefix (the whole entry is still under `MAX_ENTRY_BYTES`).
+#[test]
+fn a_change_over_the_size_limit_is_refused() {
+    let mut w = world();
+    let (subwiki, post, bob) = (w.replica.id(), w.post, w.bob.clone());
+    let entry = |change: Vec<u8>, create: bool| {
+        let payload = if create {
+            Payload::CreateDocument(agora_crdt::CreateDocument {
+                kind: agora_crdt::DocKind::Post,
+                parent: None,
+                reply_to: None,
+                change,
+            })
+        } else {
+            Payload::Change(DocChange { doc: post, change })
+        };
+        let body = Body {
+            subwiki: Some(subwiki),
+            author: bob.id(),
+            timestamp: Timestamp(T0 + 10),
+            payload,
+        };
+        sign_raw(&bob, &body.encode())
+    };
+    let at_limit = change_of_len(&w.bob, limits::MAX_CHANGE_BYTES);
+    let over = change_of_len(&w.bob, limits::MAX_CHANGE_BYTES + 1);
+    let refused = format!(
+        "entry: {:?}",
+        EntryError::Decode(agora_crdt::DecodeError::TooLong {
+            what: "change",
+            len: limits::MAX_CHANGE_BYTES + 1,
+            max: limits::MAX_CHANGE_BYTES,
+        })
+    );
+    for create in [true, false] {
+        let accepted = entry(at_limit.clone(), create);
+        assert!(accepted.len() < limits::MAX_ENTRY_BYTES);
+        let valid = validate(&accepted, NOW).unwrap();
+        assert_eq!(
+            valid.payload().change_bytes().map(<[u8]>::len),
+            Some(limits::MAX_CHANGE_BYTES)
+        );
+        let bytes = entry(over.clone(), create);
+        assert!(bytes.len() < limits::MAX_ENTRY_BYTES);
+        assert_eq!(offer(&mut w.replica, &bytes), refused, "create: {create}");
+    }
+}
+
+/// A genesis entry's name may be 100 bytes and its description 4 KiB, counted in bytes, not
+/// characters; one byte more of either is refused.
+#[test]
+fn a_genesis_name_or_description_over_its_limit_is_refused() {
+    let mut w = world();
+    let genesis = |name: String, description: String| {
+        let body = Body {
+            subwiki: None,
+            author: w.alice.id(),
+            timestamp: Timestamp(T0 + 10),
+            payload: Payload::Genesis(agora_crdt::Genesis {
+                name,
+                description,
+                policy: agora_crdt::Policy::default(),
+            }),
+        };
+        sign_raw(&w.alice, &body.encode())
+    };
+    // Two bytes a character.
+    let name = "é".repeat(limits::MAX_NAME_BYTES / 2);
+    let description = "é".repeat(limits::MAX_DESCRIPTION_BYTES / 2);
+    assert_eq!(name.len(), limits::MAX_NAME_BYTES);
+    assert_eq!(description.len(), limits::MAX_DESCRIPTION_BYTES);
+    let founded = validate(&genesis(name.clone(), description.clone()), NOW).unwrap();
+    assert!(matches!(founded.payload(), Payload::Genesis(g) if g.name == name));
+
+    let too_long = |what, max| {
+        format!(
+            "entry: {:?}",
+            EntryError::Decode(agora_crdt::DecodeError::TooLong {
+                what,
+                len: max + 1,
+                max,
+            })
+        )
+    };
+    assert_eq!(
+        offer(
+            &mut w.replica,
+            &genesis(format!("{name}x"), description.clone())
+        ),
+        too_long("name", limits::MAX_NAME_BYTES)
+    );
+    assert_eq!(
+        offer(&mut w.replica, &genesis(name, format!("{description}x"))),
+        too_long("description", limits::MAX_DESCRIPTION_BYTES)
+    );
+}
+
 #[test]
 fn an_unknown_version_is_refused() {
     let mut w = world();
@@ -472,8 +599,10 @@ proptest! {
         kind in 0..6u8,
     ) {
         use agora_crdt::*;
+        // A name is at most 100 bytes: "n" and at most 24 characters of at most 4 bytes.
+        let name = format!("n{}", reason.chars().take(24).collect::<String>());
         let payload = match kind {
-            0 => Payload::Genesis(Genesis { name: format!("n{reason}"), description: reason.clone(), policy: Policy { edit: EditPolicy::Trusted, vouch_threshold: 3, hide_quorum: 4, mark_quorum: 5 } }),
+            0 => Payload::Genesis(Genesis { name, description: reason.clone(), policy: Policy { edit: EditPolicy::Trusted, vouch_threshold: 3, hide_quorum: 4, mark_quorum: 5 } }),
             1 => Payload::CreateDocument(CreateDocument { kind: DocKind::Comment, parent: Some(DocId::from_bytes(target)), reply_to: Some(DocId::from_bytes(subwiki)), change: reason.as_bytes().to_vec() }),
             2 => Payload::Change(DocChange { doc: DocId::from_bytes(target), change: reason.as_bytes().to_vec() }),
             3 => Payload::Vote(Vote { target: VoteTarget::Post(DocId::from_bytes(target)), value: VoteValue::Misleading, reason: reason.clone() }),

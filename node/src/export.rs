@@ -110,3 +110,44 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
         e.to_string()
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A file with a good header and checksum that declares `count` entries and holds
+    /// `entries` bytes after the count.
+    fn file(count: u32, entries: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.push(VERSION);
+        out.extend_from_slice(&count.to_be_bytes());
+        out.extend_from_slice(entries);
+        let hash = blake3::hash(&out);
+        out.extend_from_slice(hash.as_bytes());
+        out
+    }
+
+    /// A file may declare at most `MAX_ENTRIES` entries: one declaring more is refused from
+    /// its count, before any entry is read, whatever follows it; one declaring exactly the
+    /// limit gets past the count and is refused only when its entries run out.
+    #[test]
+    fn a_file_declaring_too_many_entries_is_refused_from_its_count() {
+        let now = Timestamp(u64::MAX);
+        let limit = u32::try_from(MAX_ENTRIES).unwrap();
+        // What follows the count reads as one entry length of zero bytes, then nothing.
+        let rest = [0u8; 4];
+        for count in [limit + 1, u32::MAX] {
+            assert_eq!(
+                decode(&file(count, &rest), now).unwrap_err(),
+                format!("file claims {count} entries, over the limit")
+            );
+        }
+        assert_eq!(
+            decode(&file(limit, &[]), now).unwrap_err(),
+            "file is truncated"
+        );
+        // The same file declaring no entries is a well-formed empty export.
+        assert_eq!(decode(&file(0, &[]), now).unwrap(), Vec::new());
+    }
+}

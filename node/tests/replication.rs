@@ -9,8 +9,17 @@
 
 mod support;
 
-use agora_crdt::{Base, DocId, Policy, PostContent};
-use agora_node::Node;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use agora_crdt::{
+    Base, BlobHash, DocId, Entry, EntryId, Policy, PostContent, SubwikiId, Timestamp,
+};
+use agora_node::home::Home;
+use agora_node::store::{
+    FeedKey, Loaded, MemoryStore, Put, Rebuilt, Store, StoreError, SubwikiRecord,
+};
+use agora_node::{Config, Node};
 use support::*;
 
 fn post(title: &str, body: &str) -> PostContent {
@@ -320,6 +329,143 @@ async fn images_are_fetched_from_peers_and_checked() {
     let unknown = agora_crdt::BlobHash::of(b"nobody has this");
     assert_eq!(b.image(unknown).await.unwrap(), None);
     b.shutdown().await;
+}
+
+/// An honest memory store, except that it answers a read of one blob with other bytes, as a
+/// hostile or broken peer would serve them.
+struct WrongBlobStore {
+    inner: MemoryStore,
+    /// The hash asked for and the bytes given for it.
+    wrong: (BlobHash, Vec<u8>),
+    /// Times the wrong bytes were given.
+    served: AtomicUsize,
+}
+
+impl Store for WrongBlobStore {
+    fn put_entries(&self, entries: &[Entry]) -> Result<Put, StoreError> {
+        self.inner.put_entries(entries)
+    }
+    fn remove_entries(&self, ids: &[EntryId]) -> Result<(), StoreError> {
+        self.inner.remove_entries(ids)
+    }
+    fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        self.inner.entry(id)
+    }
+    fn contains(&self, id: &EntryId) -> Result<bool, StoreError> {
+        self.inner.contains(id)
+    }
+    fn len(&self) -> Result<usize, StoreError> {
+        self.inner.len()
+    }
+    fn count(&self, subwiki: &SubwikiId) -> Result<usize, StoreError> {
+        self.inner.count(subwiki)
+    }
+    fn items(&self, subwiki: &SubwikiId) -> Result<Vec<(Timestamp, EntryId)>, StoreError> {
+        self.inner.items(subwiki)
+    }
+    fn load(&self, subwiki: &SubwikiId) -> Result<Loaded, StoreError> {
+        self.inner.load(subwiki)
+    }
+    fn index(&self, subwiki: &SubwikiId) -> Result<Option<Vec<agora_crdt::Held>>, StoreError> {
+        self.inner.index(subwiki)
+    }
+    fn feed(
+        &self,
+        subwikis: &[SubwikiId],
+        before: Option<(Timestamp, DocId)>,
+        limit: usize,
+    ) -> Result<Vec<FeedKey>, StoreError> {
+        self.inner.feed(subwikis, before, limit)
+    }
+    fn set_subwiki(&self, record: SubwikiRecord) -> Result<(), StoreError> {
+        self.inner.set_subwiki(record)
+    }
+    fn subwikis(&self) -> Result<Vec<SubwikiRecord>, StoreError> {
+        self.inner.subwikis()
+    }
+    fn put_snapshots(&self, snapshots: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+        self.inner.put_snapshots(snapshots)
+    }
+    fn snapshot(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.snapshot(doc)
+    }
+    fn put_views(&self, views: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+        self.inner.put_views(views)
+    }
+    fn cache_views(&self, views: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+        self.inner.cache_views(views)
+    }
+    fn remove_views(&self, docs: &[DocId]) -> Result<(), StoreError> {
+        self.inner.remove_views(docs)
+    }
+    fn view(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.view(doc)
+    }
+    fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {
+        self.inner.put_blob(bytes)
+    }
+    fn blob(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError> {
+        if *hash == self.wrong.0 {
+            self.served.fetch_add(1, Ordering::SeqCst);
+            return Ok(Some(self.wrong.1.clone()));
+        }
+        self.inner.blob(hash)
+    }
+    fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError> {
+        self.inner.rebuild_indexes()
+    }
+}
+
+/// A node started on `store` in `home`, listening on a free loopback port, mDNS off.
+async fn start_on(store: Arc<dyn Store>, home: &std::path::Path) -> Node {
+    let identity = Home::new(home).load_or_init().unwrap();
+    let mut config = Config::new(home);
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    config.mdns = false;
+    Node::start_with(store, identity, &config).await.unwrap()
+}
+
+/// A peer that answers an image request with bytes that are not that image (same length,
+/// one byte changed): the fetching node neither keeps nor returns them, under either hash, and
+/// still gets the image from an honest peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_image_bytes_from_a_peer_are_not_kept() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let image: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let hash = BlobHash::of(&image);
+    let mut wrong = image.clone();
+    wrong[1000] ^= 1;
+    let liar = Arc::new(WrongBlobStore {
+        inner: MemoryStore::new(),
+        wrong: (hash, wrong.clone()),
+        served: AtomicUsize::new(0),
+    });
+    let h = start_on(liar.clone(), dirs[0].path()).await;
+    let b_store = Arc::new(MemoryStore::new());
+    let b = start_on(b_store.clone(), dirs[1].path()).await;
+
+    // The liar is B's only peer: it is asked, it answers, and B refuses the answer.
+    b.connect(addr(&h).await).await.unwrap();
+    // Compared by hash: the images are too long to print.
+    let of = |bytes: Option<Vec<u8>>| bytes.map(|b| BlobHash::of(&b));
+    assert_eq!(of(b.image(hash).await.unwrap()), None);
+    assert!(
+        liar.served.load(Ordering::SeqCst) >= 1,
+        "the liar was asked"
+    );
+    assert_eq!(of(b_store.blob(&hash).unwrap()), None);
+    assert_eq!(of(b_store.blob(&BlobHash::of(&wrong)).unwrap()), None);
+
+    // With an honest peer too, B gets the right bytes and keeps them.
+    let a = start(dirs[2].path(), vec![]).await;
+    assert_eq!(a.add_image(&image).unwrap(), hash);
+    b.connect(addr(&a).await).await.unwrap();
+    assert_eq!(of(b.image(hash).await.unwrap()), Some(hash));
+    assert_eq!(of(b_store.blob(&hash).unwrap()), Some(hash));
+    assert_eq!(of(b_store.blob(&BlobHash::of(&wrong)).unwrap()), None);
+    for node in [&h, &a, &b] {
+        node.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
