@@ -150,6 +150,25 @@ async fn connections_past_the_limit_are_refused() {
     }
 }
 
+/// With `--max-memory-mib 1` (below what any process uses), a client is refused: new
+/// connections are turned away while the resident memory is over the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_refused_while_memory_is_over_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = spawn_bootstrap(dir.path(), &["--max-memory-mib", "1"]).await;
+    let (tx, mut rx) = mpsc::channel(64);
+    let task = client::spawn(0, boot.addr.clone(), tx.clone());
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        match next(&mut rx, deadline).await {
+            Report::Refused(0) => break,
+            Report::Pinged(0) => panic!("a client got in while the memory is over the limit"),
+            _ => {}
+        }
+    }
+    task.abort();
+}
+
 /// The node key is created on first start and reused, so the peer id (and address) is stable;
 /// SIGTERM stops the process cleanly; `--version` prints the version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -433,8 +433,9 @@ impl Core {
     /// rendered views they make stale are removed first (their removal becomes durable with
     /// the entries), the entries are stored durably, the replica lets go of them (it reads them
     /// back from the store when it builds their documents), and the moderation summary is
-    /// recomputed if they can change an outcome (the roles changed, or a vote counts). Runs under the subwiki's lock, so no
-    /// reader sees a document built without them or stores a view that misses them.
+    /// recomputed if they can change an outcome (the roles changed, or a vote counts). Runs
+    /// under the subwiki's lock, so no reader sees a document built without them or stores a
+    /// view that misses them.
     fn persist(
         &self,
         subwiki: SubwikiId,

@@ -71,6 +71,10 @@ struct Lane {
     queue: VecDeque<PeerId>,
     /// Who fetches what, shared by the lane's sessions.
     claims: Claims,
+    /// Whether more than one peer may run: once the first session has fetched a batch (the
+    /// newest entries) or ended. Until then it has the machine to itself, so the newest page
+    /// comes first.
+    opened: bool,
 }
 
 /// Sessions in progress and the responder's cache.
@@ -357,6 +361,7 @@ impl Syncer {
         self.progress.remove(&(peer, subwiki));
         if let Some(lane) = self.lanes.get_mut(&subwiki) {
             lane.active.retain(|p| *p != peer);
+            lane.opened = true;
         }
         self.fill(swarm, core, subwiki);
     }
@@ -370,7 +375,7 @@ impl Syncer {
                 return;
             };
             let genesis: EntryId = subwiki.into();
-            let room = if core.store().contains(&genesis).unwrap_or(false) {
+            let room = if lane.opened && core.store().contains(&genesis).unwrap_or(false) {
                 MAX_SESSIONS
             } else {
                 1
@@ -836,10 +841,16 @@ impl Syncer {
     ) {
         // The slot is freed when the worker reports this session's entries stored.
         let mut deferred = false;
+        let mut open = false;
         while let Some(output) = queue.pop_front() {
             if matches!(&output, Output::Store(entries) if !entries.is_empty()) {
-                // New valid entries: the peer is bringing something.
+                // New valid entries: the peer is bringing something, and the first batch (the
+                // newest entries) opens the lane to the other peers.
                 self.progress.insert((peer, subwiki), Instant::now());
+                if let Some(lane) = self.lanes.get_mut(&subwiki) {
+                    open |= !lane.opened;
+                    lane.opened = true;
+                }
             }
             match output {
                 Output::Send(request) => {
@@ -857,6 +868,9 @@ impl Syncer {
                             queue.push_front(Output::Store(entries));
                             self.parked.insert((peer, subwiki), queue);
                             self.sessions.insert((peer, subwiki), session);
+                            if open {
+                                self.fill(swarm, core, subwiki);
+                            }
                             self.report(core, subwiki);
                             return;
                         }
@@ -887,6 +901,9 @@ impl Syncer {
         }
         if !session.is_finished() {
             self.sessions.insert((peer, subwiki), session);
+            if open {
+                self.fill(swarm, core, subwiki);
+            }
             self.report(core, subwiki);
         } else {
             drop(session);
