@@ -100,6 +100,9 @@ pub(crate) struct Core {
     /// Entries this node made on its own (rescues of the owner's work, see
     /// [`Replica::rescue`]), stored, for the network task to gossip.
     outbox: Mutex<Vec<(SubwikiId, Entry)>>,
+    /// Per subwiki, bumped whenever its set of stored entries changes: what a kept
+    /// reconciliation snapshot of it is checked against.
+    generations: Mutex<HashMap<SubwikiId, u64>>,
 }
 
 /// A subwiki's replica, loaded on first use.
@@ -222,6 +225,7 @@ impl Core {
             status: Mutex::new(HashMap::new()),
             changes: watch::channel(0).0,
             outbox: Mutex::new(Vec::new()),
+            generations: Mutex::new(HashMap::new()),
         }
     }
 
@@ -278,6 +282,7 @@ impl Core {
         let replica = self.replica_of(genesis.clone())?;
         let id = replica.id();
         self.store.put_entries(std::slice::from_ref(&genesis))?;
+        self.wrote(id);
         self.refresh_moderation(id, &replica)?;
         *lock(&self.slot(id)) = Some(replica);
         self.store.set_subwiki(SubwikiRecord { id, joined: true })?;
@@ -322,9 +327,15 @@ impl Core {
         Ok(changed)
     }
 
-    /// Bumped whenever entries are stored or peers come and go.
-    pub(crate) fn generation(&self) -> u64 {
-        *self.changes.borrow()
+    /// Bumped whenever the subwiki's set of stored entries changes (and only then: writes to
+    /// other subwikis and peers coming and going leave it alone).
+    pub(crate) fn generation(&self, subwiki: &SubwikiId) -> u64 {
+        lock(&self.generations).get(subwiki).copied().unwrap_or(0)
+    }
+
+    /// Records that the subwiki's set of stored entries changed (or may have).
+    pub(crate) fn wrote(&self, subwiki: SubwikiId) {
+        *lock(&self.generations).entry(subwiki).or_default() += 1;
     }
 
     /// Entries this node made on its own and stored, to gossip (emptied).
@@ -422,6 +433,7 @@ impl Core {
         if !report.rejected.is_empty() {
             let ids: Vec<EntryId> = report.rejected.iter().map(|(id, _)| *id).collect();
             self.store.remove_entries(&ids)?;
+            self.wrote(subwiki);
         }
         replica.release(report.accepted.iter());
         tracing::debug!(%subwiki, entries = replica.len(), "subwiki loaded");
@@ -471,7 +483,9 @@ impl Core {
             stale.push(summary_key(&subwiki));
         }
         self.store.remove_views(&stale)?;
-        self.store.put_entries(entries)?;
+        let stored = self.store.put_entries(entries);
+        self.wrote(subwiki);
+        stored?;
         // The entries are durable: what follows only derives views, and its failure must not
         // turn an acknowledged write into a reported failure.
         let ids: Vec<EntryId> = entries.iter().map(Entry::id).collect();
@@ -534,6 +548,7 @@ impl Core {
                         .push((genesis_id, "not a genesis entry".into()));
                 } else {
                     self.store.put_entries(std::slice::from_ref(&genesis))?;
+                    self.wrote(subwiki);
                     accepted.new.push(genesis_id);
                 }
             } else {
@@ -565,6 +580,7 @@ impl Core {
             let late: Vec<EntryId> = report.rejected.iter().map(|(id, _)| *id).collect();
             if !late.is_empty() {
                 self.store.remove_entries(&late)?;
+                self.wrote(subwiki);
             }
             self.rescue(subwiki, replica, &fresh)?;
             Ok(report)

@@ -735,6 +735,7 @@ fn import_file(core: &Core, path: &Path) -> Result<(SubwikiId, Accepted), NodeEr
         return Ok((subwiki, accepted));
     };
     core.store().remove_entries(&accepted.new)?;
+    core.wrote(subwiki);
     core.forget_replica(subwiki);
     match failure {
         Ok(reason) => Err(file(reason)),

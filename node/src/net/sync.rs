@@ -91,7 +91,7 @@ pub(crate) struct Syncer {
     lanes: HashMap<SubwikiId, Lane>,
     requests: HashMap<OutboundRequestId, Pending>,
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
-    /// Each subwiki's items, with the store generation they were read at: for the responder
+    /// Each subwiki's items, with the subwiki's generation they were read at: for the responder
     /// and for starting sessions.
     snapshots: Snapshots,
     /// Where fetched entries go to be stored (off the network task); without it they are
@@ -120,7 +120,7 @@ pub(crate) const MAX_ANSWERING: usize = 4;
 pub(crate) const ANSWER_CAPACITY: usize = 64;
 
 /// The responder's (and sessions') view of each subwiki, shared with the blocking threads.
-type Snapshots = Arc<Mutex<HashMap<SubwikiId, (u64, Snapshot)>>>;
+type Snapshots = Arc<Mutex<HashMap<SubwikiId, (u64, Instant, Snapshot)>>>;
 
 /// Work done on a blocking thread, for the network task.
 pub(crate) enum Done {
@@ -943,12 +943,16 @@ fn check_entries(
 
 /// The subwiki's items, if read since the store last changed.
 fn fresh_snapshot(snapshots: &Snapshots, core: &Core, subwiki: SubwikiId) -> Option<Snapshot> {
-    let generation = core.generation();
+    let generation = core.generation(&subwiki);
     lock(snapshots)
         .get(&subwiki)
-        .filter(|(g, _)| *g == generation)
-        .map(|(_, s)| s.clone())
+        .filter(|(g, read, _)| *g == generation && read.elapsed() < SNAPSHOT_LIFETIME)
+        .map(|(_, _, s)| s.clone())
 }
+
+/// How long a subwiki's snapshot is used at most, even if nothing was written to it: the store
+/// also removes entries by itself (a damaged one, found as it is read), without saying so.
+const SNAPSHOT_LIFETIME: Duration = Duration::from_secs(60);
 
 /// The subwiki's items, read again only when the store has changed since.
 fn snapshot(snapshots: &Snapshots, core: &Core, subwiki: SubwikiId) -> Result<Snapshot, String> {
@@ -956,10 +960,11 @@ fn snapshot(snapshots: &Snapshots, core: &Core, subwiki: SubwikiId) -> Result<Sn
         return Ok(snapshot);
     }
     // The generation before reading: a write during the read makes the snapshot stale at once.
-    let generation = core.generation();
+    let generation = core.generation(&subwiki);
+    let read = Instant::now();
     let items = core.store().items(&subwiki).map_err(|e| e.to_string())?;
     let snapshot = Snapshot::new(items);
-    lock(snapshots).insert(subwiki, (generation, snapshot.clone()));
+    lock(snapshots).insert(subwiki, (generation, read, snapshot.clone()));
     Ok(snapshot)
 }
 
@@ -1170,6 +1175,47 @@ mod tests {
         fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError> {
             self.inner.rebuild_indexes()
         }
+    }
+
+    /// A subwiki's reconciliation snapshot is read again only when its own entries changed:
+    /// entries stored in another subwiki, and peers coming and going, leave it as it is.
+    #[test]
+    fn a_snapshot_is_read_again_only_when_its_subwiki_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Home::new(dir.path()).load_or_init().unwrap();
+        let key = identity.author.clone();
+        let core = Core::new(Arc::new(MemoryStore::new()), identity, None);
+        let (mut one, first) = Replica::found(&key, now(), "one", "", Policy::default()).unwrap();
+        let (mut two, second) = Replica::found(&key, now(), "two", "", Policy::default()).unwrap();
+        core.accept(one.id(), vec![first]).unwrap();
+        core.accept(two.id(), vec![second]).unwrap();
+        let snapshots = Snapshots::default();
+        let before = snapshot(&snapshots, &core, one.id()).unwrap();
+        assert!(fresh_snapshot(&snapshots, &core, one.id()).is_some());
+
+        // A post in the other subwiki, and a change a peer's coming would notify.
+        let post = PostContent {
+            title: "elsewhere".into(),
+            ..PostContent::default()
+        };
+        let elsewhere = two.create_post(&key, now(), post).unwrap();
+        core.accept(two.id(), vec![elsewhere]).unwrap();
+        core.notify();
+        assert!(
+            fresh_snapshot(&snapshots, &core, one.id()).is_some(),
+            "still fresh"
+        );
+
+        // A post in this subwiki: read again, with it.
+        let post = PostContent {
+            title: "here".into(),
+            ..PostContent::default()
+        };
+        let here = one.create_post(&key, now(), post).unwrap();
+        core.accept(one.id(), vec![here.clone()]).unwrap();
+        assert!(fresh_snapshot(&snapshots, &core, one.id()).is_none());
+        let after = snapshot(&snapshots, &core, one.id()).unwrap();
+        assert_eq!(after.len(), before.len() + 1);
     }
 
     /// A push is answered once its entries are durable: `Accepted` counts what was stored, and
