@@ -124,6 +124,22 @@ fn missing_files_are_refused_and_a_bad_import_keeps_nothing() {
     );
     assert_eq!(state(home), before);
 
+    // What is not a regular file (a device that never ends, a directory) is refused at once,
+    // without reading it.
+    for not_a_file in ["/dev/zero", "/"] {
+        let err = fails(home, &["import", not_a_file], 1);
+        assert!(err.contains("not a regular file"), "{err}");
+        let err = fails(
+            home,
+            &[
+                "post", "new", &subwiki, "--title", "t", "--body", "b", "--image", not_a_file,
+            ],
+            2,
+        );
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+    assert_eq!(state(home), before);
+
     // An export imported elsewhere works; the same file damaged is refused whole.
     let export = home.join("birds.agora");
     ok(home, &["export", &subwiki, export.to_str().unwrap()]);

@@ -695,6 +695,36 @@ impl Node {
     }
 }
 
+/// Reads a local file a person named (an image to attach, an export file to import), refusing
+/// what is not a regular file (a FIFO, a device such as `/dev/zero`, a directory: they could be
+/// read forever) and reading at most `max` bytes, and no more than the file's size when it was
+/// opened (a file growing while it is read is refused too).
+pub(crate) fn read_local_file(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > max {
+        return Err(format!(
+            "{} bytes, over the limit of {max} bytes",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(meta.len().saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > meta.len() {
+        return Err("the file grew while it was read".into());
+    }
+    Ok(bytes)
+}
+
+/// The largest export file [`Node::import`] reads: 16 GiB.
+const MAX_IMPORT_BYTES: u64 = 16 << 30;
+
 /// Entries applied per hold of the subwiki's lock by [`Node::import`].
 pub const IMPORT_CHUNK: usize = 2_000;
 
@@ -704,7 +734,7 @@ fn import_file(core: &Core, path: &Path) -> Result<(SubwikiId, Accepted), NodeEr
         path: path.to_owned(),
         reason,
     };
-    let bytes = std::fs::read(path).map_err(|e| file(e.to_string()))?;
+    let bytes = read_local_file(path, MAX_IMPORT_BYTES).map_err(file)?;
     let mut entries = crate::export::decode(&bytes, now()).map_err(file)?;
     drop(bytes);
     let subwiki = crate::export::single_subwiki(&entries).map_err(file)?;

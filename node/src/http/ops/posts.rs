@@ -45,16 +45,8 @@ pub struct PostNew {
 }
 
 fn read_image(path: &std::path::Path) -> Result<Vec<u8>, ApiError> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| ApiError::usage(format!("{}: {e}", path.display())))?;
-    if meta.len() > MAX_BLOB_BYTES as u64 {
-        return Err(ApiError::usage(format!(
-            "{}: {} bytes, over the image limit of {MAX_BLOB_BYTES} bytes",
-            path.display(),
-            meta.len(),
-        )));
-    }
-    std::fs::read(path).map_err(|e| ApiError::usage(format!("{}: {e}", path.display())))
+    crate::node::read_local_file(path, MAX_BLOB_BYTES as u64)
+        .map_err(|e| ApiError::usage(format!("{}: {e}", path.display())))
 }
 
 impl Operation for PostNew {
