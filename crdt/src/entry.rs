@@ -880,8 +880,8 @@ pub fn recheck(stored: &[(EntryId, &[u8])]) -> Vec<Result<SubwikiId, EntryError>
     out
 }
 
-/// [`recheck`] without the signature: size, body, hash.
-fn recheck_unsigned(bytes: &[u8], id: &EntryId) -> Result<Body, EntryError> {
+/// The body of entry `bytes` (all but the signature), once the entry's size is checked.
+fn body_of(bytes: &[u8]) -> Result<&[u8], EntryError> {
     if bytes.len() > limits::MAX_ENTRY_BYTES {
         return Err(EntryError::TooLarge {
             len: bytes.len(),
@@ -891,7 +891,12 @@ fn recheck_unsigned(bytes: &[u8], id: &EntryId) -> Result<Body, EntryError> {
     let Some(split) = bytes.len().checked_sub(SIGNATURE_LEN).filter(|&n| n > 0) else {
         return Err(EntryError::TooShort(bytes.len()));
     };
-    let body_bytes = bytes.get(..split).unwrap_or_default();
+    Ok(bytes.get(..split).unwrap_or_default())
+}
+
+/// [`recheck`] without the signature: size, body, hash.
+fn recheck_unsigned(bytes: &[u8], id: &EntryId) -> Result<Body, EntryError> {
+    let body_bytes = body_of(bytes)?;
     if blake3::hash(body_bytes).as_bytes() != id.as_bytes() {
         return Err(EntryError::IdMismatch);
     }
@@ -915,16 +920,7 @@ fn reopen_unsigned(bytes: &[u8], id: &EntryId) -> Result<Entry, EntryError> {
 /// The checks of [`validate`] that need no signature: size, body, Automerge change. Returns the
 /// body bytes, the body and the decoded change.
 fn check_unsigned(bytes: &[u8]) -> Result<(&[u8], Body, Option<automerge::Change>), EntryError> {
-    if bytes.len() > limits::MAX_ENTRY_BYTES {
-        return Err(EntryError::TooLarge {
-            len: bytes.len(),
-            max: limits::MAX_ENTRY_BYTES,
-        });
-    }
-    let Some(split) = bytes.len().checked_sub(SIGNATURE_LEN).filter(|&n| n > 0) else {
-        return Err(EntryError::TooShort(bytes.len()));
-    };
-    let body_bytes = bytes.get(..split).unwrap_or_default();
+    let body_bytes = body_of(bytes)?;
     let body = Body::decode(body_bytes)?;
     let change = match &body.payload {
         Payload::CreateDocument(c) => {
