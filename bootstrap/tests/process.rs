@@ -112,7 +112,11 @@ async fn next(rx: &mut mpsc::Receiver<Report>, deadline: tokio::time::Instant) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_limit_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let boot = spawn_bootstrap(dir.path(), &["--max-connections", "3"]).await;
+    let boot = spawn_bootstrap(
+        dir.path(),
+        &["--max-connections", "3", "--metrics", "127.0.0.1:0"],
+    )
+    .await;
     let (tx, mut rx) = mpsc::channel(64);
     let mut tasks = Vec::new();
     let deadline = tokio::time::Instant::now() + GUARD;
@@ -126,6 +130,13 @@ async fn connections_past_the_limit_are_refused() {
             }
         }
     }
+    // A client sees its connection up before the bootstrap peer counts it; under load the
+    // fourth could otherwise be counted before the third and take its place.
+    let url = boot.metrics.clone().unwrap();
+    scrape_until(&url, "three connected peers", |t| {
+        t.lines().any(|l| l == "agora_connected_peers 3")
+    })
+    .await;
     tasks.push(client::spawn(3, boot.addr.clone(), tx.clone()));
     loop {
         match next(&mut rx, deadline).await {
