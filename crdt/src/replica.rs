@@ -125,6 +125,17 @@ pub enum LocalError {
     /// Automerge refused the edit.
     #[error("automerge: {0}")]
     Automerge(#[from] AutomergeError),
+    /// Automerge failed (panicked) while working on this document: its view holds a change
+    /// that Automerge applied but cannot work with, which only a hostile or broken client
+    /// makes. The document still reads as it is now.
+    #[error(
+        "the history of {doc} contains a change Agora cannot process: it can be read as it is \
+         now, but not edited or read at another version"
+    )]
+    Unprocessable {
+        /// The document.
+        doc: DocId,
+    },
     /// The entry could not be made.
     #[error(transparent)]
     Entry(#[from] EntryError),
@@ -653,8 +664,49 @@ impl DocState {
         order
     }
 
+    /// The view's contents; empty if Automerge fails to read it (see [`contained`]).
     fn content(&self) -> Content {
-        Content::read(self.meta.kind, &self.doc, None)
+        contained(|| Content::read(self.meta.kind, &self.doc, None))
+            .unwrap_or_else(|| Content::empty(self.meta.kind))
+    }
+
+    /// The view as it read at `heads` (applied changes), as a document of its own: a copy if
+    /// `heads` are the view's heads, else built again from the changes' own bytes. Not
+    /// `Automerge::fork_at`, which rebuilds the changes from the document's operations and
+    /// panics on some hostile changes that Automerge applied (an operation whose predecessor is
+    /// in no change it depends on, found by fuzzing). `None` if Automerge fails.
+    fn doc_at(&self, heads: &[ChangeHash]) -> Option<Automerge> {
+        let mut wanted = heads.to_vec();
+        wanted.sort();
+        wanted.dedup();
+        if wanted == self.heads() {
+            return Some(self.doc.clone());
+        }
+        let changes: Vec<Change> = self
+            .closure(heads)
+            .iter()
+            .filter_map(|h| self.changes.get(h).map(|r| r.change.clone()))
+            .collect();
+        let mut doc = Automerge::new();
+        Self::apply(&mut doc, changes).then_some(doc)
+    }
+
+    /// The view as a standard Automerge file: Automerge's own save or, if that fails, the
+    /// applied changes' chunks one after the other (by entry time and id), which Automerge
+    /// loads into the same document.
+    fn save(&self) -> Vec<u8> {
+        contained(|| self.doc.save()).unwrap_or_else(|| {
+            let mut records: Vec<&ChangeRecord> = self
+                .applied
+                .iter()
+                .filter_map(|h| self.changes.get(h))
+                .collect();
+            records.sort_by_key(|r| r.first());
+            records
+                .iter()
+                .flat_map(|r| r.change.raw_bytes().iter().copied())
+                .collect()
+        })
     }
 
     /// What a held change did: the document its author saw (everything it depends on,
@@ -671,11 +723,12 @@ impl DocState {
         if !Self::apply(&mut doc, before) {
             return None;
         }
-        let seen = Content::read(self.meta.kind, &doc, None);
+        let seen = contained(|| Content::read(self.meta.kind, &doc, None))?;
         if !Self::apply(&mut doc, vec![record.change.clone()]) {
             return None;
         }
-        Some((seen, Content::read(self.meta.kind, &doc, None)))
+        let made = contained(|| Content::read(self.meta.kind, &doc, None))?;
+        Some((seen, made))
     }
 
     /// `author`'s changes that the view leaves out only because they were built on another
@@ -754,13 +807,17 @@ impl DocState {
     }
 
     /// The schema fields each applied change touches, read from the changes' operations in
-    /// one pass (an operation on a nested object counts for the root field holding it).
+    /// one pass (an operation on a nested object counts for the root field holding it). A
+    /// change that Automerge fails to decode touches none.
     fn fields_touched(&self) -> HashMap<ChangeHash, Vec<Field>> {
         use automerge::legacy::{Key, ObjectId, OpId, OpType};
         let decoded: Vec<(ChangeHash, automerge::ExpandedChange)> = self
             .applied
             .iter()
-            .filter_map(|h| self.changes.get(h).map(|r| (*h, r.change.decode())))
+            .filter_map(|h| {
+                let record = self.changes.get(h)?;
+                contained(|| record.change.decode()).map(|change| (*h, change))
+            })
             .collect();
         // Where each object was made: its parent object and key.
         let mut parents: HashMap<OpId, (ObjectId, Key)> = HashMap::new();
@@ -899,6 +956,19 @@ impl DocState {
             .find(|(_, r)| r.entries.iter().any(|(_, id)| *id == version))
             .map(|(h, _)| *h)
     }
+}
+
+/// Runs Automerge work on a document made of others' changes, and turns a panic into `None`.
+///
+/// Automerge 0.12 applies some hostile changes (an operation whose predecessor is in no change
+/// it depends on, a mark operation outside any text, found by fuzzing) and then panics later,
+/// when it reads, edits, saves or rebuilds changes of that document (assertions and unwraps in
+/// its op collector and mark index). Every such call on a built document goes through here, so a
+/// signed change from a hostile author can at worst make a document fail to be edited
+/// ([`LocalError::Unprocessable`]), never crash the program that reads it. The work is done on
+/// a copy or on data only read, so a panic part way leaves the document as it was.
+fn contained<T>(work: impl FnOnce() -> T) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(work)).ok()
 }
 
 /// Domain tag of the actors a device derives for itself ([`DocState::actor_for`]).
@@ -1701,8 +1771,11 @@ impl Replica {
         let adopted = snapshot.is_some_and(|bytes| state.adopt(&bytes));
         let from_snapshot = state.applied.len();
         state.settle();
-        if state.changes.len() > 1 && (!adopted || state.applied.len() != from_snapshot) {
-            self.source.save_snapshot(&index.meta.id, state.doc.save());
+        if state.changes.len() > 1
+            && (!adopted || state.applied.len() != from_snapshot)
+            && let Some(bytes) = contained(|| state.doc.save())
+        {
+            self.source.save_snapshot(&index.meta.id, bytes);
         }
         state
     }
@@ -1836,7 +1909,7 @@ impl Replica {
 
     /// The document as a standard Automerge file, which any Automerge implementation opens.
     pub fn save_document(&self, doc: &DocId) -> Option<Vec<u8>> {
-        self.with_doc(doc, |s| s.doc.save())
+        self.with_doc(doc, DocState::save)
     }
 
     /// The author's display name in this subwiki: the name in their newest profile.
@@ -2000,7 +2073,8 @@ impl Replica {
     pub fn content_at(&self, doc: &DocId, version: &Version) -> Result<Content, LocalError> {
         self.with_doc(doc, |state| {
             let heads = state.heads_of(version)?;
-            Ok(Content::read(state.meta.kind, &state.doc, Some(&heads)))
+            contained(|| Content::read(state.meta.kind, &state.doc, Some(&heads)))
+                .ok_or(LocalError::Unprocessable { doc: *doc })
         })
         .ok_or(LocalError::UnknownDocument(*doc))?
     }
@@ -2141,25 +2215,29 @@ impl Replica {
                         let heads = state.heads_of(version)?;
                         let closure = state.closure(&heads);
                         state
-                            .doc
-                            .fork_at(&heads)?
+                            .doc_at(&heads)
+                            .ok_or(LocalError::Unprocessable { doc })?
                             .with_actor(state.actor_for(key, |h| closure.contains(h)))
                     }
                 };
-                let mut tx = fork.transaction();
-                content.write(&mut tx)?;
-                let mut options = CommitOptions::default().with_time(now.as_secs());
-                if let Some(message) = message {
-                    options = options.with_message(message);
-                }
-                let (hash, _) = tx.commit_with(options);
-                if hash.is_none() {
-                    return Ok(None);
-                }
-                let change = fork
-                    .get_last_local_change()
-                    .ok_or(LocalError::Automerge(AutomergeError::Fail))?;
-                Ok(Some(change.raw_bytes().to_vec()))
+                // On a copy: a panic part way leaves the view as it was.
+                contained(move || {
+                    let mut tx = fork.transaction();
+                    content.write(&mut tx)?;
+                    let mut options = CommitOptions::default().with_time(now.as_secs());
+                    if let Some(message) = message {
+                        options = options.with_message(message);
+                    }
+                    let (hash, _) = tx.commit_with(options);
+                    if hash.is_none() {
+                        return Ok(None);
+                    }
+                    let change = fork
+                        .get_last_local_change()
+                        .ok_or(LocalError::Automerge(AutomergeError::Fail))?;
+                    Ok(Some(change.raw_bytes().to_vec()))
+                })
+                .unwrap_or(Err(LocalError::Unprocessable { doc }))
             })
             .ok_or(LocalError::UnknownDocument(doc))??;
         let Some(change) = change else {

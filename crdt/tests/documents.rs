@@ -965,3 +965,227 @@ fn a_change_refused_for_an_undeclared_dependency_is_applied_once_that_dependency
         assert_eq!(snapshot(&together), snapshot(&early), "batch {order:?}");
     }
 }
+
+/// A change by `key` to `doc` holding the one operation `op`, on top of the document's current
+/// heads: Automerge applies it, but it is not one that an honest client makes. Not ingested.
+fn hostile_change(
+    replica: &Replica,
+    key: &agora_crdt::AuthorKey,
+    t: Timestamp,
+    doc: DocId,
+    op: automerge::legacy::Op,
+) -> Entry {
+    let heads = replica.heads(&doc).unwrap();
+    let saved = replica.save_document(&doc).unwrap();
+    let max_op = automerge::Automerge::load(&saved)
+        .unwrap()
+        .get_changes(&[])
+        .iter()
+        .map(automerge::Change::max_op)
+        .max()
+        .unwrap();
+    let change = automerge::ExpandedChange {
+        operations: vec![op],
+        actor_id: key.actor(),
+        hash: None,
+        seq: 1,
+        start_op: std::num::NonZeroU64::new(max_op + 1).unwrap(),
+        time: t.as_secs(),
+        message: None,
+        deps: heads,
+        extra_bytes: Vec::new(),
+        author: None,
+    };
+    let change = automerge::Change::from(change).raw_bytes().to_vec();
+    sign(
+        replica,
+        key,
+        t,
+        agora_crdt::Payload::Change(agora_crdt::DocChange { doc, change }),
+    )
+}
+
+/// A one-operation change that Automerge applies and then cannot edit on: a mark end in the
+/// document's root map, outside any text (found by fuzzing; replayed from
+/// `tests/fuzz-crashers/signed_changes-valid-mark-outside-text`). Every later text edit of the
+/// document panics inside Automerge's mark index. An honest edit and a revert get
+/// `LocalError::Unprocessable` instead of a panic, the post still reads as before, the view is
+/// the same in every order, and a replica that reads from a source (as a node's does) behaves
+/// the same.
+#[test]
+fn a_change_automerge_applies_but_cannot_edit_on_makes_edits_fail_cleanly() {
+    use automerge::legacy::{Key, ObjectId, Op, OpType};
+    let alice = key(1);
+    let mallory = key(3);
+    let mut a = founded(&alice);
+    let created = a
+        .create_post(&alice, Timestamp(T0 + 1), post("Title", ARTICLE))
+        .unwrap();
+    let id: DocId = created.id().into();
+    let bob = key(2);
+    let edited = with_para(ARTICLE, 2, "Some people like it.");
+    let bobs = a
+        .edit_post(
+            &bob,
+            Timestamp(T0 + 2),
+            id,
+            &Base::Latest,
+            post("Title", &edited),
+        )
+        .unwrap()
+        .unwrap();
+    let mark = Op {
+        action: OpType::MarkEnd(false),
+        obj: ObjectId::Root,
+        key: Key::Map("x".into()),
+        pred: Vec::new().into(),
+        insert: false,
+    };
+    let hostile = hostile_change(&a, &mallory, Timestamp(T0 + 3), id, mark);
+    let report = a.ingest([hostile.clone()]);
+    assert_eq!(report.accepted, vec![hostile.id()], "validation accepts it");
+    let history = a.history(&id).unwrap();
+    assert_eq!(applied(&history), 3, "Automerge applies it: {history:?}");
+    let before = a.post(&id).unwrap();
+    assert_eq!(before.content, post("Title", &edited));
+
+    let edit = a.edit_post(
+        &bob,
+        Timestamp(T0 + 4),
+        id,
+        &Base::Latest,
+        post("Title", "Edited."),
+    );
+    assert!(
+        matches!(edit, Err(LocalError::Unprocessable { doc }) if doc == id),
+        "{edit:?}"
+    );
+    let message = edit.unwrap_err().to_string();
+    assert!(message.contains("cannot process"), "{message}");
+    let at_version = a.edit_post(
+        &bob,
+        Timestamp(T0 + 5),
+        id,
+        &Base::At(before.version.clone()),
+        post("Title", "Edited."),
+    );
+    assert!(
+        matches!(at_version, Err(LocalError::Unprocessable { .. })),
+        "{at_version:?}"
+    );
+    let revert = a.revert(&bob, Timestamp(T0 + 6), id, created.id());
+    assert!(
+        matches!(revert, Err(LocalError::Unprocessable { .. })),
+        "{revert:?}"
+    );
+    assert_eq!(a.post(&id).unwrap(), before, "the post reads as before");
+    assert_eq!(a.len(), 4, "a failed edit signs nothing");
+    // Reading the version before the hostile change, and saving, still work.
+    assert_eq!(
+        a.content_at(&id, &created.id().into()).unwrap(),
+        Content::Post(post("Title", ARTICLE))
+    );
+    assert!(a.save_document(&id).is_some());
+
+    // The same view in every order, one at a time or all at once.
+    let items = [created.clone(), bobs, hostile.clone()];
+    let expected = snapshot(&a);
+    for order in permutations(items.len()) {
+        let mut one_by_one = fresh(&a);
+        for &i in &order {
+            one_by_one.ingest([items[i].clone()]);
+        }
+        assert_eq!(snapshot(&one_by_one), expected, "order {order:?}");
+        let mut together = fresh(&a);
+        together.ingest(order.iter().map(|&i| items[i].clone()).collect::<Vec<_>>());
+        assert_eq!(snapshot(&together), expected, "batch {order:?}");
+    }
+
+    // A replica that reads its entries and snapshots from a source, as a node's does.
+    let source = std::sync::Arc::new(MemorySource::default());
+    let mut node = Replica::with_source(a.genesis_entry().clone(), source.clone()).unwrap();
+    ingest_and_release(&mut node, &source, items.to_vec());
+    node.set_cache_budget(0);
+    assert_eq!(node.post(&id).unwrap().content, before.content);
+    let edit = node.edit_post(
+        &bob,
+        Timestamp(T0 + 4),
+        id,
+        &Base::Latest,
+        post("Title", "Edited."),
+    );
+    assert!(
+        matches!(edit, Err(LocalError::Unprocessable { .. })),
+        "{edit:?}"
+    );
+    assert_eq!(node.post(&id).unwrap().content, before.content);
+}
+
+/// A one-operation change whose operation names a predecessor that is in no change it depends
+/// on (found by fuzzing; replayed from
+/// `tests/fuzz-crashers/signed_changes-valid-pred-outside-dependencies`). Automerge applies it,
+/// but cannot rebuild the change from its operations afterwards: `Automerge::fork_at` at any
+/// version that includes it panicked (`MissingDep` unwrapped in its op collector), so an edit
+/// based on the version read crashed. The replica builds such a base from the changes' own
+/// bytes instead, so the edit works, and merges like any other.
+#[test]
+fn an_edit_based_on_a_version_with_a_hostile_change_is_made_from_the_changes_themselves() {
+    use automerge::ScalarValue;
+    use automerge::legacy::{Key, ObjectId, Op, OpId, OpType};
+    let alice = key(1);
+    let mallory = key(3);
+    let mut a = founded(&alice);
+    let created = a
+        .create_post(&alice, Timestamp(T0 + 1), post("Title", ARTICLE))
+        .unwrap();
+    let id: DocId = created.id().into();
+    let put = Op {
+        action: OpType::Put(ScalarValue::Str("https://example.org/m".into())),
+        obj: ObjectId::Root,
+        key: Key::Map("link".into()),
+        pred: vec![OpId(999, mallory.actor())].into(),
+        insert: false,
+    };
+    let hostile = hostile_change(&a, &mallory, Timestamp(T0 + 2), id, put);
+    assert_eq!(a.ingest([hostile.clone()]).accepted, vec![hostile.id()]);
+    assert_eq!(applied(&a.history(&id).unwrap()), 2);
+    let read = a.post(&id).unwrap();
+    assert_eq!(read.content.link.as_deref(), Some("https://example.org/m"));
+
+    // Someone edits meanwhile; the edit based on the version read keeps their edit.
+    let bob = key(2);
+    let carol = key(4);
+    let edited = with_para(ARTICLE, 0, "Rust is a systems language.");
+    a.edit_post(
+        &bob,
+        Timestamp(T0 + 3),
+        id,
+        &Base::Latest,
+        PostContent {
+            body: edited.clone(),
+            ..read.content.clone()
+        },
+    )
+    .unwrap()
+    .unwrap();
+    let mine = PostContent {
+        title: "A better title".into(),
+        ..read.content.clone()
+    };
+    let entry = a
+        .edit_post(&carol, Timestamp(T0 + 4), id, &Base::At(read.version), mine)
+        .unwrap();
+    assert!(entry.is_some());
+    let now = a.post(&id).unwrap().content;
+    assert_eq!(now.title, "A better title");
+    assert_eq!(now.body, edited, "the edit made since the base is kept");
+    // And a revert to the version before the hostile change.
+    a.revert(&carol, Timestamp(T0 + 5), id, created.id())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        a.post(&id).unwrap().content,
+        post("Title", ARTICLE),
+        "reverted"
+    );
+}

@@ -12,19 +12,20 @@
 //! * two replicas given the same entries in opposite orders and batchings end in the same state
 //!   (entries held, pending, equivocations, documents, heads, contents and histories);
 //! * every applied version in a history can be read back with `content_at`;
-//! * a feed cursor survives its printable form.
+//! * a feed cursor survives its printable form;
+//! * a post stays readable after a local edit or revert, and one that failed changes nothing.
 //!
 //! Setting `AGORA_FUZZ_SKIP` to a comma-separated list of oracle names (`canonical`,
 //! `revalidate`, `converge` (all of the convergence checks), `converge-content` (document
 //! contents), `converge-history` (histories, with the fields each change touched), `content_at`,
-//! `cursor`) turns those off, so a fuzzing run can go past a known finding.
+//! `cursor`, `local-edit`) turns those off, so a fuzzing run can go past a known finding.
 
 use std::sync::OnceLock;
 
 use agora_crdt::entry::SIGNATURE_LEN;
 use agora_crdt::{
-    AuthorKey, Base, BlobHash, Body, ChangeStatus, CreateDocument, DocChange, DocId, DocKind,
-    EditPolicy, Entry, EntryError, EntryId, FeedCursor, Payload, Policy, PostContent,
+    AuthorKey, Base, BlobHash, Body, ChangeStatus, Content, CreateDocument, DocChange, DocId,
+    DocKind, EditPolicy, Entry, EntryError, EntryId, FeedCursor, Payload, Policy, PostContent,
     ProfileContent, Replica, RoleAction, RoleStatement, Timestamp, Vote, VoteTarget, VoteValue,
     validate,
 };
@@ -753,8 +754,10 @@ pub fn exercise_views(replica: &Replica) {
     }
 }
 
-/// Local operations a user may make on documents that came from others: edit and revert posts,
-/// answer comments, edit their profile. Errors are fine; panics are not.
+/// Local operations a user may make on documents that came from others: edit posts (on the
+/// latest version, as `agora post edit` does, and on the version read, as the web editor
+/// does) and revert them, answer comments, edit their profile. Errors are fine; panics are
+/// not, and a post stays readable, unchanged by an edit that failed (oracle `local-edit`).
 pub fn exercise_local_edits(replica: &mut Replica) {
     let [founder, alice, bob] = keys();
     let docs = replica.doc_ids();
@@ -771,12 +774,29 @@ pub fn exercise_local_edits(replica: &mut Replica) {
                     images: vec![BlobHash::of(b"image")],
                     tags: vec!["edited".into()],
                 };
-                let _ = replica.edit_post(bob, LOCAL_TIME, *doc, &Base::Latest, edited);
+                let read = replica.post(doc).map(|p| p.version);
+                let before = replica.content(doc);
+                let outcome = replica.edit_post(bob, LOCAL_TIME, *doc, &Base::Latest, edited);
+                check_local_edit(replica, doc, &before, outcome.is_err());
+                if let Some(version) = read {
+                    let edited = PostContent {
+                        title: "Edited from the version read".into(),
+                        body: "First post.\nA new last line.\n".into(),
+                        ..PostContent::default()
+                    };
+                    let before = replica.content(doc);
+                    let at = Timestamp(LOCAL_TIME.0 + 3);
+                    let outcome = replica.edit_post(founder, at, *doc, &Base::At(version), edited);
+                    check_local_edit(replica, doc, &before, outcome.is_err());
+                }
                 let first = replica
                     .history(doc)
                     .and_then(|h| h.first().map(|i| i.version));
                 if let Some(version) = first {
-                    let _ = replica.revert(alice, Timestamp(LOCAL_TIME.0 + 1), *doc, version);
+                    let before = replica.content(doc);
+                    let at = Timestamp(LOCAL_TIME.0 + 1);
+                    let outcome = replica.revert(alice, at, *doc, version);
+                    check_local_edit(replica, doc, &before, outcome.is_err());
                 }
             }
             DocKind::Comment => {
@@ -792,6 +812,23 @@ pub fn exercise_local_edits(replica: &mut Replica) {
             bio: "Edited bio".into(),
         };
         let _ = replica.set_profile(key, Timestamp(LOCAL_TIME.0 + 2), profile);
+    }
+}
+
+/// After a local edit of a post: it is still readable, and unchanged if the edit failed.
+fn check_local_edit(replica: &Replica, doc: &DocId, before: &Option<Content>, failed: bool) {
+    if !oracle("local-edit") {
+        return;
+    }
+    assert!(
+        replica.post(doc).is_some(),
+        "{doc} must stay readable after a local edit"
+    );
+    if failed {
+        assert!(
+            replica.content(doc) == *before,
+            "a local edit of {doc} that failed must change nothing"
+        );
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! This file adds what only a fuzzing run needs: a panic hook that tells panics that escape
 //! (crashes) from panics that `agora-crdt` catches itself (Automerge panics while applying
-//! changes, which it turns into an excluded change), and an allocator that aborts on a single
+//! changes, which it turns into an excluded change, or while reading, editing or saving a
+//! document, which it turns into an error), and an allocator that aborts on a single
 //! huge allocation (libFuzzer's `-malloc_limit_mb` needs a sanitizer's allocator to work).
 
 #![deny(unsafe_code)]
