@@ -50,6 +50,11 @@ pub enum Command {
     },
     /// Show who this node writes as: author id, display name, node peer id.
     Whoami,
+    /// Check the store entry by entry and repair it: damaged entries are removed, a database
+    /// that cannot be opened is moved aside and what can still be read from it kept, and the
+    /// subwikis it lost are recorded again, to be fetched from peers by `agora up`. Says what
+    /// is missing. Run it with the node stopped.
+    Repair,
     /// Run the node in the foreground until interrupted (Ctrl-C or SIGTERM).
     Up(UpArgs),
     /// Open the running node's web UI in the browser, signed in (a one-time link).

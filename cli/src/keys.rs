@@ -11,9 +11,23 @@ use serde::Serialize;
 
 use crate::{Out, PROFILE_FILE, Profile, failed, keyfile, read_profile_name, usage};
 
-/// The home's identity, or the error that says to run `agora init`.
+/// What to do in a home whose author key is gone (every command, `init` included, says it).
+fn lost_author_key(home: &Home) -> String {
+    format!(
+        "{} is missing: this home lost its author key (its node key and posts are still \
+         there). Copy author.key back from a backup, or run `agora key import FILE` with a key \
+         exported on another device; `agora init` would start a new author and refuses",
+        home.author_key().display()
+    )
+}
+
+/// The home's identity, or the error that says to run `agora init` (or, in a home that lost
+/// its author key, how to restore it).
 pub(crate) fn load_identity(home: &Path) -> Result<Identity, ApiError> {
     let h = Home::new(home);
+    if h.lost_author_key() {
+        return Err(ApiError::new(ErrorKind::NoIdentity, lost_author_key(&h)));
+    }
     if !h.is_initialised() {
         return Err(ApiError::new(
             ErrorKind::NoIdentity,
@@ -65,6 +79,7 @@ pub struct Created {
 
 pub(crate) fn init(home: &Path, name: Option<String>, out: Out) -> Result<(), ApiError> {
     let identity = Home::new(home).init().map_err(|e| match e {
+        HomeError::AuthorKeyMissing(_) => ApiError::failed(lost_author_key(&Home::new(home))),
         HomeError::Exists(_) => ApiError::failed(format!(
             "an identity already exists in {} (refusing to replace it)",
             home.display()

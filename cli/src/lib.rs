@@ -18,6 +18,7 @@ pub mod args;
 pub mod keyfile;
 mod keys;
 pub mod output;
+mod repair;
 mod up;
 
 use std::io::{IsTerminal, Read, Write};
@@ -71,7 +72,8 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("agora: {}", e.message);
+            // One line, whatever the message quotes (a name, a path).
+            eprintln!("agora: {}", output::printable(&e.message, None));
             ExitCode::from(exit_code(e.kind))
         }
     }
@@ -188,6 +190,7 @@ async fn run(cli: Cli) -> Result<(), ApiError> {
     match cli.command {
         Command::Init { name } => keys::init(home, name, out),
         Command::Whoami => keys::whoami(home, out),
+        Command::Repair => repair::run(home, out),
         Command::Up(args) => up::run(home, args, out.json).await,
         Command::Open { print } => up::open(home, print).await,
         Command::Key(KeyCommand::Export { file }) => keys::export(home, &file, out),

@@ -1,6 +1,10 @@
 //! Human output: what each command prints without `--json`. Aligned, short, relative times;
 //! ids in full where the user needs to copy them. Each operation renders its own typed answer
 //! ([`Render`]); the renderings are grouped by subject like the operations.
+//!
+//! Every text that came from others (titles, bodies, comments, names, links, descriptions,
+//! reasons) goes through [`printable`], so that it cannot move the cursor, retitle the
+//! terminal or forge a line of the output. `--json` prints the answer exactly.
 
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,6 +24,41 @@ mod subwikis;
 pub trait Render: Operation {
     /// The answer as text, ending with a newline.
     fn render(&self, answer: &Self::Answer) -> String;
+}
+
+/// `text` made safe to print on a terminal. Control characters (C0, DEL, C1, so ESC and the
+/// sequences it starts) and the Unicode bidi controls U+202A–U+202E and U+2066–U+2069 are shown
+/// as escapes (`\u{1b}`). With `continuation` (multi-line text: a body, a comment) newlines
+/// are kept and each following line starts with `continuation`, so that no line of it starts
+/// where the command's own lines do, and tabs are kept; without (a title, a name: single-line
+/// fields) newlines and tabs are shown as `\n` and `\t`.
+pub fn printable(text: &str, continuation: Option<&str>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, continuation) {
+            // A Windows line ending is a line ending.
+            ('\r', Some(_)) if chars.peek() == Some(&'\n') => {}
+            ('\n', Some(indent)) => {
+                out.push('\n');
+                out.push_str(indent);
+            }
+            ('\t', Some(_)) => out.push('\t'),
+            ('\n' | '\r' | '\t', None) => out.extend(c.escape_default()),
+            _ if c.is_control()
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.extend(c.escape_unicode());
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A single-line text from others, made safe: [`printable`] without continuation lines.
+fn line(text: &str) -> String {
+    printable(text, None)
 }
 
 fn now() -> Timestamp {
@@ -64,7 +103,7 @@ fn plural(count: usize, one: &str, many: &str) -> String {
 /// "alice (K3F9Q2AB)" or "(K3F9Q2AB)" for someone without a profile.
 fn who(name: Option<&str>, fingerprint: &str) -> String {
     match name {
-        Some(name) if !name.trim().is_empty() => format!("{name} ({fingerprint})"),
+        Some(name) if !name.trim().is_empty() => format!("{} ({fingerprint})", line(name)),
         _ => format!("({fingerprint})"),
     }
 }
@@ -104,7 +143,7 @@ fn log_line(out: &mut String, item: &LogLine, now: Timestamp) {
     } else {
         format!(
             "not counted: {}",
-            item.not_counted_because.as_deref().unwrap_or("?")
+            line(item.not_counted_because.as_deref().unwrap_or("?"))
         )
     };
     let what = match item.kind {
@@ -115,16 +154,16 @@ fn log_line(out: &mut String, item: &LogLine, now: Timestamp) {
         "{}  {}  {} {} {}  ({standing}",
         age(item.timestamp, now),
         item.signer_fingerprint,
-        what,
-        item.about,
+        line(what),
+        line(&item.about),
         if item.reason.is_empty() {
             String::new()
         } else {
-            format!("\"{}\"", item.reason)
+            format!("\"{}\"", line(&item.reason))
         },
     );
     if let Some(c) = &item.contributed {
-        let _ = write!(out, "; {c}");
+        let _ = write!(out, "; {}", line(c));
     }
     out.push_str(")\n");
 }
@@ -165,7 +204,7 @@ pub fn whoami(w: &Whoami) -> String {
         w.author,
         w.name
             .as_deref()
-            .unwrap_or("(none; set one with agora init --name)"),
+            .map_or_else(|| "(none; set one with agora init --name)".to_owned(), line),
         w.fingerprint,
         w.peer_id,
     )
@@ -184,6 +223,19 @@ mod tests {
         assert_eq!(at(now - 2 * 3_600_000), "2 h ago");
         assert_eq!(at(now - 5 * 86_400_000), "5 d ago");
         assert_eq!(at(now + 120_000), "in 2 min");
+    }
+
+    #[test]
+    fn text_from_others_cannot_drive_the_terminal() {
+        let raw = "a\x1b]0;x\x07\r\n\tb\u{9b}\u{202e}\u{2066}\x7f é";
+        assert_eq!(
+            printable(raw, None),
+            "a\\u{1b}]0;x\\u{7}\\r\\n\\tb\\u{9b}\\u{202e}\\u{2066}\\u{7f} é"
+        );
+        assert_eq!(
+            printable("one\r\ntwo\n\tthree\r", Some("  ")),
+            "one\n  two\n  \tthree\\u{d}"
+        );
     }
 
     #[test]

@@ -158,6 +158,20 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), ApiErr
     if fresh {
         tracing::info!(home = %home.display(), "new identity created");
     }
+    // Said on stderr whatever the log level: a person must not miss it.
+    for d in node.damage().map_err(ApiError::from)? {
+        eprintln!(
+            "agora: STORE DAMAGED: subwiki {} lost {} of its {} entries{}",
+            d.subwiki,
+            d.missing(),
+            d.expected,
+            if d.joined {
+                "; fetching them again from peers (`agora status` shows the progress)"
+            } else {
+                ""
+            }
+        );
+    }
     let listener = match tokio::net::TcpListener::bind(api_addr).await {
         Ok(listener) => listener,
         // The default port is taken (another node, another program): any free one will do.
@@ -214,10 +228,42 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), ApiErr
 
     let result = wait_for_signal().await;
     tracing::info!("shutting down");
+    exit_after(SHUTDOWN_WAIT);
     server.abort();
     files.remove();
     node.shutdown().await;
-    result
+    // A store that failed a write is left without its last flush (see `store/sled.rs`).
+    match node.writable() {
+        Err(NodeError::Store(agora_node::store::StoreError::DiskFull { .. })) | Ok(()) => result,
+        Err(e) => Err(failed(format!(
+            "the store was not closed cleanly ({e}); every write acknowledged was already on disk"
+        ))),
+    }
+}
+
+/// How long `up` may take to stop after Ctrl-C or SIGTERM (the store's last flush included)
+/// before it exits regardless.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);
+
+/// Ends the process with exit code 1, saying so, if it is still running after `wait`: a disk
+/// that stopped answering must not keep the node from stopping. Everything acknowledged was
+/// made durable before it was acknowledged.
+fn exit_after(wait: Duration) {
+    let watchdog = move || {
+        std::thread::sleep(wait);
+        eprintln!(
+            "agora: the node did not stop within {} s (is the disk full or failing?); stopping \
+             anyway: every write acknowledged was already on disk",
+            wait.as_secs()
+        );
+        std::process::exit(1);
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("agora-shutdown".into())
+        .spawn(watchdog)
+    {
+        tracing::warn!("no shutdown watchdog: {e}");
+    }
 }
 
 #[cfg(unix)]

@@ -298,3 +298,275 @@ fn a_key_moves_to_a_second_device_with_its_own_suffix() {
         "each device has its own actor suffix"
     );
 }
+
+/// Sends `body` to the running node's `route` with its token; returns the raw HTTP answer.
+fn call_api(up: &Up, route: &str, body: &str) -> String {
+    let token = std::fs::read_to_string(up.home.join("api.token")).unwrap();
+    let mut s = std::net::TcpStream::connect(&up.api).unwrap();
+    write!(
+        s,
+        "POST /v1/{route} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n{body}",
+        up.api,
+        token.trim(),
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Issue 15, item 6: what others wrote (names, titles, bodies, comments, descriptions) cannot
+/// drive the terminal or forge a line of `feed`, `post show` or `subwiki show`; `--json` keeps
+/// it exactly.
+#[test]
+fn terminal_output_escapes_what_others_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let name = "\x1b]0;pwned\x07x\nfingerprint: fake";
+    let title = "\x1b[2J\x1b[Hclean\r\nversion en_forged\u{202e}";
+    let body = "first line\r\nsecond \x1b[31mred\u{9b}\nfingerprint: fake\n\tindented";
+    let description = "about birds\nid:          sw_forged\x07";
+    let comment = "nice\nversion en_forged\x1b[0m";
+    ok(home, &["init", "--name", name]);
+    let subwiki = ok(
+        home,
+        &["subwiki", "create", "Birds", "--description", description],
+    )
+    .trim()
+    .to_owned();
+    let post = ok(
+        home,
+        &["post", "new", &subwiki, "--title", title, "--body", body],
+    )
+    .trim()
+    .to_owned();
+    ok(home, &["comment", &post, comment]);
+
+    let forged = |out: &str| {
+        out.lines().any(|l| {
+            l.starts_with("fingerprint: fake")
+                || l.starts_with("version en_forged")
+                || l.starts_with("id:          sw_forged")
+        })
+    };
+    for args in [
+        vec!["feed"],
+        vec!["post", "show", &post],
+        vec!["subwiki", "show", &subwiki],
+        vec!["whoami"],
+    ] {
+        let out = ok(home, &args);
+        for raw in ['\x1b', '\x07', '\r', '\x7f', '\u{9b}', '\u{202e}'] {
+            assert!(
+                !out.contains(raw),
+                "agora {args:?} printed {raw:?}: {out:?}"
+            );
+        }
+        assert!(!forged(&out), "agora {args:?} let a line be forged: {out}");
+    }
+    // Newlines in a body stay readable: each line on its own, indented.
+    let shown = ok(home, &["post", "show", &post]);
+    assert!(shown.contains("\n  first line\n  second "), "{shown}");
+    assert!(shown.contains("\n  \tindented\n"), "{shown}");
+    // The title and the name stay on one line each.
+    let feed = ok(home, &["feed"]);
+    assert_eq!(feed.lines().count(), 2, "{feed}");
+
+    // --json gives back exactly what was written.
+    let posts = json(home, &["feed"]);
+    assert_eq!(posts[0]["title"], title);
+    assert_eq!(posts[0]["body"], body);
+    assert_eq!(posts[0]["author_name"], name);
+    let page = json(home, &["post", "show", &post]);
+    assert_eq!(page["title"], title);
+    assert_eq!(page["comment_list"][0]["text"], comment);
+    assert_eq!(page["comment_list"][0]["author"]["name"], name);
+    let about = json(home, &["subwiki", "show", &subwiki]);
+    assert_eq!(about["description"], description);
+}
+
+/// Issue 15, item 5 (durations): a join timeout out of range is a usage error, on the command
+/// line and through the API, and joins nothing.
+#[test]
+fn join_timeouts_are_checked_and_join_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    seeded(home);
+    let before = state(home);
+    let other = agora_crdt::SubwikiId::from_bytes([8; 32]).to_string();
+    for timeout in ["18446744073709551615", "0", "601", "-1"] {
+        let timeout = format!("--timeout={timeout}");
+        let err = fails(home, &["subwiki", "join", &other, &timeout], 2);
+        assert!(err.contains("--timeout"), "{err}");
+    }
+    assert_eq!(state(home), before);
+
+    let up = Up::start(home, &[]);
+    for timeout in ["18446744073709551615", "0"] {
+        let answer = call_api(
+            &up,
+            "subwiki/join",
+            &format!(r#"{{"id":"{other}","timeout_secs":{timeout}}}"#),
+        );
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("timeout_secs"), "{answer}");
+    }
+    assert_eq!(state(home), before);
+}
+
+/// Issue 15, item 7: a join that receives nothing of the subwiki before its timeout fails and
+/// leaves no phantom subwiki behind.
+#[test]
+fn a_join_that_receives_nothing_fails_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    seeded(home);
+    let before = state(home);
+    let other = agora_crdt::SubwikiId::from_bytes([8; 32]).to_string();
+    // -q: the node's start-up warm-up may warn that it cannot load the subwiki being joined
+    // (node.rs `warm_up`, racing the join); the failure itself is the one error line.
+    let err = fails(
+        home,
+        &["-q", "subwiki", "join", &other, "--timeout", "1"],
+        5,
+    );
+    assert!(err.contains("nothing joined"), "{err}");
+    assert_eq!(state(home), before);
+    fails(home, &["subwiki", "show", &other], 3);
+}
+
+/// Issue 15, item 7: what a person types is checked when a post is written (a title, an
+/// http(s) link, sizes: exit 2), unknown versions are unknown (exit 3), feed pages are 1 to
+/// 1000 posts; the same through the API; nothing changes.
+#[test]
+fn what_users_type_is_checked_at_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let (subwiki, post) = seeded(home);
+    let before = state(home);
+    let new = |extra: &[&'static str]| {
+        let mut args = vec!["post", "new", subwiki.as_str(), "--body", "b"];
+        args.extend_from_slice(extra);
+        args
+    };
+
+    let err = fails(home, &new(&["--title", " \n "]), 2);
+    assert!(err.contains("needs a title"), "{err}");
+    for link in [
+        "javascript:alert(1)",
+        "ftp://example.org/x",
+        "https://",
+        "example.org",
+    ] {
+        let err = fails(home, &new(&["--title", "t", "--link", link]), 2);
+        assert!(err.contains("http(s) URL"), "{err}");
+    }
+    fails(home, &["post", "edit", &post, "--title", ""], 2);
+
+    let err = fails(home, &["feed", "--limit", "0"], 2);
+    assert!(err.contains("--limit"), "{err}");
+    let err = fails(home, &["feed", "--limit", "1001"], 2);
+    assert!(err.contains("1000"), "{err}");
+    assert_eq!(json(home, &["feed", "--limit", "1000"]), before.1);
+
+    // Over a size limit: exit 2.
+    let big = home.join("big.md");
+    std::fs::write(&big, "a".repeat(300 * 1024)).unwrap();
+    fails(
+        home,
+        &[
+            "post",
+            "new",
+            &subwiki,
+            "--title",
+            "t",
+            "--body-file",
+            big.to_str().unwrap(),
+        ],
+        2,
+    );
+    fails(home, &["subwiki", "create", &"n".repeat(200)], 2);
+    fails(
+        home,
+        &["vote", &post, "hide", "--reason", &"r".repeat(2000)],
+        2,
+    );
+
+    // A version the post does not have: exit 3.
+    let unknown = agora_crdt::EntryId::from_bytes([9; 32]).to_string();
+    fails(home, &["post", "show", &post, "--at", &unknown], 3);
+    fails(home, &["post", "revert", &post, &unknown], 3);
+    fails(
+        home,
+        &["post", "edit", &post, "--base", &unknown, "--body", "x"],
+        3,
+    );
+    assert_eq!(state(home), before);
+
+    // The node checks them, not only the command line.
+    let up = Up::start(home, &[]);
+    let refused = [
+        (
+            "post/new",
+            format!(r#"{{"subwiki":"{subwiki}","title":"  "}}"#),
+        ),
+        (
+            "post/new",
+            format!(r#"{{"subwiki":"{subwiki}","title":"t","link":"javascript:alert(1)"}}"#),
+        ),
+        ("feed", r#"{"limit":0}"#.to_owned()),
+        ("feed", r#"{"limit":100000}"#.to_owned()),
+    ];
+    for (route, body) in &refused {
+        let answer = call_api(&up, route, body);
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{route} {body}: {answer}"
+        );
+    }
+    assert_eq!(state(home), before);
+}
+
+/// Issue 15, item 7: a home whose `author.key` is gone says so, to `init` as to every other
+/// command, and says how to restore it; importing the exported key restores it.
+#[test]
+fn a_home_that_lost_its_author_key_says_how_to_restore_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    seeded(&home);
+    let file = dir.path().join("carol.key");
+    let file = file.to_str().unwrap();
+    let export = agora(&home)
+        .args(["key", "export", file])
+        .env("AGORA_PASSPHRASE", "a long passphrase")
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    let who = json(&home, &["whoami"]);
+    let before = state(&home);
+    std::fs::remove_file(home.join("author.key")).unwrap();
+
+    for (args, code) in [(vec!["feed"], 6), (vec!["whoami"], 6), (vec!["init"], 1)] {
+        let err = fails(&home, &args, code);
+        assert!(err.contains("author.key is missing"), "{args:?}: {err}");
+        assert!(err.contains("agora key import"), "{args:?}: {err}");
+        assert!(!err.contains("already exists"), "{args:?}: {err}");
+    }
+    assert!(!home.join("author.key").exists(), "init made no new author");
+
+    let import = agora(&home)
+        .args(["key", "import", file])
+        .env("AGORA_PASSPHRASE", "a long passphrase")
+        .output()
+        .unwrap();
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let again = json(&home, &["whoami"]);
+    assert_eq!(again["author"], who["author"]);
+    assert_eq!(again["peer_id"], who["peer_id"], "the node key is kept");
+    assert_eq!(state(&home), before);
+}

@@ -203,3 +203,117 @@ fn a_save_based_on_what_the_editor_showed_keeps_what_came_since() {
     }
     drop(a_up);
 }
+
+/// Damages alice's store in `how` while her node is stopped.
+fn damage(home: &std::path::Path, how: &str) {
+    let store = home.join("store");
+    match how {
+        "deleted" => std::fs::remove_dir_all(&store).unwrap(),
+        // Without its page-table snapshots sled reads its log up to the damage and silently
+        // drops the rest.
+        "truncated" => {
+            for item in std::fs::read_dir(&store).unwrap() {
+                let path = item.unwrap().path();
+                if path
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("snap.")
+                {
+                    std::fs::remove_file(path).unwrap();
+                }
+            }
+            let db = std::fs::OpenOptions::new()
+                .write(true)
+                .open(store.join("db"))
+                .unwrap();
+            db.set_len(40_000).unwrap();
+        }
+        // 100 bytes flipped over the data file: sled refuses to open it.
+        "flipped" => {
+            let path = store.join("db");
+            let mut bytes = std::fs::read(&path).unwrap();
+            let step = bytes.len() / 100;
+            for i in 0..100 {
+                bytes[i * step + 7] ^= 0xff;
+            }
+            std::fs::write(&path, bytes).unwrap();
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// A damaged store is never silently lost: deleted, truncated or with flipped bytes, the node
+/// says what is missing (or, when the database cannot be opened, says to run `agora repair`,
+/// which keeps what can still be read), keeps the subwiki, and fetches the rest from a peer.
+#[test]
+fn a_damaged_store_is_said_repaired_and_refetched_from_a_peer() {
+    let alice = tempfile::tempdir().unwrap();
+    let bob = tempfile::tempdir().unwrap();
+    let (a, b) = (alice.path(), bob.path());
+    ok(a, &["init", "--name", "alice"]);
+    let a_up = Up::start(a, &[]);
+    let subwiki = ok(a, &["subwiki", "create", "Kept"]).trim().to_owned();
+    const POSTS: usize = 30;
+    for i in 0..POSTS {
+        let title = format!("post {i}");
+        ok(a, &["post", "new", &subwiki, "--title", &title]);
+    }
+    let invite = ok(a, &["subwiki", "invite", &subwiki]);
+    ok(b, &["init", "--name", "bob"]);
+    let b_up = Up::start(b, &[]);
+    ok(b, &["subwiki", "join", invite.trim()]);
+    until(b, &["feed", "--limit", "100"], "bob has every post", |f| {
+        titles(f).len() == POSTS
+    });
+    assert_eq!(a_up.stop(), Some(0));
+
+    for how in ["truncated", "flipped", "deleted"] {
+        damage(a, how);
+        let status = run(a, &["--json", "status"]);
+        if !status.status.success() {
+            // The database cannot be opened: said, with what to do.
+            let said = String::from_utf8_lossy(&status.stderr);
+            assert!(
+                said.contains("damaged") && said.contains("agora repair"),
+                "{how}: {said}"
+            );
+            let repaired = json(a, &["repair"]);
+            assert!(repaired["moved_aside"].is_string(), "{how}: {repaired}");
+        }
+        let status = json(a, &["status"]);
+        let damaged = status["damaged"].as_array().unwrap();
+        assert_eq!(damaged.len(), 1, "{how}: the loss is said: {status}");
+        assert_eq!(damaged[0]["subwiki"], subwiki.as_str());
+        assert!(damaged[0]["held"].as_u64().unwrap() < damaged[0]["expected"].as_u64().unwrap());
+        // The subwiki is still joined, whatever the database forgot.
+        let listed = json(a, &["subwiki", "list"]);
+        assert!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["id"] == subwiki.as_str()),
+            "{how}: {listed}"
+        );
+        let human = ok(a, &["status"]);
+        assert!(human.contains("STORE DAMAGED"), "{how}: {human}");
+
+        // Back online, what was lost comes back from bob and the damage is gone.
+        let a_up = Up::start(a, &["--bootstrap", &b_up.addrs[0]]);
+        until(a, &["status"], "the store refilled from bob", |s| {
+            s["damaged"].as_array().is_some_and(Vec::is_empty)
+        });
+        let feed = json(a, &["feed", "--limit", "100"]);
+        assert_eq!(titles(&feed).len(), POSTS, "{how}");
+        let refused = fails(a, &["repair"], 4);
+        assert!(refused.contains("stop `agora up` first"), "{refused}");
+        assert_eq!(a_up.stop(), Some(0));
+        let repaired = json(a, &["repair"]);
+        assert_eq!(
+            repaired["missing"],
+            serde_json::json!([]),
+            "{how}: {repaired}"
+        );
+    }
+}

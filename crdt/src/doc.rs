@@ -137,7 +137,30 @@ impl Field {
     }
 }
 
+/// The most text a document written on this node may hold, all fields together: a post's whole
+/// text fits in one change ([`crate::Limits::MAX_CHANGE_BYTES`]) with room to spare, and an edit
+/// never has to compare more (the diff of two texts is what costs: 7 s for a 1 MB body). Checked
+/// before any work by [`crate::Replica`]'s writes; documents made elsewhere may grow larger, by
+/// many changes, and are read as they are.
+pub const MAX_CONTENT_BYTES: usize = 200 * 1024;
+
 impl Content {
+    /// Bytes of text in all its fields (an image counts as its 32-byte hash).
+    pub fn text_bytes(&self) -> usize {
+        match self {
+            Content::Post(p) => {
+                p.title.len()
+                    + p.body.len()
+                    + p.link.as_ref().map_or(0, String::len)
+                    + p.images.len() * 32
+                    + p.tags.iter().map(String::len).sum::<usize>()
+            }
+            Content::Comment(c) => c.text.len(),
+            Content::Profile(p) => p.name.len() + p.bio.len(),
+            Content::Info(i) => i.name.len() + i.description.len(),
+        }
+    }
+
     /// An empty document of the given kind.
     pub fn empty(kind: DocKind) -> Self {
         match kind {

@@ -41,7 +41,10 @@ pub mod version;
 
 pub use automerge::ChangeHash;
 pub use codec::DecodeError;
-pub use doc::{CommentContent, Content, DocMeta, Field, InfoContent, PostContent, ProfileContent};
+pub use doc::{
+    CommentContent, Content, DocMeta, Field, InfoContent, MAX_CONTENT_BYTES, PostContent,
+    ProfileContent,
+};
 pub use entry::{
     Body, CreateDocument, DocChange, DocKind, EditPolicy, Entry, EntryError, Genesis, Payload,
     Policy, REOPEN_BATCH, RoleAction, RoleStatement, Timestamp, Vote, VoteTarget, VoteValue,

@@ -136,12 +136,33 @@ pub enum LocalError {
         /// The document.
         doc: DocId,
     },
+    /// The document would hold more text than [`crate::MAX_CONTENT_BYTES`]; refused before
+    /// any work.
+    #[error("{bytes} bytes of text, over the limit of {max} bytes for a document")]
+    TooLarge {
+        /// Its text.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The entry could not be made.
     #[error(transparent)]
     Entry(#[from] EntryError),
     /// The replica refused the entry.
     #[error(transparent)]
     Ingest(#[from] IngestError),
+}
+
+/// Refuses content over [`crate::MAX_CONTENT_BYTES`] before any Automerge work.
+fn check_size(content: &Content) -> Result<(), LocalError> {
+    let bytes = content.text_bytes();
+    if bytes > crate::MAX_CONTENT_BYTES {
+        return Err(LocalError::TooLarge {
+            bytes,
+            max: crate::MAX_CONTENT_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// What one [`Replica::ingest`] call did.
@@ -2105,6 +2126,7 @@ impl Replica {
         parent: Option<DocId>,
         reply_to: Option<DocId>,
     ) -> Result<Entry, LocalError> {
+        check_size(content)?;
         let mut doc = Automerge::new().with_actor(key.actor());
         let mut tx = doc.transaction();
         automerge::transaction::Transactable::put(
@@ -2184,6 +2206,7 @@ impl Replica {
         content: &Content,
         message: Option<String>,
     ) -> Result<Option<Entry>, LocalError> {
+        check_size(content)?;
         let meta = self
             .doc_meta(&doc)
             .cloned()

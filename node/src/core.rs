@@ -506,6 +506,8 @@ impl Core {
             Timestamp,
         ) -> Result<Option<Entry>, LocalError>,
     ) -> Result<Option<Entry>, NodeError> {
+        // A full disk refuses the write before the replica takes the entry.
+        self.store.room(0)?;
         let entry = self.with_replica(subwiki, |r| {
             let roles_before = r.roles().clone();
             let Some(entry) = f(r, &self.identity.author, now())? else {
@@ -535,6 +537,10 @@ impl Core {
         subwiki: SubwikiId,
         entries: Vec<Entry>,
     ) -> Result<Accepted, NodeError> {
+        // A full disk refuses peers' entries too, before any work (and before the replica takes
+        // them, which would have to be loaded again): reconciliation fetches them again later.
+        self.store
+            .room(entries.iter().map(|e| e.bytes().len()).sum())?;
         let mut accepted = Accepted::default();
         let genesis_id: EntryId = subwiki.into();
         let mut entries = entries;
@@ -639,15 +645,20 @@ impl Core {
     }
 
     /// Recomputes and stores the subwiki's moderation summary (after votes or role statements
-    /// arrived, or the overrides changed) from its replica.
+    /// arrived, or the overrides changed) from its replica. A summary that cannot be stored (a
+    /// full disk) is computed again on the next read; readers get it all the same.
     pub(crate) fn refresh_moderation(
         &self,
         subwiki: SubwikiId,
         replica: &Replica,
     ) -> Result<Summary, NodeError> {
         let summary = Summary::of(&replica.moderation(&lock(&self.overrides)));
-        self.store
-            .put_views(&[(summary_key(&subwiki), summary.encode())])?;
+        if let Err(e) = self
+            .store
+            .put_views(&[(summary_key(&subwiki), summary.encode())])
+        {
+            tracing::warn!(%subwiki, "moderation summary not kept (computed on the next read): {e}");
+        }
         Ok(summary)
     }
 
@@ -685,7 +696,9 @@ impl Core {
                 subwiki,
                 post: post_view,
             };
-            self.store.cache_views(&[(post, view::encode(&item))])?;
+            if let Err(e) = self.store.cache_views(&[(post, view::encode(&item))]) {
+                tracing::warn!(%post, "view not kept (rendered on the next read): {e}");
+            }
             Ok(Some(item))
         })
     }

@@ -39,6 +39,13 @@ pub enum HomeError {
     /// An identity exists already and would be replaced.
     #[error("an identity already exists in {0}")]
     Exists(PathBuf),
+    /// The author key file is gone from a home that has a node key: the home was used, and a
+    /// new author key would be a different person.
+    #[error(
+        "{0} is missing, but the home has its node key: restore the author key from a backup, \
+         or import one exported on another device"
+    )]
+    AuthorKeyMissing(PathBuf),
 }
 
 /// Paths inside a home directory.
@@ -100,6 +107,11 @@ impl Home {
         self.author_key().exists()
     }
 
+    /// Whether the author key is gone from a home that was used (its node key is there).
+    pub fn lost_author_key(&self) -> bool {
+        !self.author_key().exists() && self.node_key().exists()
+    }
+
     /// Creates the directory and a new identity; refuses to replace an existing one.
     pub fn init(&self) -> Result<Identity, HomeError> {
         let author = AuthorKey::from_secret(random::<32>()?, random::<DEVICE_SUFFIX_LEN>()?);
@@ -108,12 +120,21 @@ impl Home {
 
     /// Creates the directory and an identity for an existing author key on a new device: the
     /// key gets this device's own random suffix (so its changes never collide with another
-    /// device's) and a new node key is made. Refuses to replace an existing identity.
+    /// device's) and a new node key is made. Refuses to replace an existing identity; in a home
+    /// that lost its author key, restores it and keeps the node key.
     pub fn init_device(&self, author: &AuthorKey) -> Result<Identity, HomeError> {
-        self.init_with(author.for_device(random::<DEVICE_SUFFIX_LEN>()?))
+        let author = author.for_device(random::<DEVICE_SUFFIX_LEN>()?);
+        if self.lost_author_key() {
+            author.save(&self.author_key())?;
+            return self.load();
+        }
+        self.init_with(author)
     }
 
     fn init_with(&self, author: AuthorKey) -> Result<Identity, HomeError> {
+        if self.lost_author_key() {
+            return Err(HomeError::AuthorKeyMissing(self.author_key()));
+        }
         if self.author_key().exists() || self.node_key().exists() {
             return Err(HomeError::Exists(self.dir.clone()));
         }

@@ -27,7 +27,7 @@ use crate::error::NodeError;
 use crate::home::{Home, Identity};
 use crate::moderation::{PostStatus, Summary};
 use crate::net::{self, Command, PeerInfo};
-use crate::store::{SledStore, Store, SubwikiRecord};
+use crate::store::{Damage, SledStore, Store, SubwikiRecord};
 
 /// A subwiki as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +222,19 @@ impl Node {
         Ok(())
     }
 
+    /// The subwikis holding fewer entries than this node once stored (a damaged store; see
+    /// [`Store::damage`]). A joined one fetches what it lost from peers.
+    pub fn damage(&self) -> Result<Vec<Damage>, NodeError> {
+        Ok(self.core.store().damage()?)
+    }
+
+    /// Whether the node takes writes now; the error says why not: the disk is full
+    /// ([`crate::store::StoreError::DiskFull`], writes are taken again once space is freed), or
+    /// the store failed a write and takes none until the node is started again.
+    pub fn writable(&self) -> Result<(), NodeError> {
+        Ok(self.core.store().room(0)?)
+    }
+
     /// The subwikis kept.
     pub fn subwikis(&self) -> Result<Vec<SubwikiInfo>, NodeError> {
         let mut out = Vec::new();
@@ -250,7 +263,6 @@ impl Node {
         post: PostContent,
     ) -> Result<DocId, NodeError> {
         let entry = self
-            .core
             .local(subwiki, |r, key, t| r.create_post(key, t, post).map(Some))?
             .ok_or(NodeError::UnknownSubwiki(subwiki))?;
         self.publish(subwiki, &entry).await;
@@ -268,9 +280,7 @@ impl Node {
         post: PostContent,
     ) -> Result<Option<EntryId>, NodeError> {
         let subwiki = self.core.subwiki_of(&id)?;
-        let entry = self
-            .core
-            .local(subwiki, |r, key, t| r.edit_post(key, t, id, &base, post))?;
+        let entry = self.local(subwiki, |r, key, t| r.edit_post(key, t, id, &base, post))?;
         if let Some(entry) = &entry {
             self.publish(subwiki, entry).await;
         }
@@ -280,9 +290,7 @@ impl Node {
     /// Restores a post to an earlier version as a new signed change.
     pub async fn revert(&self, id: DocId, version: EntryId) -> Result<Option<EntryId>, NodeError> {
         let subwiki = self.core.subwiki_of(&id)?;
-        let entry = self
-            .core
-            .local(subwiki, |r, key, t| r.revert(key, t, id, version))?;
+        let entry = self.local(subwiki, |r, key, t| r.revert(key, t, id, version))?;
         if let Some(entry) = &entry {
             self.publish(subwiki, entry).await;
         }
@@ -298,7 +306,6 @@ impl Node {
     ) -> Result<DocId, NodeError> {
         let subwiki = self.core.subwiki_of(&post)?;
         let entry = self
-            .core
             .local(subwiki, |r, key, t| {
                 r.comment(key, t, post, reply_to, text).map(Some)
             })?
@@ -375,11 +382,35 @@ impl Node {
         if !self.core.store().contains(&subwiki.into())? {
             return Err(NodeError::UnknownSubwiki(subwiki));
         }
-        let entry = self.core.local(subwiki, f)?;
+        let entry = self.local(subwiki, f)?;
         if let Some(entry) = &entry {
             self.publish(subwiki, entry).await;
         }
         Ok(entry.map(|e| e.id()))
+    }
+
+    /// Makes and stores one local entry ([`Core::local`]). On the multi-threaded runtime the
+    /// worker's other tasks are handed to another thread first (`block_in_place`): a disk that
+    /// stops answering holds this thread (for a bounded time, see `store/sled.rs`), never the
+    /// node's API, network task or signal handling.
+    fn local(
+        &self,
+        subwiki: SubwikiId,
+        f: impl FnOnce(
+            &mut Replica,
+            &agora_crdt::AuthorKey,
+            Timestamp,
+        ) -> Result<Option<Entry>, LocalError>,
+    ) -> Result<Option<Entry>, NodeError> {
+        let local = || self.core.local(subwiki, f);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime)
+                if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                tokio::task::block_in_place(local)
+            }
+            _ => local(),
+        }
     }
 
     async fn publish(&self, subwiki: SubwikiId, entry: &Entry) {

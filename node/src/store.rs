@@ -34,12 +34,17 @@ use agora_crdt::{BlobHash, DocId, DocKind, Entry, EntryId, Held, Payload, Subwik
 use thiserror::Error;
 
 mod commit;
+mod manifest;
 mod memory;
+mod repair;
 mod sled;
+mod space;
 #[cfg(test)]
 mod suite;
 
+pub use self::manifest::{Damage, Opened};
 pub use self::memory::MemoryStore;
+pub use self::repair::{Repaired, repair};
 pub use self::sled::{Options, SledStore};
 
 /// The largest blob (image) kept: 5 MiB.
@@ -52,9 +57,29 @@ pub enum StoreError {
     /// The underlying database failed (disk full, permissions, IO error).
     #[error("storage error: {0}")]
     Io(String),
+    /// The database cannot be opened or read: it is damaged beyond what it recovers from by
+    /// itself. Says where and what the database said.
+    #[error(
+        "the store is damaged ({0}); `agora repair` keeps what can be read, moves the damaged \
+         files aside and fetches the rest from peers"
+    )]
+    Damaged(String),
     /// Another process has the store open.
     #[error("the store at {0} is in use by another process (is `agora up` running?)")]
     Locked(String),
+    /// The disk is too full to take the write: refused before anything was written, so that
+    /// the database never runs out of space in the middle of one (see `store/space.rs`).
+    #[error(
+        "the disk is full: {} MB free in {}; free space and try again",
+        .free / 1_000_000,
+        .dir.display()
+    )]
+    DiskFull {
+        /// Bytes free for this user.
+        free: u64,
+        /// The store's directory.
+        dir: std::path::PathBuf,
+    },
     /// A blob over [`MAX_BLOB_BYTES`].
     #[error("blob is {len} bytes, over the limit of {max}")]
     BlobTooLarge {
@@ -122,6 +147,14 @@ pub trait Store: Send + Sync {
     /// Stores entries and their index keys; durable when it returns. Entries already held are
     /// counted, and their index keys written again (which repairs a missing one).
     fn put_entries(&self, entries: &[Entry]) -> Result<Put, StoreError>;
+
+    /// Refuses a write of about `bytes` before any work is done for it: when the disk lacks
+    /// room for it ([`StoreError::DiskFull`]) or the store can no longer write. The write
+    /// itself checks again. A store without a disk always has room.
+    fn room(&self, bytes: usize) -> Result<(), StoreError> {
+        let _ = bytes;
+        Ok(())
+    }
 
     /// Removes entries and their index keys (entries a replica refused after all).
     fn remove_entries(&self, ids: &[EntryId]) -> Result<(), StoreError>;
@@ -214,6 +247,12 @@ pub trait Store: Send + Sync {
     /// Recomputes every index from the entries, drops the rendered views and the snapshots (the
     /// node makes them again), removes damaged entries.
     fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError>;
+
+    /// The subwikis holding fewer entries than this store once made durable: a damaged disk
+    /// or database (see `store/manifest.rs`). Empty for a store that cannot lose entries.
+    fn damage(&self) -> Result<Vec<Damage>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Length of a reconciliation or feed index key: subwiki, time, id.

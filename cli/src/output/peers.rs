@@ -2,7 +2,7 @@
 
 use agora_node::http::ops::{Export, Exported, Import, Imported, NodeStatus, Peer, Peers, Status};
 
-use super::{Render, age, now, plural, table, truncate};
+use super::{Render, age, line, now, plural, table, truncate};
 
 impl Render for Peers {
     fn render(&self, peers: &Vec<Peer>) -> String {
@@ -53,7 +53,7 @@ impl Render for Status {
             );
             rows.push(vec![
                 sw.id.to_string(),
-                truncate(sw.name.as_deref().unwrap_or("?"), 30),
+                truncate(&line(sw.name.as_deref().unwrap_or("?")), 30),
                 sw.entries.to_string(),
                 sw.syncs.to_string(),
                 sw.last_sync
@@ -62,6 +62,19 @@ impl Render for Status {
             ]);
         }
         out.push_str(&table(rows));
+        for d in &v.damaged {
+            let then = if d.joined {
+                "fetching them again from peers"
+            } else {
+                "not joined: join it again to fetch them"
+            };
+            out.push_str(&format!(
+                "STORE DAMAGED: {}: {} of {} entries lost; {then}\n",
+                d.subwiki,
+                d.missing(),
+                d.expected
+            ));
+        }
         out
     }
 }

@@ -7,7 +7,9 @@ use agora_node::http::ops::{
     PostHistory, PostNew, PostPage, PostRevert, PostShow,
 };
 
-use super::{Render, age, log_line, marks, now, plural, table, truncate, who, word};
+use super::{
+    Render, age, line, log_line, marks, now, plural, printable, table, truncate, who, word,
+};
 
 impl Render for PostNew {
     fn render(&self, answer: &Post) -> String {
@@ -39,7 +41,7 @@ impl Render for PostShow {
         let now = now();
         let p = &page.post;
         let mut out = String::new();
-        let _ = writeln!(out, "{}{}", p.title, marks(&page.status));
+        let _ = writeln!(out, "{}{}", line(&p.title), marks(&page.status));
         let _ = writeln!(
             out,
             "by {} · {} · {} · {}",
@@ -50,13 +52,14 @@ impl Render for PostShow {
         );
         let _ = writeln!(out, "version {}", p.version);
         if let Some(link) = &p.link {
-            let _ = writeln!(out, "link: {link}");
+            let _ = writeln!(out, "link: {}", line(link));
         }
         for image in &p.images {
             let _ = writeln!(out, "image: {image}");
         }
         if !p.body.is_empty() {
-            let _ = writeln!(out, "\n{}", p.body);
+            // Indented, so that no line of the body passes for a line of the command's own.
+            let _ = writeln!(out, "\n  {}", printable(&p.body, Some("  ")));
         }
         let votes = &page.votes;
         if !votes.behind.is_empty() {
@@ -82,7 +85,7 @@ impl Render for PostShow {
                 "  {} · {}: {}",
                 who(c.author.name.as_deref(), &c.author.fingerprint),
                 age(c.created_at, now),
-                c.text,
+                printable(&c.text, Some("    ")),
             );
         }
         out
@@ -140,13 +143,13 @@ impl Render for Feed {
             let post = &p.post;
             let subwiki = p
                 .subwiki_name
-                .clone()
-                .unwrap_or_else(|| post.subwiki.to_string());
+                .as_deref()
+                .map_or_else(|| post.subwiki.to_string(), line);
             let _ = writeln!(
                 out,
                 "{}  {}{}",
                 post.id,
-                truncate(&post.title, 70),
+                truncate(&line(&post.title), 70),
                 marks(&p.status)
             );
             let _ = writeln!(

@@ -7,7 +7,7 @@ use agora_node::http::ops::{
     SubwikiJoin, SubwikiLeave, SubwikiList, SubwikiShow,
 };
 
-use super::{Render, table, truncate};
+use super::{Render, line, printable, table, truncate};
 
 fn subwiki(v: &Subwiki) -> String {
     let mut out = String::new();
@@ -15,10 +15,14 @@ fn subwiki(v: &Subwiki) -> String {
     let _ = writeln!(
         out,
         "{}",
-        about.name.as_deref().unwrap_or("(not received yet)")
+        about
+            .name
+            .as_deref()
+            .map_or_else(|| "(not received yet)".to_owned(), line)
     );
     if let Some(d) = about.description.as_deref().filter(|d| !d.is_empty()) {
-        let _ = writeln!(out, "{d}");
+        // Indented, so that no line of it passes for one of the lines below.
+        let _ = writeln!(out, "  {}", printable(d, Some("  ")));
     }
     let _ = writeln!(out, "id:          {}", about.id);
     if let Some(policy) = about.edit_policy {
@@ -39,7 +43,7 @@ fn list<'a>(items: impl Iterator<Item = (&'a SubwikiAbout, Option<usize>)>) -> S
     for (about, entries) in items {
         rows.push(vec![
             about.id.to_string(),
-            truncate(about.name.as_deref().unwrap_or("?"), 40),
+            truncate(&line(about.name.as_deref().unwrap_or("?")), 40),
             about
                 .edit_policy
                 .map_or_else(|| "?".to_owned(), |p| p.to_string()),

@@ -3,7 +3,8 @@
 //! Thin on purpose: parse the command line, call the library, print what it did, and map an
 //! error to exit code 1 with its chain on one line of stderr (usage errors exit 2, from clap).
 //!
-//! - `rebuild-indexes --home DIR`: recomputes every index of the store from the entries.
+//! - `rebuild-indexes --home DIR`: recomputes every index of the store from the entries, and
+//!   says what its manifest counts that it no longer holds (`missing`).
 //! - `write-stream --home DIR --count N`: writes N posts offline, printing `done <post id>`
 //!   after each is durable (the crash test kills it mid-stream).
 //! - `serve --home DIR ...`: runs a node, optionally founding or joining a subwiki, and waits
@@ -147,12 +148,24 @@ fn rebuild_indexes(home: &Path) -> Result<()> {
     let rebuilt = store
         .rebuild_indexes()
         .with_context(|| format!("rebuilding the indexes of {}", dir.display()))?;
+    // What the store's manifest says it once held and no longer does.
+    let damage = store
+        .damage()
+        .with_context(|| format!("checking {} against its manifest", dir.display()))?;
     say(format_args!(
-        "entries {} posts {} corrupt {}",
+        "entries {} posts {} corrupt {} missing {}",
         rebuilt.entries,
         rebuilt.posts,
-        rebuilt.corrupt.len()
-    ))
+        rebuilt.corrupt.len(),
+        damage.iter().map(|d| d.missing()).sum::<u64>()
+    ))?;
+    for d in damage {
+        say(format_args!(
+            "missing {} held {} of {}",
+            d.subwiki, d.held, d.expected
+        ))?;
+    }
+    Ok(())
 }
 
 fn post(title: String) -> PostContent {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::server::route;
 use crate::http::{ApiError, ErrorKind};
-use crate::{FeedItem, Node, PostStatus};
+use crate::{FeedItem, Node, NodeError, PostStatus};
 
 pub mod archive;
 pub mod moderation;
@@ -76,6 +76,77 @@ where
             .parse()
             .map_err(|e| format!("malformed {what} {text:?}: {e}"))
     }
+}
+
+/// A clap value parser for a number in `range`, whose errors name the option: `--limit 0: ...`.
+/// The operation checks the same range, for requests that come as JSON.
+pub fn within<T>(
+    option: &'static str,
+    range: std::ops::RangeInclusive<T>,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync
+where
+    T: FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+{
+    move |text: &str| {
+        text.trim()
+            .parse()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| out_of_range(option, text, &range))
+    }
+}
+
+/// `n` if it is in `range`, else the usage error that says the range.
+pub(crate) fn check_within<T: PartialOrd + std::fmt::Display + Copy>(
+    option: &str,
+    n: T,
+    range: &std::ops::RangeInclusive<T>,
+) -> Result<T, ApiError> {
+    if range.contains(&n) {
+        Ok(n)
+    } else {
+        Err(ApiError::usage(out_of_range(option, n, range)))
+    }
+}
+
+fn out_of_range<T: std::fmt::Display>(
+    option: &str,
+    given: impl std::fmt::Display,
+    range: &std::ops::RangeInclusive<T>,
+) -> String {
+    format!(
+        "{option} {given}: a whole number from {} to {}",
+        range.start(),
+        range.end()
+    )
+}
+
+/// An error of a write the owner asked for, sorted by what they can do about it: what they
+/// typed that is over a size limit is a usage error (exit 2), a version the post does not have
+/// is unknown (exit 3). Every other error keeps its kind.
+pub(crate) fn refused(e: NodeError) -> ApiError {
+    use agora_crdt::{DecodeError, EntryError, LocalError};
+    let too_large = |e: &EntryError| {
+        matches!(
+            e,
+            EntryError::TooLarge { .. } | EntryError::Decode(DecodeError::TooLong { .. })
+        )
+    };
+    let kind = match &e {
+        NodeError::Entry(entry) | NodeError::Local(LocalError::Entry(entry))
+            if too_large(entry) =>
+        {
+            ErrorKind::Usage
+        }
+        NodeError::Local(LocalError::TooLarge { .. } | LocalError::EmptyVersion) => {
+            ErrorKind::Usage
+        }
+        NodeError::Local(LocalError::UnknownVersion(_) | LocalError::UnknownDocument(_)) => {
+            ErrorKind::NotFound
+        }
+        _ => return ApiError::from(e),
+    };
+    ApiError::new(kind, e.to_string())
 }
 
 /// Someone, as shown next to what they wrote: never a name without its key's fingerprint.
@@ -247,9 +318,17 @@ impl Subwiki {
         let info = node
             .subwikis()?
             .into_iter()
-            .find(|s| s.id == id)
+            .find(|s| s.id == id && Self::kept(s))
             .ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("unknown subwiki {id}")))?;
         Ok(Self::from(info))
+    }
+}
+
+impl Subwiki {
+    /// Whether the node keeps anything of a subwiki it has a record of: it is joined, or holds
+    /// entries. A join that received nothing leaves a record of neither (`subwiki join`).
+    pub fn kept(info: &crate::SubwikiInfo) -> bool {
+        info.joined || info.entries > 0
     }
 }
 

@@ -30,12 +30,25 @@
 //! which covers every write made before it started. [`SledStore::syncs`] counts them.
 //! Snapshots are a cache and are not synced ([`Store::put_snapshots`]); the next sync of
 //! anything else, sled's background flusher or closing the store makes them durable.
+//!
+//! # A full or failing disk
+//!
+//! sled 0.34 cannot go on after a failed write, and may hang in a flush when one fails (see
+//! `space.rs`). So every write first checks that the disk has room for it and refuses it with
+//! [`StoreError::DiskFull`] otherwise (caches are then not written at all, and reads go on);
+//! it is taken again once space is freed. If sled fails a write anyway, the store refuses every
+//! write from then on, at once, without calling into sled (it needs to be opened again). Waits
+//! are bounded: syncs run on the gate's thread and a writer waits [`SYNC_WAIT`] at most for
+//! its sync; the writes that take sled's exclusive lock (transactions, batches) and the flush
+//! hold the store's [`WriteLock`] (taken for [`WRITE_WAIT`] at most), so that none of them
+//! queues inside sled behind a flush that never ends, where every read would queue behind it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use ::sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
@@ -43,11 +56,13 @@ use ::sled::transaction::{
 use ::sled::{Db, IVec, Transactional, Tree};
 use agora_crdt::{BlobHash, DocId, Entry, EntryId, Held, SubwikiId, Timestamp};
 
-use super::commit::Gate;
+use super::commit::{Gate, WriteGuard, WriteLock};
+use super::manifest::{self, Manifest};
+use super::space;
 use super::{
-    FeedKey, Loaded, MAX_BLOB_BYTES, Put, Rebuilt, Served, Store, StoreError, SubwikiRecord,
-    check_stored, check_stored_all, feed_key_from_index, feed_upper, index_keys, merge_feed,
-    parse_index_key, recheck_stored, subwiki_lower,
+    Damage, FeedKey, Loaded, MAX_BLOB_BYTES, Opened, Put, Rebuilt, Served, Store, StoreError,
+    SubwikiRecord, check_stored, check_stored_all, feed_key_from_index, feed_upper, index_keys,
+    merge_feed, parse_index_key, recheck_stored, subwiki_lower,
 };
 
 /// The key of the number of entries in the `counts` tree (subwiki keys are 32 bytes).
@@ -109,12 +124,52 @@ struct Shared {
     blob_written: AtomicBool,
     /// The highest blob file (named by its log sequence number) fsynced so far.
     blob_synced: AtomicU64,
-    /// Serialises the transactions that update the counters, so that they never conflict.
-    writer: Mutex<()>,
+    /// The manifest the store is checked against (`store/manifest.rs`), set at open.
+    manifest: OnceLock<Manifest>,
+    /// What that check found.
+    opened: OnceLock<Opened>,
+    /// Serialises the transactions that update the counters, so that they never conflict,
+    /// and keeps sled's exclusive lock and its flushes apart (see the module documentation).
+    writer: WriteLock,
+    /// The store's directory, whose disk's free space is checked before writes.
+    dir: PathBuf,
+    /// Why writes are refused since sled failed one, if it did.
+    failed: Mutex<Option<String>>,
+    /// The database, kept open for ever after a failed write (see [`Shared`]'s `Drop`).
+    db: Db,
 }
 
+impl Drop for Shared {
+    /// Runs when the last clone of the store is dropped. sled flushes every tree when it is
+    /// closed, and after a failed write that flush can wait for ever (see `space.rs`): a store
+    /// that failed a write is therefore left open, without the flush, until the process ends.
+    /// Nothing is lost by it: every acknowledged write was made durable before it was
+    /// acknowledged, and nothing could be written since.
+    fn drop(&mut self) {
+        if self
+            .failed
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            tracing::error!("the store is left without its last flush after a failed write");
+            std::mem::forget(self.db.clone());
+        }
+    }
+}
+
+/// How long a writer waits for the sync that makes its write durable before it fails (the
+/// write may still become durable; it is not acknowledged).
+pub const SYNC_WAIT: Duration = Duration::from_secs(20);
+
+/// How long a writer waits for the store's write lock.
+pub const WRITE_WAIT: Duration = Duration::from_secs(20);
+
 fn io(e: ::sled::Error) -> StoreError {
-    StoreError::Io(e.to_string())
+    match e {
+        ::sled::Error::Corruption { .. } => StoreError::Damaged(e.to_string()),
+        e => StoreError::Io(e.to_string()),
+    }
 }
 
 fn os(e: std::io::Error) -> StoreError {
@@ -144,6 +199,22 @@ struct Deltas {
 impl Deltas {
     fn subwiki(&mut self, subwiki: SubwikiId, delta: i64) {
         *self.subwikis.entry(subwiki).or_default() += delta;
+    }
+
+    /// Entries each subwiki gained.
+    fn gained(&self) -> impl Iterator<Item = (SubwikiId, u64)> + '_ {
+        self.subwikis
+            .iter()
+            .filter(|(_, d)| **d > 0)
+            .map(|(s, d)| (*s, d.unsigned_abs()))
+    }
+
+    /// Entries each subwiki lost.
+    fn lost(&self) -> impl Iterator<Item = (SubwikiId, u64)> + '_ {
+        self.subwikis
+            .iter()
+            .filter(|(_, d)| **d < 0)
+            .map(|(s, d)| (*s, d.unsigned_abs()))
     }
 
     /// Adds the changes to the stored counters, inside the write's transaction.
@@ -194,6 +265,9 @@ impl SledStore {
                     }
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
+                Err(e @ (::sled::Error::Corruption { .. } | ::sled::Error::ReportableBug(_))) => {
+                    return Err(StoreError::Damaged(format!("{}: {e}", dir.display())));
+                }
                 Err(e) => return Err(io(e)),
             }
         };
@@ -216,7 +290,12 @@ impl SledStore {
                 // Blob files left by an earlier run are fsynced by the first sync that needs to.
                 blob_written: AtomicBool::new(false),
                 blob_synced: AtomicU64::new(0),
-                writer: Mutex::new(()),
+                writer: WriteLock::default(),
+                dir: dir.to_owned(),
+                failed: Mutex::new(None),
+                db: db.clone(),
+                manifest: OnceLock::new(),
+                opened: OnceLock::new(),
             }),
             db,
         };
@@ -224,7 +303,35 @@ impl SledStore {
             // A store written before the counters existed, or a rebuild cut short: count once.
             store.recount()?;
         }
+        store.check_manifest(dir)?;
         Ok(store)
+    }
+
+    /// Compares the store with its manifest (`store/manifest.rs`): records again the subwikis
+    /// the database lost, and says loudly what is missing.
+    fn check_manifest(&self, dir: &Path) -> Result<(), StoreError> {
+        let records = self.subwikis()?;
+        let count = |s: &SubwikiId| self.count(s).map(|n| n as u64);
+        let (manifest, opened) = Manifest::open(manifest::path_for(dir), &records, count)?;
+        if let Some(why) = &opened.unreadable {
+            tracing::warn!(store = %dir.display(), "the store's manifest was unreadable, so the store cannot be checked this time: {why}");
+        }
+        for record in &opened.restored {
+            tracing::warn!(subwiki = %record.id, "the store had forgotten this subwiki; recorded again from its manifest");
+            self.set_subwiki(*record)?;
+        }
+        for d in manifest.damage(count)? {
+            tracing::warn!(subwiki = %d.subwiki, expected = d.expected, held = d.held, "the store lost entries of this subwiki; a joined subwiki fetches them again from peers");
+        }
+        // Set once, here, before the store is shared.
+        let _ = self.shared.manifest.set(manifest);
+        let _ = self.shared.opened.set(opened);
+        Ok(())
+    }
+
+    /// What comparing the store with its manifest found when it opened.
+    pub fn opened(&self) -> Opened {
+        self.shared.opened.get().cloned().unwrap_or_default()
     }
 
     /// Syncs run so far by this store and its clones (each one sled flush and one fsync),
@@ -233,26 +340,115 @@ impl SledStore {
         self.shared.gate.syncs()
     }
 
-    fn writer(&self) -> MutexGuard<'_, ()> {
-        self.shared
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Takes the store's write lock, waiting [`WRITE_WAIT`] at most.
+    fn writer(&self) -> Result<WriteGuard<'_>, StoreError> {
+        self.shared.writer.acquire(Some(WRITE_WAIT)).ok_or_else(|| {
+            StoreError::Io(format!(
+                "the store is busy: no write finished for {} s (is the disk answering?)",
+                WRITE_WAIT.as_secs()
+            ))
+        })
     }
 
-    /// Makes every write made so far durable, sharing the sync with concurrent writers.
+    /// Runs sled writes under the write lock, noting a failure.
+    fn write<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let writer = self.writer()?;
+        let result = f();
+        drop(writer);
+        self.noted(result)
+    }
+
+    /// Notes a write sled failed: sled fails every write after one until it is opened again,
+    /// so from now on writes are refused at once, without calling into it.
+    fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &result {
+            let mut failed = self.shared.failed.lock().unwrap_or_else(|p| p.into_inner());
+            if failed.is_none() {
+                tracing::error!("the store cannot write any more: {e}");
+                let detail = match e {
+                    StoreError::Io(detail) => detail.clone(),
+                    e => e.to_string(),
+                };
+                *failed = Some(format!(
+                    "writes stopped after a disk error ({detail}); free space if the disk is \
+                     full, then restart the node"
+                ));
+            }
+        }
+        result
+    }
+
+    /// Refuses a write that needs `needed` bytes free: after a failed write, while a sync has
+    /// not ended for [`SYNC_WAIT`], or when the disk has less free.
+    fn check(&self, needed: u64) -> Result<(), StoreError> {
+        let failed = self
+            .shared
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(reason) = failed {
+            return Err(StoreError::Io(reason));
+        }
+        if self.shared.gate.stalled(SYNC_WAIT) {
+            return Err(StoreError::Io(format!(
+                "the disk has not finished the last write for {} s; writes are refused until \
+                 it does",
+                SYNC_WAIT.as_secs()
+            )));
+        }
+        match space::free(&self.shared.dir) {
+            Some(free) if free < needed => Err(StoreError::DiskFull {
+                free,
+                dir: self.shared.dir.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a write of about `bytes` (see [`Store::room`]).
+    fn writable(&self, bytes: usize) -> Result<(), StoreError> {
+        self.check(space::needed(bytes))
+    }
+
+    /// Refuses a removal: removals write little, and go on down to half the reserve (so that
+    /// a failed import can take back what it added).
+    fn removable(&self) -> Result<(), StoreError> {
+        self.check(space::RESERVE / 2)
+    }
+
+    /// Whether a cache of `bytes` is worth writing now: not without room for it.
+    fn cacheable(&self, bytes: usize) -> bool {
+        match self.writable(bytes) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!("cache not written: {e}");
+                false
+            }
+        }
+    }
+
+    /// Makes every write made so far durable, sharing the sync with concurrent writers; fails
+    /// if the sync fails or has not ended after [`SYNC_WAIT`].
     fn sync(&self) -> Result<(), StoreError> {
+        let store = self.clone();
         self.shared
             .gate
-            .commit(|| self.sync_now().map_err(|e| e.to_string()))
+            .commit(SYNC_WAIT, move || {
+                let synced = store.sync_now();
+                store.noted(synced).map_err(|e| e.to_string())
+            })
             .map_err(StoreError::Io)
     }
 
     /// One sync: sled's flush (the log written out), then fsync of the data file, and of new
-    /// blob files if a write may have made one.
+    /// blob files if a write may have made one. Runs on the gate's thread; the flush holds
+    /// the write lock, waiting for it as long as it takes.
     fn sync_now(&self) -> Result<(), StoreError> {
         let blobs = self.shared.blob_written.swap(false, Ordering::SeqCst);
+        let writer = self.shared.writer.acquire(None);
         self.db.flush().map_err(io)?;
+        drop(writer);
         self.shared.data_file.sync_data().map_err(os)?;
         if blobs {
             self.sync_blob_files()?;
@@ -296,7 +492,7 @@ impl SledStore {
     /// Counts the entries and every subwiki's reconciliation keys, and stores the counters.
     /// Linear in the store; run at open only when the counters are missing.
     fn recount(&self) -> Result<(), StoreError> {
-        let _writer = self.writer();
+        let writer = self.writer()?;
         let mut per: BTreeMap<SubwikiId, u64> = BTreeMap::new();
         for key in self.recon.iter().keys() {
             if let Some((subwiki, _, _)) = parse_index_key(&key.map_err(io)?) {
@@ -314,11 +510,17 @@ impl SledStore {
         self.counts
             .insert(TOTAL, &total.to_be_bytes()[..])
             .map_err(io)?;
+        drop(writer);
         self.sync()
     }
 
-    /// Removes a damaged entry under `id` with whatever index keys can still be found.
+    /// Removes a damaged entry under `id` with whatever index keys can still be found. Left
+    /// for a later read when the store cannot write now (a full disk): reads go on.
     fn drop_corrupt(&self, id: &EntryId) -> Result<(), StoreError> {
+        if let Err(e) = self.removable() {
+            tracing::warn!(%id, "a damaged entry is not removed yet: {e}");
+            return Ok(());
+        }
         let find = |tree: &Tree| -> Result<Vec<IVec>, StoreError> {
             let mut found = Vec::new();
             for key in tree.iter().keys() {
@@ -329,9 +531,9 @@ impl SledStore {
             }
             Ok(found)
         };
-        let writer = self.writer();
+        let writer = self.writer()?;
         let (recon, feed) = (find(&self.recon)?, find(&self.feed)?);
-        (&self.entries, &self.recon, &self.feed, &self.counts)
+        let removed = (&self.entries, &self.recon, &self.feed, &self.counts)
             .transaction(|(e, r, f, c)| {
                 let mut deltas = Deltas::default();
                 if e.remove(id.as_bytes())?.is_some() {
@@ -348,11 +550,17 @@ impl SledStore {
                     f.remove(&key[..])?;
                 }
                 deltas.apply(c)?;
-                Ok::<_, ConflictableTransactionError<()>>(())
+                Ok::<_, ConflictableTransactionError<()>>(deltas)
             })
-            .map_err(tx_error)?;
+            .map_err(tx_error);
         drop(writer);
-        self.sync()
+        let deltas = self.noted(removed)?;
+        self.sync()?;
+        // Damage: still expected, to be fetched again.
+        if let Some(manifest) = self.shared.manifest.get() {
+            manifest.lost(deltas.lost());
+        }
+        Ok(())
     }
 
     /// Forgets the counters, as in a store written before they existed.
@@ -379,43 +587,53 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 impl Store for SledStore {
+    fn room(&self, bytes: usize) -> Result<(), StoreError> {
+        self.writable(bytes)
+    }
+
     fn put_entries(&self, entries: &[Entry]) -> Result<Put, StoreError> {
+        self.writable(entries.iter().map(|e| e.bytes().len()).sum())?;
         for entry in entries {
             self.note_value(entry.bytes().len());
         }
-        let writer = self.writer();
-        let put = (&self.entries, &self.recon, &self.feed, &self.counts)
-            .transaction(|(e, r, f, c)| {
-                let mut put = Put::default();
-                let mut deltas = Deltas::default();
-                for entry in entries {
-                    let id = entry.id();
-                    let keys = index_keys(entry);
-                    if e.insert(id.as_bytes(), entry.bytes())?.is_some() {
-                        put.existing += 1;
-                    } else {
-                        put.new.push(id);
-                        deltas.total += 1;
+        let put = self.write(|| {
+            (&self.entries, &self.recon, &self.feed, &self.counts)
+                .transaction(|(e, r, f, c)| {
+                    let mut put = Put::default();
+                    let mut deltas = Deltas::default();
+                    for entry in entries {
+                        let id = entry.id();
+                        let keys = index_keys(entry);
+                        if e.insert(id.as_bytes(), entry.bytes())?.is_some() {
+                            put.existing += 1;
+                        } else {
+                            put.new.push(id);
+                            deltas.total += 1;
+                        }
+                        if r.insert(&keys.recon[..], Held::of(entry).encode())?
+                            .is_none()
+                        {
+                            deltas.subwiki(entry.subwiki(), 1);
+                        }
+                        if let Some(feed) = keys.feed {
+                            f.insert(&feed[..], &[][..])?;
+                        }
                     }
-                    if r.insert(&keys.recon[..], Held::of(entry).encode())?
-                        .is_none()
-                    {
-                        deltas.subwiki(entry.subwiki(), 1);
-                    }
-                    if let Some(feed) = keys.feed {
-                        f.insert(&feed[..], &[][..])?;
-                    }
-                }
-                deltas.apply(c)?;
-                Ok::<_, ConflictableTransactionError<()>>(put)
-            })
-            .map_err(tx_error)?;
-        drop(writer);
+                    deltas.apply(c)?;
+                    Ok::<_, ConflictableTransactionError<()>>((put, deltas))
+                })
+                .map_err(tx_error)
+        })?;
+        let (put, deltas) = put;
         self.sync()?;
+        if let Some(manifest) = self.shared.manifest.get() {
+            manifest.added(deltas.gained());
+        }
         Ok(put)
     }
 
     fn remove_entries(&self, ids: &[EntryId]) -> Result<(), StoreError> {
+        self.removable()?;
         let held: Vec<Entry> = ids
             .iter()
             .filter_map(|id| {
@@ -426,30 +644,34 @@ impl Store for SledStore {
                     .and_then(|b| check_stored(id, &b))
             })
             .collect();
-        let writer = self.writer();
-        (&self.entries, &self.recon, &self.feed, &self.counts)
-            .transaction(|(e, r, f, c)| {
-                let mut deltas = Deltas::default();
-                for id in ids {
-                    if e.remove(id.as_bytes())?.is_some() {
-                        deltas.total -= 1;
+        let deltas = self.write(|| {
+            (&self.entries, &self.recon, &self.feed, &self.counts)
+                .transaction(|(e, r, f, c)| {
+                    let mut deltas = Deltas::default();
+                    for id in ids {
+                        if e.remove(id.as_bytes())?.is_some() {
+                            deltas.total -= 1;
+                        }
                     }
-                }
-                for entry in &held {
-                    let keys = index_keys(entry);
-                    if r.remove(&keys.recon[..])?.is_some() {
-                        deltas.subwiki(entry.subwiki(), -1);
+                    for entry in &held {
+                        let keys = index_keys(entry);
+                        if r.remove(&keys.recon[..])?.is_some() {
+                            deltas.subwiki(entry.subwiki(), -1);
+                        }
+                        if let Some(feed) = keys.feed {
+                            f.remove(&feed[..])?;
+                        }
                     }
-                    if let Some(feed) = keys.feed {
-                        f.remove(&feed[..])?;
-                    }
-                }
-                deltas.apply(c)?;
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
-            .map_err(tx_error)?;
-        drop(writer);
-        self.sync()
+                    deltas.apply(c)?;
+                    Ok::<_, ConflictableTransactionError<()>>(deltas)
+                })
+                .map_err(tx_error)
+        })?;
+        self.sync()?;
+        if let Some(manifest) = self.shared.manifest.get() {
+            manifest.removed(deltas.lost());
+        }
+        Ok(())
     }
 
     fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
@@ -557,10 +779,17 @@ impl Store for SledStore {
     }
 
     fn set_subwiki(&self, record: SubwikiRecord) -> Result<(), StoreError> {
-        self.subwikis
-            .insert(record.id.as_bytes(), &[u8::from(record.joined)])
-            .map_err(io)?;
-        self.sync()
+        self.writable(0)?;
+        self.noted(
+            self.subwikis
+                .insert(record.id.as_bytes(), &[u8::from(record.joined)])
+                .map_err(io),
+        )?;
+        self.sync()?;
+        if let Some(manifest) = self.shared.manifest.get() {
+            manifest.record(record);
+        }
+        Ok(())
     }
 
     fn subwikis(&self) -> Result<Vec<SubwikiRecord>, StoreError> {
@@ -580,6 +809,9 @@ impl Store for SledStore {
     }
 
     fn put_snapshots(&self, snapshots: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+        if !self.cacheable(snapshots.iter().map(|(_, b)| b.len()).sum()) {
+            return Ok(());
+        }
         let mut batch = ::sled::Batch::default();
         for (doc, bytes) in snapshots {
             batch.insert(doc.as_bytes(), bytes.as_slice());
@@ -590,7 +822,7 @@ impl Store for SledStore {
         if snapshots.iter().any(|(_, b)| b.len() > INLINE_MAX) {
             self.note_value(INLINE_MAX + 1);
         }
-        self.snapshots.apply_batch(batch).map_err(io)
+        self.write(|| self.snapshots.apply_batch(batch).map_err(io))
     }
 
     fn snapshot(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
@@ -605,30 +837,37 @@ impl Store for SledStore {
         if views.is_empty() {
             return Ok(());
         }
+        self.writable(views.iter().map(|(_, b)| b.len()).sum())?;
         let mut batch = ::sled::Batch::default();
         for (doc, bytes) in views {
             self.note_value(bytes.len());
             batch.insert(doc.as_bytes(), bytes.as_slice());
         }
-        self.views.apply_batch(batch).map_err(io)?;
+        self.write(|| self.views.apply_batch(batch).map_err(io))?;
         self.sync()
     }
 
     fn cache_views(&self, views: &[(DocId, Vec<u8>)]) -> Result<(), StoreError> {
+        if !self.cacheable(views.iter().map(|(_, b)| b.len()).sum()) {
+            return Ok(());
+        }
         let mut batch = ::sled::Batch::default();
         for (doc, bytes) in views {
             self.note_value(bytes.len());
             batch.insert(doc.as_bytes(), bytes.as_slice());
         }
-        self.views.apply_batch(batch).map_err(io)
+        self.write(|| self.views.apply_batch(batch).map_err(io))
     }
 
     fn remove_views(&self, docs: &[DocId]) -> Result<(), StoreError> {
+        // Called before the entries that make the views stale are written: a full disk refuses
+        // the write here, before anything of it is written.
+        self.writable(0)?;
         let mut batch = ::sled::Batch::default();
         for doc in docs {
             batch.remove(doc.as_bytes());
         }
-        self.views.apply_batch(batch).map_err(io)
+        self.write(|| self.views.apply_batch(batch).map_err(io))
     }
 
     fn view(&self, doc: &DocId) -> Result<Option<Vec<u8>>, StoreError> {
@@ -646,9 +885,10 @@ impl Store for SledStore {
                 max: MAX_BLOB_BYTES,
             });
         }
+        self.writable(bytes.len())?;
         let hash = BlobHash::of(bytes);
         self.note_value(bytes.len());
-        self.blobs.insert(hash.as_bytes(), bytes).map_err(io)?;
+        self.noted(self.blobs.insert(hash.as_bytes(), bytes).map_err(io))?;
         self.sync()?;
         Ok(hash)
     }
@@ -660,14 +900,18 @@ impl Store for SledStore {
         if BlobHash::of(&bytes) == *hash {
             Ok(Some(bytes.to_vec()))
         } else {
-            self.blobs.remove(hash.as_bytes()).map_err(io)?;
-            self.sync()?;
+            // Removed when the store can write; it reads as missing all the same.
+            if self.removable().is_ok() {
+                self.noted(self.blobs.remove(hash.as_bytes()).map_err(io))?;
+                self.sync()?;
+            }
             Ok(None)
         }
     }
 
     fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError> {
-        let writer = self.writer();
+        self.writable(0)?;
+        let writer = self.writer()?;
         // The total goes first and comes back last: a rebuild cut short is recounted at open.
         self.counts.clear().map_err(io)?;
         self.recon.clear().map_err(io)?;
@@ -703,13 +947,23 @@ impl Store for SledStore {
             self.entries.remove(key).map_err(io)?;
         }
         let mut batch = ::sled::Batch::default();
-        for (subwiki, n) in per {
+        for (subwiki, n) in &per {
             batch.insert(subwiki.as_bytes(), &n.to_be_bytes()[..]);
         }
         batch.insert(TOTAL, &(rebuilt.entries as u64).to_be_bytes()[..]);
         self.counts.apply_batch(batch).map_err(io)?;
         drop(writer);
         self.sync()?;
+        if let Some(manifest) = self.shared.manifest.get() {
+            manifest.recounted(&per);
+        }
         Ok(rebuilt)
+    }
+
+    fn damage(&self) -> Result<Vec<Damage>, StoreError> {
+        match self.shared.manifest.get() {
+            Some(manifest) => manifest.damage(|s| self.count(s).map(|n| n as u64)),
+            None => Ok(Vec::new()),
+        }
     }
 }

@@ -3,7 +3,7 @@
 use agora_crdt::{AuthorId, DocId, EntryId, RoleAction, SubwikiId, VoteTarget, VoteValue};
 use serde::{Deserialize, Serialize};
 
-use super::{LogLine, Subwiki, parser};
+use super::{LogLine, Subwiki, parser, refused};
 use crate::Node;
 use crate::http::{ApiError, Operation};
 
@@ -66,7 +66,8 @@ impl Operation for Vote {
     async fn run(self, node: &Node) -> Result<Voted, ApiError> {
         let id = node
             .vote_post(self.post, self.value.into(), &self.reason)
-            .await?;
+            .await
+            .map_err(refused)?;
         Ok(Voted {
             id,
             post: self.post,
@@ -92,7 +93,8 @@ async fn vote_author(
 ) -> Result<Stated, ApiError> {
     let id = node
         .vote(subwiki, VoteTarget::Author(author), value, reason)
-        .await?;
+        .await
+        .map_err(refused)?;
     Ok(Stated { id, author })
 }
 

@@ -5,6 +5,7 @@ use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
 use crate::http::{ApiError, Operation};
+use crate::store::Damage;
 use crate::{CatchUp, Node};
 
 /// Peers the running node is connected to.
@@ -79,6 +80,10 @@ pub struct NodeStatus {
     /// the client that asked).
     #[serde(default)]
     pub running: bool,
+    /// Subwikis holding fewer entries than this node once stored: the store was damaged. A
+    /// joined one fetches them again from peers. Empty when nothing is lost.
+    #[serde(default)]
+    pub damaged: Vec<Damage>,
 }
 
 impl Operation for Status {
@@ -111,6 +116,7 @@ impl Operation for Status {
             peers,
             subwikis,
             running: false,
+            damaged: node.damage()?,
         })
     }
 }

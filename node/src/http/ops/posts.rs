@@ -9,7 +9,10 @@ use agora_crdt::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{CommentItem, LogLine, Post, PostState, Subwiki, Tally, cursor_after, parser};
+use super::{
+    CommentItem, LogLine, Post, PostState, Subwiki, Tally, check_within, cursor_after, parser,
+    refused, within,
+};
 use crate::Node;
 use crate::http::{ApiError, Operation};
 use crate::store::MAX_BLOB_BYTES;
@@ -34,7 +37,7 @@ pub struct PostNew {
     #[arg(long, value_name = "FILE", group = "body_source")]
     #[serde(skip)]
     pub body_file: Option<PathBuf>,
-    /// A link it shares.
+    /// A link it shares: an http(s) URL.
     #[arg(long)]
     #[serde(default)]
     pub link: Option<String>,
@@ -42,6 +45,39 @@ pub struct PostNew {
     #[arg(long)]
     #[serde(default)]
     pub image: Option<PathBuf>,
+}
+
+/// Refuses a blank title. Checked when the owner writes a post, never on posts from peers.
+pub fn check_title(title: &str) -> Result<(), ApiError> {
+    if title.trim().is_empty() {
+        return Err(ApiError::usage("a post needs a title"));
+    }
+    Ok(())
+}
+
+/// The link the owner typed, trimmed, if it is an http(s) URL with a host and no spaces or
+/// control characters. Checked when the owner writes a post, never on posts from peers.
+pub fn check_link(link: &str) -> Result<String, ApiError> {
+    let link = link.trim();
+    let refuse = || {
+        ApiError::usage(format!(
+            "link {link:?}: not an http(s) URL (https://example.org/...)"
+        ))
+    };
+    let rest = ["http://", "https://"].iter().find_map(|scheme| {
+        link.get(..scheme.len())
+            .filter(|s| s.eq_ignore_ascii_case(scheme))
+            .and_then(|_| link.get(scheme.len()..))
+    });
+    let authority = rest
+        .and_then(|r| r.split(['/', '?', '#']).next())
+        .ok_or_else(refuse)?;
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let unprintable = link.chars().any(|c| c.is_whitespace() || c.is_control());
+    if host.is_empty() || host.starts_with(':') || unprintable {
+        return Err(refuse());
+    }
+    Ok(link.to_owned())
 }
 
 fn read_image(path: &std::path::Path) -> Result<Vec<u8>, ApiError> {
@@ -54,6 +90,12 @@ impl Operation for PostNew {
     type Answer = Post;
 
     async fn run(self, node: &Node) -> Result<Post, ApiError> {
+        check_title(&self.title)?;
+        let link = self
+            .link
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| check_link(&l))
+            .transpose()?;
         let mut images: Vec<BlobHash> = Vec::new();
         if let Some(path) = &self.image {
             images.push(node.add_image(&read_image(path)?)?);
@@ -64,12 +106,13 @@ impl Operation for PostNew {
                 PostContent {
                     title: self.title,
                     body: self.body.unwrap_or_default(),
-                    link: self.link.filter(|l| !l.trim().is_empty()),
+                    link,
                     images,
                     tags: Vec::new(),
                 },
             )
-            .await?;
+            .await
+            .map_err(refused)?;
         Ok(Post::from(&node.post(id)?))
     }
 }
@@ -123,11 +166,14 @@ impl Operation for PostEdit {
                 "nothing to change: give --title, --body or --body-file",
             ));
         }
+        if let Some(title) = &self.title {
+            check_title(title)?;
+        }
         let now = node.post(self.post)?.post;
         // Fields the edit leaves alone are taken from the base, so they are not changed.
         let base_content = match &self.base {
             Base::Latest => now.content.clone(),
-            Base::At(v) => node.post_at(self.post, v.clone())?,
+            Base::At(v) => node.post_at(self.post, v.clone()).map_err(refused)?,
         };
         let merged = matches!(&self.base, Base::At(v) if *v != now.version);
         let edited = PostContent {
@@ -135,7 +181,10 @@ impl Operation for PostEdit {
             body: self.body.unwrap_or_else(|| base_content.body.clone()),
             ..base_content
         };
-        let change = node.edit_post(self.post, self.base, edited).await?;
+        let change = node
+            .edit_post(self.post, self.base, edited)
+            .await
+            .map_err(refused)?;
         Ok(Edited {
             post: Post::from(&node.post(self.post)?),
             change,
@@ -194,7 +243,7 @@ impl Operation for PostShow {
         let moderation = node.moderation(item.subwiki)?;
         let outcome = moderation.post(&id);
         if let Some(at) = &self.at {
-            let content = node.post_at(id, at.clone())?;
+            let content = node.post_at(id, at.clone()).map_err(refused)?;
             post.title = content.title;
             post.body = content.body;
             post.link = content.link;
@@ -354,7 +403,10 @@ impl Operation for PostRevert {
     type Answer = Edited;
 
     async fn run(self, node: &Node) -> Result<Edited, ApiError> {
-        let change = node.revert(self.post, self.version).await?;
+        let change = node
+            .revert(self.post, self.version)
+            .await
+            .map_err(refused)?;
         Ok(Edited {
             post: Post::from(&node.post(self.post)?),
             change,
@@ -427,7 +479,10 @@ impl Operation for Comment {
         if self.text.trim().is_empty() {
             return Err(ApiError::usage("an empty comment"));
         }
-        let id = node.comment(self.post, None, &self.text).await?;
+        let id = node
+            .comment(self.post, None, &self.text)
+            .await
+            .map_err(refused)?;
         Ok(Commented {
             id,
             post: self.post,
@@ -446,8 +501,8 @@ pub struct Feed {
     #[arg(long)]
     #[serde(default)]
     pub show_hidden: bool,
-    /// How many posts.
-    #[arg(long, default_value_t = 20)]
+    /// How many posts, 1 to 1000.
+    #[arg(long, default_value_t = 20, value_parser = within("--limit", 1..=MAX_PAGE))]
     #[serde(default = "default_page")]
     pub limit: usize,
     /// Continue after this cursor (printed at the end of a page).
@@ -482,7 +537,7 @@ impl Operation for Feed {
         if let Some(id) = self.subwiki {
             Subwiki::of(node, id)?;
         }
-        let limit = self.limit.clamp(1, MAX_PAGE);
+        let limit = check_within("limit", self.limit, &(1..=MAX_PAGE))?;
         let items = node.feed_page(self.subwiki, self.before, limit, self.show_hidden)?;
         let names: HashMap<SubwikiId, String> = node
             .subwikis()?

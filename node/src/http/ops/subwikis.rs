@@ -9,14 +9,14 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
-use super::{Subwiki, SubwikiAbout, parser};
+use super::{Subwiki, SubwikiAbout, check_within, parser, refused, within};
 use crate::Node;
 use crate::http::{ApiError, ErrorKind, Operation};
 
 /// How long a join waits for a dial to a given peer to end.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest a join may wait for its catch-up.
-const MAX_JOIN_WAIT: Duration = Duration::from_secs(600);
+/// The longest a join may wait for its catch-up, in seconds.
+pub const MAX_JOIN_WAIT_SECS: u64 = 600;
 
 fn default_quorum() -> u16 {
     Policy::default().hide_quorum
@@ -73,7 +73,8 @@ impl Operation for SubwikiCreate {
         };
         let id = node
             .create_subwiki(&self.name, &self.description, policy)
-            .await?;
+            .await
+            .map_err(refused)?;
         publish_profile(node, id, self.profile_name).await;
         Subwiki::of(node, id)
     }
@@ -156,8 +157,13 @@ pub struct SubwikiJoin {
     #[arg(long = "peer", value_name = "MULTIADDR", value_parser = parser::<Multiaddr>("address"))]
     #[serde(default, with = "super::text::vec")]
     pub peers: Vec<Multiaddr>,
-    /// How long to wait for peers and the catch-up, in seconds.
-    #[arg(long = "timeout", default_value_t = 60)]
+    /// How long to wait for peers and the catch-up, in seconds (1 to 600). A join that
+    /// receives nothing of the subwiki in that time fails and leaves nothing joined.
+    #[arg(
+        long = "timeout",
+        default_value_t = 60,
+        value_parser = within("--timeout", 1..=MAX_JOIN_WAIT_SECS)
+    )]
     #[serde(default = "default_join_wait")]
     pub timeout_secs: u64,
     /// The display name to publish in it.
@@ -225,7 +231,11 @@ impl Operation for SubwikiJoin {
 
     async fn run(self, node: &Node) -> Result<Joined, ApiError> {
         let id = self.id.id;
-        let timeout = Duration::from_secs(self.timeout_secs).min(MAX_JOIN_WAIT);
+        let timeout = Duration::from_secs(check_within(
+            "timeout_secs",
+            self.timeout_secs,
+            &(1..=MAX_JOIN_WAIT_SECS),
+        )?);
         let mut peers = self.id.peers;
         peers.extend(self.peers);
         let was_joined = node.subwikis()?.iter().any(|s| s.id == id && s.joined);
@@ -272,9 +282,21 @@ impl Operation for SubwikiJoin {
             n.sync_status().get(&id).map_or(0, |s| s.syncs) > syncs_before && has_genesis(n)
         })
         .await;
-        if has_genesis(node) {
-            publish_profile(node, id, self.profile_name).await;
+        if !has_genesis(node) {
+            // Nothing of the subwiki arrived: no phantom subwiki is left behind.
+            if !was_joined {
+                node.leave(id).await?;
+            }
+            return Err(ApiError::new(
+                ErrorKind::Unreachable,
+                format!(
+                    "no peer sent subwiki {id} within {} s; nothing joined (check the id, \
+                     or join with --peer or an invite while a peer that has it is online)",
+                    timeout.as_secs()
+                ),
+            ));
         }
+        publish_profile(node, id, self.profile_name).await;
         Ok(Joined {
             subwiki: Subwiki::of(node, id)?,
             caught_up,
@@ -296,9 +318,10 @@ impl Operation for SubwikiLeave {
     type Answer = Subwiki;
 
     async fn run(self, node: &Node) -> Result<Subwiki, ApiError> {
-        Subwiki::of(node, self.id)?;
+        let mut left = Subwiki::of(node, self.id)?;
         node.leave(self.id).await?;
-        Subwiki::of(node, self.id)
+        left.joined = false;
+        Ok(left)
     }
 }
 
@@ -311,7 +334,12 @@ impl Operation for SubwikiList {
     type Answer = Vec<Subwiki>;
 
     async fn run(self, node: &Node) -> Result<Vec<Subwiki>, ApiError> {
-        Ok(node.subwikis()?.into_iter().map(Subwiki::from).collect())
+        Ok(node
+            .subwikis()?
+            .into_iter()
+            .filter(Subwiki::kept)
+            .map(Subwiki::from)
+            .collect())
     }
 }
 
