@@ -288,16 +288,21 @@ fn ui_forms_without_the_csrf_token_and_hostile_blobs_are_refused_or_sandboxed() 
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     ok(home, &["init", "--name", "erin"]);
+    let subwiki = ok(home, &["subwiki", "create", "Ferns"]).trim().to_owned();
+    // A hostile "image": this node refuses it as one of its own post's images, but a peer's
+    // post can name it and a peer can send it (blobs are kept by hash, whatever they hold).
+    let hostile = b"<html><script>alert(document.cookie)</script></html>";
+    let blob = {
+        let store = agora_node::store::SledStore::open(&home.join("store")).unwrap();
+        agora_node::store::Store::put_blob(&store, hostile)
+            .unwrap()
+            .to_string()
+    };
     let up = Up::start(home, &["--api", "127.0.0.1:0"]);
     let api = up.api.clone();
-    let subwiki = ok(home, &["subwiki", "create", "Ferns"]).trim().to_owned();
     let html = dir.path().join("not-an-image.png");
-    std::fs::write(
-        &html,
-        "<html><script>alert(document.cookie)</script></html>",
-    )
-    .unwrap();
-    let post = ok(
+    std::fs::write(&html, hostile).unwrap();
+    let refused = fails(
         home,
         &[
             "post",
@@ -308,9 +313,9 @@ fn ui_forms_without_the_csrf_token_and_hostile_blobs_are_refused_or_sandboxed() 
             "--image",
             html.to_str().unwrap(),
         ],
+        2,
     );
-    let shown = json(home, &["post", "show", post.trim()]);
-    let blob = shown["images"][0].as_str().unwrap().to_owned();
+    assert!(refused.contains("not an image"), "{refused}");
 
     // Sign in with the link `agora up` printed: a cookie, HttpOnly and SameSite=Strict.
     let path = up.ui.split_once(&api).unwrap().1.to_owned();
@@ -377,6 +382,46 @@ fn ui_forms_without_the_csrf_token_and_hostile_blobs_are_refused_or_sandboxed() 
         header(&served, "content-security-policy").is_some_and(|c| c.starts_with("sandbox")),
         "{served}"
     );
+    // A real image is kept only with its post: a post refused once its image was read (the
+    // subwiki is not held here) leaves nothing behind; an accepted one keeps it.
+    let png = dir.path().join("fern.png");
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.extend_from_slice(b"fern pixels");
+    std::fs::write(&png, &bytes).unwrap();
+    let fern = agora_crdt::BlobHash::of(&bytes).to_string();
+    let get_blob = |hash: &str| {
+        raw_full(
+            &api,
+            &format!(
+                "GET /blob/{hash} HTTP/1.1\r\nHost: {api}\r\nCookie: {session}\r\n\
+                 Connection: close\r\n\r\n"
+            ),
+        )
+    };
+    let elsewhere = agora_crdt::SubwikiId::from_bytes([7; 32]).to_string();
+    let png_arg = png.to_str().unwrap();
+    fails(
+        home,
+        &[
+            "post", "new", &elsewhere, "--title", "Fern", "--image", png_arg,
+        ],
+        3,
+    );
+    assert_eq!(
+        status_of(&get_blob(&fern)),
+        404,
+        "the refused post's image is gone"
+    );
+    ok(
+        home,
+        &[
+            "post", "new", &subwiki, "--title", "Fern", "--image", png_arg,
+        ],
+    );
+    let kept = get_blob(&fern);
+    assert_eq!(status_of(&kept), 200, "{kept}");
+    assert_eq!(header(&kept, "content-type"), Some("image/png"));
+
     // A page: no inline script, no other origin, no framing.
     let page = raw_full(
         &api,

@@ -30,6 +30,9 @@ pub enum NodeError {
     /// This node holds no such post or document.
     #[error("unknown post {0}")]
     UnknownDocument(DocId),
+    /// Bytes given as an image are not a PNG, JPEG, GIF or WebP.
+    #[error("not an image: a post's images may be PNG, JPEG, GIF or WebP")]
+    NotAnImage,
     /// The network task could not be started or has stopped.
     #[error("network: {0}")]
     Network(String),

@@ -27,7 +27,7 @@ use crate::error::NodeError;
 use crate::home::{Home, Identity};
 use crate::moderation::{PostStatus, Summary};
 use crate::net::{self, Command, PeerInfo};
-use crate::store::{Damage, SledStore, Store, SubwikiRecord};
+use crate::store::{Damage, SledStore, Store, StoreError, SubwikiRecord};
 
 /// A subwiki as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -619,10 +619,88 @@ impl Node {
         self.core.sync_status()
     }
 
-    /// Stores an image (at most [`crate::store::MAX_BLOB_BYTES`]) and returns the hash to put
-    /// in a post's `images`.
+    /// Stores an image (a PNG, JPEG, GIF or WebP of at most [`crate::store::MAX_BLOB_BYTES`])
+    /// and returns the hash to put in a post's `images`. To store it only with the post that
+    /// uses it, use [`Node::create_post_with_images`] or [`Node::edit_post_with_images`].
     pub fn add_image(&self, bytes: &[u8]) -> Result<BlobHash, NodeError> {
+        check_image(bytes)?;
         Ok(self.core.store().put_blob(bytes)?)
+    }
+
+    /// [`Node::create_post`] with new images, given by their bytes and added to `post.images`.
+    /// Each must be a PNG, JPEG, GIF or WebP of at most [`crate::store::MAX_BLOB_BYTES`]
+    /// ([`NodeError::NotAnImage`] otherwise, before anything is stored). An image is kept only
+    /// with its post: if the post is refused, the images stored for it are removed again.
+    pub async fn create_post_with_images(
+        &self,
+        subwiki: SubwikiId,
+        mut post: PostContent,
+        images: &[&[u8]],
+    ) -> Result<DocId, NodeError> {
+        let staged = self.stage_images(images, &mut post.images)?;
+        let created = self.create_post(subwiki, post).await;
+        if created.is_err() {
+            self.unstage_images(&staged);
+        }
+        created
+    }
+
+    /// [`Node::edit_post`] with new images, as [`Node::create_post_with_images`] adds them.
+    pub async fn edit_post_with_images(
+        &self,
+        id: DocId,
+        base: Base,
+        mut post: PostContent,
+        images: &[&[u8]],
+    ) -> Result<Option<EntryId>, NodeError> {
+        let staged = self.stage_images(images, &mut post.images)?;
+        let edited = self.edit_post(id, base, post).await;
+        if !matches!(edited, Ok(Some(_))) {
+            self.unstage_images(&staged);
+        }
+        edited
+    }
+
+    /// Checks and stores images for a post about to be written, adding their hashes to
+    /// `hashes`; returns those that were not held before (to remove if the post is refused).
+    fn stage_images(
+        &self,
+        images: &[&[u8]],
+        hashes: &mut Vec<BlobHash>,
+    ) -> Result<Vec<BlobHash>, NodeError> {
+        for bytes in images {
+            check_image(bytes)?;
+        }
+        let store = self.core.store();
+        let mut staged = Vec::new();
+        for bytes in images {
+            let hash = BlobHash::of(bytes);
+            let held = match store.blob(&hash) {
+                Ok(held) => held.is_some(),
+                Err(e) => {
+                    self.unstage_images(&staged);
+                    return Err(e.into());
+                }
+            };
+            if let Err(e) = store.put_blob(bytes) {
+                self.unstage_images(&staged);
+                return Err(e.into());
+            }
+            if !held {
+                staged.push(hash);
+            }
+            hashes.push(hash);
+        }
+        Ok(staged)
+    }
+
+    /// Removes images stored for a post that was refused.
+    fn unstage_images(&self, staged: &[BlobHash]) {
+        for hash in staged {
+            if let Err(e) = self.core.store().remove_blob(hash) {
+                tracing::warn!(%hash, "an image stored for a refused post stays: {e}");
+            }
+        }
     }
 
     /// An image by hash: from the store, or else fetched from connected peers, checked against
@@ -730,6 +808,37 @@ impl Node {
 /// what is not a regular file (a FIFO, a device such as `/dev/zero`, a directory: they could be
 /// read forever) and reading at most `max` bytes, and no more than the file's size when it was
 /// opened (a file growing while it is read is refused too).
+/// The type of an image, read from its first bytes: `None` if it is not one of the formats a
+/// post may carry (PNG, JPEG, GIF, WebP).
+pub fn image_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP") {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+/// Refuses what cannot be a post's image: too large, or not a PNG, JPEG, GIF or WebP.
+fn check_image(bytes: &[u8]) -> Result<(), NodeError> {
+    if bytes.len() > crate::store::MAX_BLOB_BYTES {
+        return Err(StoreError::BlobTooLarge {
+            len: bytes.len(),
+            max: crate::store::MAX_BLOB_BYTES,
+        }
+        .into());
+    }
+    match image_type(bytes) {
+        Some(_) => Ok(()),
+        None => Err(NodeError::NotAnImage),
+    }
+}
+
 pub(crate) fn read_local_file(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;

@@ -244,6 +244,10 @@ pub trait Store: Send + Sync {
     /// A blob, checked against its hash; a damaged blob is removed and reads as `None`.
     fn blob(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// Removes a blob (one stored for a post that was then refused). Not synced by itself: a
+    /// blob that outlives a crash only takes room.
+    fn remove_blob(&self, hash: &BlobHash) -> Result<(), StoreError>;
+
     /// Recomputes every index from the entries, drops the rendered views and the snapshots (the
     /// node makes them again), removes damaged entries.
     fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError>;

@@ -176,6 +176,9 @@ impl Store for LyingStore {
     fn blob(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.blob(hash)
     }
+    fn remove_blob(&self, hash: &BlobHash) -> Result<(), StoreError> {
+        self.inner.remove_blob(hash)
+    }
     fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError> {
         self.inner.rebuild_indexes()
     }

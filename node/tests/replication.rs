@@ -411,6 +411,9 @@ impl Store for WrongBlobStore {
         }
         self.inner.blob(hash)
     }
+    fn remove_blob(&self, hash: &BlobHash) -> Result<(), StoreError> {
+        self.inner.remove_blob(hash)
+    }
     fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError> {
         self.inner.rebuild_indexes()
     }

@@ -100,11 +100,32 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What a node's refusal means to its caller: what was asked cannot be (over a size limit, not
+/// an image: usage, exit 2), names what is not here (exit 3), or failed.
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
+        use agora_crdt::{DecodeError, EntryError, LocalError};
+        let too_large = |e: &EntryError| {
+            matches!(
+                e,
+                EntryError::TooLarge { .. } | EntryError::Decode(DecodeError::TooLong { .. })
+            )
+        };
         let kind = match &e {
-            NodeError::UnknownSubwiki(_) | NodeError::UnknownDocument(_) => ErrorKind::NotFound,
+            NodeError::UnknownSubwiki(_)
+            | NodeError::UnknownDocument(_)
+            | NodeError::Local(LocalError::UnknownVersion(_) | LocalError::UnknownDocument(_)) => {
+                ErrorKind::NotFound
+            }
             NodeError::Store(StoreError::Locked(_)) => ErrorKind::Locked,
+            NodeError::Entry(entry) | NodeError::Local(LocalError::Entry(entry))
+                if too_large(entry) =>
+            {
+                ErrorKind::Usage
+            }
+            NodeError::Local(LocalError::TooLarge { .. } | LocalError::EmptyVersion)
+            | NodeError::Store(StoreError::BlobTooLarge { .. })
+            | NodeError::NotAnImage => ErrorKind::Usage,
             _ => ErrorKind::Failed,
         };
         ApiError::new(kind, e.to_string())

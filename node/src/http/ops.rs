@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::server::route;
 use crate::http::{ApiError, ErrorKind};
-use crate::{FeedItem, Node, NodeError, PostStatus};
+use crate::{FeedItem, Node, PostStatus};
 
 pub mod archive;
 pub mod moderation;
@@ -119,34 +119,6 @@ fn out_of_range<T: std::fmt::Display>(
         range.start(),
         range.end()
     )
-}
-
-/// An error of a write the owner asked for, sorted by what they can do about it: what they
-/// typed that is over a size limit is a usage error (exit 2), a version the post does not have
-/// is unknown (exit 3). Every other error keeps its kind.
-pub(crate) fn refused(e: NodeError) -> ApiError {
-    use agora_crdt::{DecodeError, EntryError, LocalError};
-    let too_large = |e: &EntryError| {
-        matches!(
-            e,
-            EntryError::TooLarge { .. } | EntryError::Decode(DecodeError::TooLong { .. })
-        )
-    };
-    let kind = match &e {
-        NodeError::Entry(entry) | NodeError::Local(LocalError::Entry(entry))
-            if too_large(entry) =>
-        {
-            ErrorKind::Usage
-        }
-        NodeError::Local(LocalError::TooLarge { .. } | LocalError::EmptyVersion) => {
-            ErrorKind::Usage
-        }
-        NodeError::Local(LocalError::UnknownVersion(_) | LocalError::UnknownDocument(_)) => {
-            ErrorKind::NotFound
-        }
-        _ => return ApiError::from(e),
-    };
-    ApiError::new(kind, e.to_string())
 }
 
 /// Someone, as shown next to what they wrote: never a name without its key's fingerprint.

@@ -1172,6 +1172,9 @@ mod tests {
         fn blob(&self, hash: &BlobHash) -> Result<Option<Vec<u8>>, StoreError> {
             self.inner.blob(hash)
         }
+        fn remove_blob(&self, hash: &BlobHash) -> Result<(), StoreError> {
+            self.inner.remove_blob(hash)
+        }
         fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError> {
             self.inner.rebuild_indexes()
         }

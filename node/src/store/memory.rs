@@ -287,6 +287,11 @@ impl Store for MemoryStore {
             .cloned())
     }
 
+    fn remove_blob(&self, hash: &BlobHash) -> Result<(), StoreError> {
+        self.lock().blobs.remove(hash);
+        Ok(())
+    }
+
     fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError> {
         let mut inner = self.lock();
         inner.recon.clear();

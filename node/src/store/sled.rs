@@ -909,6 +909,12 @@ impl Store for SledStore {
         }
     }
 
+    fn remove_blob(&self, hash: &BlobHash) -> Result<(), StoreError> {
+        self.removable()?;
+        self.noted(self.blobs.remove(hash.as_bytes()).map_err(io))?;
+        Ok(())
+    }
+
     fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError> {
         self.writable(0)?;
         let writer = self.writer()?;

@@ -3,7 +3,7 @@
 use agora_crdt::{AuthorId, DocId, EntryId, RoleAction, SubwikiId, VoteTarget, VoteValue};
 use serde::{Deserialize, Serialize};
 
-use super::{LogLine, Subwiki, parser, refused};
+use super::{LogLine, Subwiki, parser};
 use crate::Node;
 use crate::http::{ApiError, Operation};
 
@@ -67,7 +67,7 @@ impl Operation for Vote {
         let id = node
             .vote_post(self.post, self.value.into(), &self.reason)
             .await
-            .map_err(refused)?;
+            .map_err(ApiError::from)?;
         Ok(Voted {
             id,
             post: self.post,
@@ -94,7 +94,7 @@ async fn vote_author(
     let id = node
         .vote(subwiki, VoteTarget::Author(author), value, reason)
         .await
-        .map_err(refused)?;
+        .map_err(ApiError::from)?;
     Ok(Stated { id, author })
 }
 

@@ -4,14 +4,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use agora_crdt::{
-    AuthorId, Base, BlobHash, ChangeStatus, DocId, EntryId, Exclusion, FeedCursor, Field,
-    HistoryItem, PostContent, SubwikiId, Timestamp, Version,
+    AuthorId, Base, ChangeStatus, DocId, EntryId, Exclusion, FeedCursor, Field, HistoryItem,
+    PostContent, SubwikiId, Timestamp, Version,
 };
 use serde::{Deserialize, Serialize};
 
 use super::{
     CommentItem, LogLine, Post, PostState, Subwiki, Tally, check_within, cursor_after, parser,
-    refused, within,
+    within,
 };
 use crate::Node;
 use crate::http::{ApiError, Operation};
@@ -96,23 +96,20 @@ impl Operation for PostNew {
             .filter(|l| !l.trim().is_empty())
             .map(|l| check_link(&l))
             .transpose()?;
-        let mut images: Vec<BlobHash> = Vec::new();
-        if let Some(path) = &self.image {
-            images.push(node.add_image(&read_image(path)?)?);
-        }
+        let image = self.image.as_deref().map(read_image).transpose()?;
         let id = node
-            .create_post(
+            .create_post_with_images(
                 self.subwiki,
                 PostContent {
                     title: self.title,
                     body: self.body.unwrap_or_default(),
                     link,
-                    images,
+                    images: Vec::new(),
                     tags: Vec::new(),
                 },
+                &image.as_deref().into_iter().collect::<Vec<_>>(),
             )
-            .await
-            .map_err(refused)?;
+            .await?;
         Ok(Post::from(&node.post(id)?))
     }
 }
@@ -173,7 +170,7 @@ impl Operation for PostEdit {
         // Fields the edit leaves alone are taken from the base, so they are not changed.
         let base_content = match &self.base {
             Base::Latest => now.content.clone(),
-            Base::At(v) => node.post_at(self.post, v.clone()).map_err(refused)?,
+            Base::At(v) => node.post_at(self.post, v.clone()).map_err(ApiError::from)?,
         };
         let merged = matches!(&self.base, Base::At(v) if *v != now.version);
         let edited = PostContent {
@@ -184,7 +181,7 @@ impl Operation for PostEdit {
         let change = node
             .edit_post(self.post, self.base, edited)
             .await
-            .map_err(refused)?;
+            .map_err(ApiError::from)?;
         Ok(Edited {
             post: Post::from(&node.post(self.post)?),
             change,
@@ -243,7 +240,7 @@ impl Operation for PostShow {
         let moderation = node.moderation(item.subwiki)?;
         let outcome = moderation.post(&id);
         if let Some(at) = &self.at {
-            let content = node.post_at(id, at.clone()).map_err(refused)?;
+            let content = node.post_at(id, at.clone()).map_err(ApiError::from)?;
             post.title = content.title;
             post.body = content.body;
             post.link = content.link;
@@ -406,7 +403,7 @@ impl Operation for PostRevert {
         let change = node
             .revert(self.post, self.version)
             .await
-            .map_err(refused)?;
+            .map_err(ApiError::from)?;
         Ok(Edited {
             post: Post::from(&node.post(self.post)?),
             change,
@@ -482,7 +479,7 @@ impl Operation for Comment {
         let id = node
             .comment(self.post, None, &self.text)
             .await
-            .map_err(refused)?;
+            .map_err(ApiError::from)?;
         Ok(Commented {
             id,
             post: self.post,

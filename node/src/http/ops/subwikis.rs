@@ -9,7 +9,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
-use super::{Subwiki, SubwikiAbout, check_within, parser, refused, within};
+use super::{Subwiki, SubwikiAbout, check_within, parser, within};
 use crate::Node;
 use crate::http::{ApiError, ErrorKind, Operation};
 
@@ -74,7 +74,7 @@ impl Operation for SubwikiCreate {
         let id = node
             .create_subwiki(&self.name, &self.description, policy)
             .await
-            .map_err(refused)?;
+            .map_err(ApiError::from)?;
         publish_profile(node, id, self.profile_name).await;
         Subwiki::of(node, id)
     }

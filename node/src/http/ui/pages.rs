@@ -30,9 +30,10 @@ use crate::http::ops::{
     Comment, Feed, FeedPost, ModeratorAdd, ModeratorRemove, Modlog, Mute, OverrideIgnore,
     OverrideList, OverrideRestore, Peers, PostHistory, PostPage, PostShow, PostVote, Revoke,
     Status, SubwikiCreate, SubwikiInvite, SubwikiJoin, SubwikiList, SubwikiShow, Unmute, Vote,
-    Vouch,
+    Vouch, check_link, check_title,
 };
 use crate::http::{ApiError, Operation};
+use crate::node::image_type;
 use crate::store::MAX_BLOB_BYTES;
 
 /// Posts per feed page.
@@ -620,45 +621,48 @@ async fn edit_save(
         Err(e) => return failed(e),
     };
     // Images are those of the version the editor showed, with the one added, if any.
-    let mut images = match node.post_at(id, base.clone()) {
+    let images = match node.post_at(id, base.clone()) {
         Ok(content) => content.images,
         Err(e) => return failed(e),
     };
-    match add_image(&node, &form.image) {
-        Ok(Some(hash)) => images.push(hash),
-        Ok(None) => {}
+    let link = match checked(&form.title, &form.link) {
+        Ok(link) => link,
         Err(r) => return *r,
-    }
+    };
     let merged = base != now.version;
     let content = PostContent {
         title: form.title,
         body: form.body,
-        link: link(&form.link),
+        link,
         images,
         tags: tags(&form.tags),
     };
-    match node.edit_post(id, Base::At(base), content).await {
+    let new_images = new_image(&form.image);
+    match node
+        .edit_post_with_images(id, Base::At(base), content, &new_images)
+        .await
+    {
         Ok(_) if merged => see(format!("/post/{id}?merged=1")),
         Ok(_) => see(format!("/post/{id}")),
         Err(e) => failed(e),
     }
 }
 
-/// Stores an uploaded image, if there is one; refuses what is not a PNG, JPEG, GIF or WebP.
-fn add_image(node: &Node, bytes: &[u8]) -> Result<Option<BlobHash>, Box<Response>> {
-    if bytes.is_empty() {
-        return Ok(None);
-    }
-    if image_type(bytes).is_none() {
-        return Err(Box::new(message(
-            StatusCode::BAD_REQUEST,
-            "Not an image",
-            "Images may be PNG, JPEG, GIF or WebP.",
-        )));
-    }
-    node.add_image(bytes)
-        .map(Some)
-        .map_err(|e| Box::new(failed(e)))
+/// The uploaded image, if there is one (the node checks it is a PNG, JPEG, GIF or WebP, and
+/// keeps it only with the post).
+fn new_image(bytes: &[u8]) -> Vec<&[u8]> {
+    Some(bytes).filter(|b| !b.is_empty()).into_iter().collect()
+}
+
+/// Checks a post's title and link as the API does ([`check_title`], [`check_link`]); returns
+/// the link to keep.
+fn checked(title: &str, text: &str) -> Result<Option<String>, Box<Response>> {
+    let refuse = |e: ApiError| Box::new(message(StatusCode::BAD_REQUEST, "Not saved", &e.message));
+    check_title(title).map_err(refuse)?;
+    link(text)
+        .map(|l| check_link(&l))
+        .transpose()
+        .map_err(refuse)
 }
 
 #[derive(Deserialize, Default)]
@@ -756,21 +760,22 @@ async fn new_save(State(node): State<Node>, viewer: Viewer, multipart: Multipart
         Ok(s) => s,
         Err(r) => return *r,
     };
-    if form.title.trim().is_empty() {
-        return message(StatusCode::BAD_REQUEST, "No title", "A post needs a title.");
-    }
-    let images: Vec<BlobHash> = match add_image(&node, &form.image) {
-        Ok(image) => image.into_iter().collect(),
+    let link = match checked(&form.title, &form.link) {
+        Ok(link) => link,
         Err(r) => return *r,
     };
     let content = PostContent {
         title: form.title,
         body: form.body,
-        link: link(&form.link),
-        images,
+        link,
+        images: Vec::new(),
         tags: tags(&form.tags),
     };
-    match node.create_post(subwiki, content).await {
+    let new_images = new_image(&form.image);
+    match node
+        .create_post_with_images(subwiki, content, &new_images)
+        .await
+    {
         Ok(id) => see(format!("/post/{id}")),
         Err(e) => failed(e),
     }
@@ -1278,21 +1283,6 @@ async fn events(State(node): State<Node>, _viewer: Viewer) -> Response {
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
         .into_response()
-}
-
-/// The image type of some bytes, read from their first bytes; `None` if not an allowed image.
-pub(super) fn image_type(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
-        Some("image/jpeg")
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        Some("image/gif")
-    } else if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP") {
-        Some("image/webp")
-    } else {
-        None
-    }
 }
 
 async fn blob(State(node): State<Node>, _viewer: Viewer, Path(hash): Path<String>) -> Response {
