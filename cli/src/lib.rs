@@ -277,14 +277,24 @@ fn body(
         return Ok(Some(body));
     }
     if let Some(path) = file {
+        // Read with a cap: `/dev/zero` or a pipe that never ends is refused, not read forever.
+        let max = agora_crdt::MAX_CONTENT_BYTES;
         let mut text = String::new();
-        if path.as_os_str() == "-" {
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| usage(format!("standard input: {e}")))?;
+        let (name, read) = if path.as_os_str() == "-" {
+            let read = std::io::stdin()
+                .take(max as u64 + 1)
+                .read_to_string(&mut text);
+            ("standard input".to_owned(), read)
         } else {
-            text = std::fs::read_to_string(&path)
-                .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+            let read = std::fs::File::open(&path)
+                .and_then(|f| f.take(max as u64 + 1).read_to_string(&mut text));
+            (path.display().to_string(), read)
+        };
+        read.map_err(|e| usage(format!("{name}: {e}")))?;
+        if text.len() > max {
+            return Err(usage(format!(
+                "{name}: over the limit of {max} bytes for a post"
+            )));
         }
         return Ok(Some(text));
     }

@@ -138,6 +138,18 @@ fn missing_files_are_refused_and_a_bad_import_keeps_nothing() {
         );
         assert!(err.contains("not a regular file"), "{err}");
     }
+    // A body is read with a cap: a file that never ends, or one over the limit, is refused
+    // after reading just past the limit, before any work.
+    let big = home.join("big.txt");
+    std::fs::write(&big, "x".repeat(agora_crdt::MAX_CONTENT_BYTES + 1)).unwrap();
+    for body in ["/dev/zero", big.to_str().unwrap()] {
+        let err = fails(
+            home,
+            &["post", "new", &subwiki, "--title", "t", "--body-file", body],
+            2,
+        );
+        assert!(err.contains("over the limit"), "{err}");
+    }
     assert_eq!(state(home), before);
 
     // An export imported elsewhere works; the same file damaged is refused whole.
