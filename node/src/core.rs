@@ -19,7 +19,7 @@ use agora_crdt::{
     AuthorId, AuthorKey, DocId, DocKind, Entry, EntryId, LocalError, Overrides, Payload, Policy,
     PostView, Replica, SubwikiId, Timestamp,
 };
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::error::NodeError;
 use crate::home::Identity;
@@ -103,7 +103,30 @@ pub(crate) struct Core {
     /// Per subwiki, bumped whenever its set of stored entries changes: what a kept
     /// reconciliation snapshot of it is checked against.
     generations: Mutex<HashMap<SubwikiId, u64>>,
+    /// Entries just made durable, for the indexes derived from them ([`Stored`]).
+    stored: broadcast::Sender<Stored>,
 }
+
+/// Entries just made durable, with the posts whose view they change: what the indexes
+/// derived from entries (search, the inbox) follow. Sent after every write of entries, local
+/// or from peers, and never waited on: a receiver that falls behind more than
+/// [`STORED_BACKLOG`] writes gets [`broadcast::error::RecvError::Lagged`] and must read again
+/// from the store what it derives.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Their subwiki.
+    pub subwiki: SubwikiId,
+    /// The entries.
+    pub entries: Arc<[Entry]>,
+    /// The posts whose view they may change (new, edited, commented, voted on).
+    pub posts: Arc<[DocId]>,
+    /// Whether they may change the subwiki's moderation (roles, votes that count): any post's
+    /// status may then have changed.
+    pub moderation: bool,
+}
+
+/// How many writes a receiver of [`Stored`] may fall behind before it lags.
+pub const STORED_BACKLOG: usize = 1024;
 
 /// A subwiki's replica, loaded on first use.
 type Slot = Arc<Mutex<Option<Replica>>>;
@@ -226,7 +249,13 @@ impl Core {
             changes: watch::channel(0).0,
             outbox: Mutex::new(Vec::new()),
             generations: Mutex::new(HashMap::new()),
+            stored: broadcast::channel(STORED_BACKLOG).0,
         }
+    }
+
+    /// A receiver of every write of entries from now on (see [`Stored`]).
+    pub(crate) fn subscribe_stored(&self) -> broadcast::Receiver<Stored> {
+        self.stored.subscribe()
     }
 
     pub(crate) fn store(&self) -> &dyn Store {
@@ -458,9 +487,10 @@ impl Core {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut stale: Vec<DocId> = affected_posts(replica, entries.iter())
+        let posts: Vec<DocId> = affected_posts(replica, entries.iter())
             .into_iter()
             .collect();
+        let mut stale = posts.clone();
         if replica.roles() != roles_before
             && replica.genesis().policy.edit == agora_crdt::EditPolicy::Trusted
         {
@@ -490,6 +520,13 @@ impl Core {
         // turn an acknowledged write into a reported failure.
         let ids: Vec<EntryId> = entries.iter().map(Entry::id).collect();
         replica.release(ids.iter());
+        // No receiver is not an error: nothing derives from entries then.
+        let _ = self.stored.send(Stored {
+            subwiki,
+            entries: entries.into(),
+            posts: posts.into(),
+            moderation: statements,
+        });
         if statements && let Err(e) = self.refresh_moderation(subwiki, replica) {
             tracing::warn!(%subwiki, "moderation summary not kept (computed on the next read): {e}");
         }

@@ -62,7 +62,7 @@ pub mod proto;
 pub mod store;
 mod view;
 
-pub use crate::core::{Accepted, CatchUp, FeedItem, SyncStatus};
+pub use crate::core::{Accepted, CatchUp, FeedItem, STORED_BACKLOG, Stored, SyncStatus};
 pub use config::Config;
 pub use error::NodeError;
 pub use moderation::PostStatus;

@@ -222,6 +222,12 @@ impl Node {
         Ok(())
     }
 
+    /// A receiver of every write of entries from now on, local or from peers, with the posts
+    /// they change: what indexes derived from entries follow (see [`crate::Stored`]).
+    pub fn stored(&self) -> tokio::sync::broadcast::Receiver<crate::Stored> {
+        self.core.subscribe_stored()
+    }
+
     /// The subwikis holding fewer entries than this node once stored (a damaged store; see
     /// [`Store::damage`]). A joined one fetches what it lost from peers.
     pub fn damage(&self) -> Result<Vec<Damage>, NodeError> {
