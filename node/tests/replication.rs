@@ -299,7 +299,7 @@ async fn images_are_fetched_from_peers_and_checked() {
         .create_subwiki("pics", "", Policy::default())
         .await
         .unwrap();
-    let image: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let image = png(200_000);
     let hash = a.add_image(&image).unwrap();
     let with_image = PostContent {
         images: vec![hash],
@@ -434,7 +434,7 @@ async fn start_on(store: Arc<dyn Store>, home: &std::path::Path) -> Node {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_image_bytes_from_a_peer_are_not_kept() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let image: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let image = png(200_000);
     let hash = BlobHash::of(&image);
     let mut wrong = image.clone();
     wrong[1000] ^= 1;
@@ -536,4 +536,11 @@ async fn a_subwiki_is_found_through_the_dht() {
     })
     .await;
     assert!(h.subwikis().unwrap().is_empty(), "H holds nothing");
+}
+
+/// `len` bytes that a node takes as an image: PNG's signature, then a pattern.
+fn png(len: u32) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.extend((8..len).map(|i| (i % 251) as u8));
+    bytes
 }
