@@ -229,13 +229,14 @@ fn damage(home: &std::path::Path, how: &str) {
                 .unwrap();
             db.set_len(40_000).unwrap();
         }
-        // 100 bytes flipped over the data file: sled refuses to open it.
+        // 100 bytes flipped over what the data file holds (not its unused, zeroed room).
         "flipped" => {
             let path = store.join("db");
             let mut bytes = std::fs::read(&path).unwrap();
-            let step = bytes.len() / 100;
+            let written: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i] != 0).collect();
+            let step = written.len() / 100;
             for i in 0..100 {
-                bytes[i * step + 7] ^= 0xff;
+                bytes[written[i * step + step / 2]] ^= 0xff;
             }
             std::fs::write(&path, bytes).unwrap();
         }
