@@ -583,6 +583,10 @@ pub enum EntryError {
     /// The change sets Automerge's unsigned "author" field, which Agora does not use.
     #[error("automerge change carries an author field; identity comes from the signature")]
     ChangeAuthorField,
+    /// The change holds an Automerge mark operation (begin or end of a mark on text), which
+    /// Agora never writes: one outside any text made every later edit of the document fail.
+    #[error("the change contains an Automerge mark operation, which Agora documents do not use")]
+    MarkOperation,
     /// A create-document entry whose change is not a first change.
     #[error("a document's first change must have sequence number 1 and no dependencies")]
     NotFirstChange,
@@ -742,7 +746,32 @@ fn check_change(author: &AuthorId, bytes: &[u8]) -> Result<automerge::Change, En
     if change.author().is_some() {
         return Err(EntryError::ChangeAuthorField);
     }
+    if has_mark_operation(&change)? {
+        return Err(EntryError::MarkOperation);
+    }
     Ok(change)
+}
+
+/// Whether a change holds a mark operation (`MarkBegin` or `MarkEnd`), read from the change
+/// alone so that every replica decides it the same way in any order.
+///
+/// Automerge 0.12 applies a mark outside any text and then panics on every later text edit of
+/// the document (its mark index); Agora writes only maps, text and lists, never marks. Expanding
+/// the operations panics only when an operation names an actor index the change does not list
+/// (`unwrap` in automerge's `ExpandedChange::from`; such a change can never be applied either):
+/// that is refused as malformed.
+fn has_mark_operation(change: &automerge::Change) -> Result<bool, EntryError> {
+    use automerge::legacy::OpType;
+    catch_unwind(|| {
+        change
+            .decode()
+            .operations
+            .iter()
+            .any(|op| matches!(op.action, OpType::MarkBegin(_) | OpType::MarkEnd(_)))
+    })
+    .map_err(|_| {
+        EntryError::MalformedChange("an operation names an actor the change does not list".into())
+    })
 }
 
 /// Reads back entries that this node validated before it stored them, each under its id, and

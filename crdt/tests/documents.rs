@@ -1005,21 +1005,24 @@ fn hostile_change(
     )
 }
 
-/// A one-operation change that Automerge applies and then cannot edit on: a mark end in the
-/// document's root map, outside any text (found by fuzzing; replayed from
-/// `tests/fuzz-crashers/signed_changes-valid-mark-outside-text`). Every later text edit of the
-/// document panics inside Automerge's mark index. An honest edit and a revert get
+/// A one-operation change that Automerge applies and then cannot edit on: an increment
+/// inserted as an element at the head of the post's title text (found by a random search of
+/// one-operation changes once validation refused marks). Validation accepts it, Automerge
+/// applies it, and then an edit that replaces the title's first characters panics inside
+/// Automerge (a debug assertion of its op set, which Agora keeps on in release builds); other
+/// title edits work. An honest edit, an edit at the version read and a revert get
 /// `LocalError::Unprocessable` instead of a panic, the post still reads as before, the view is
 /// the same in every order, and a replica that reads from a source (as a node's does) behaves
-/// the same.
+/// the same. (A mark operation outside any text did this to every text edit until validation
+/// refused marks: `tests/fuzz-crashers/signed_changes-mark-outside-text`.)
 #[test]
 fn a_change_automerge_applies_but_cannot_edit_on_makes_edits_fail_cleanly() {
-    use automerge::legacy::{Key, ObjectId, Op, OpType};
+    use automerge::legacy::{ElementId, Key, ObjectId, Op, OpId, OpType};
     let alice = key(1);
     let mallory = key(3);
     let mut a = founded(&alice);
     let created = a
-        .create_post(&alice, Timestamp(T0 + 1), post("Title", ARTICLE))
+        .create_post(&alice, Timestamp(T0 + 1), post("Rust", ARTICLE))
         .unwrap();
     let id: DocId = created.id().into();
     let bob = key(2);
@@ -1034,14 +1037,23 @@ fn a_change_automerge_applies_but_cannot_edit_on_makes_edits_fail_cleanly() {
         )
         .unwrap()
         .unwrap();
-    let mark = Op {
-        action: OpType::MarkEnd(false),
-        obj: ObjectId::Root,
-        key: Key::Map("x".into()),
+    // The title's text object: the operation of the first change that made it.
+    let first = created.change().unwrap().decode();
+    let title = first
+        .operations
+        .iter()
+        .zip(u64::from(first.start_op)..)
+        .find(|(op, _)| matches!(op.action, OpType::Make(_)) && op.key == Key::Map("title".into()))
+        .map(|(_, counter)| OpId(counter, first.actor_id.clone()))
+        .unwrap();
+    let increment = Op {
+        action: OpType::Increment(1),
+        obj: ObjectId::Id(title),
+        key: Key::Seq(ElementId::Head),
         pred: Vec::new().into(),
-        insert: false,
+        insert: true,
     };
-    let hostile = hostile_change(&a, &mallory, Timestamp(T0 + 3), id, mark);
+    let hostile = hostile_change(&a, &mallory, Timestamp(T0 + 3), id, increment);
     let report = a.ingest([hostile.clone()]);
     assert_eq!(report.accepted, vec![hostile.id()], "validation accepts it");
     let history = a.history(&id).unwrap();
@@ -1054,7 +1066,7 @@ fn a_change_automerge_applies_but_cannot_edit_on_makes_edits_fail_cleanly() {
         Timestamp(T0 + 4),
         id,
         &Base::Latest,
-        post("Title", "Edited."),
+        post("Edited.", "Edited."),
     );
     assert!(
         matches!(edit, Err(LocalError::Unprocessable { doc }) if doc == id),
@@ -1067,7 +1079,7 @@ fn a_change_automerge_applies_but_cannot_edit_on_makes_edits_fail_cleanly() {
         Timestamp(T0 + 5),
         id,
         &Base::At(before.version.clone()),
-        post("Title", "Edited."),
+        post("Edited.", "Edited."),
     );
     assert!(
         matches!(at_version, Err(LocalError::Unprocessable { .. })),
@@ -1083,7 +1095,7 @@ fn a_change_automerge_applies_but_cannot_edit_on_makes_edits_fail_cleanly() {
     // Reading the version before the hostile change, and saving, still work.
     assert_eq!(
         a.content_at(&id, &created.id().into()).unwrap(),
-        Content::Post(post("Title", ARTICLE))
+        Content::Post(post("Rust", ARTICLE))
     );
     assert!(a.save_document(&id).is_some());
 
@@ -1112,7 +1124,7 @@ fn a_change_automerge_applies_but_cannot_edit_on_makes_edits_fail_cleanly() {
         Timestamp(T0 + 4),
         id,
         &Base::Latest,
-        post("Title", "Edited."),
+        post("Edited.", "Edited."),
     );
     assert!(
         matches!(edit, Err(LocalError::Unprocessable { .. })),

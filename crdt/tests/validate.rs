@@ -688,3 +688,80 @@ fn a_document_whose_first_change_is_not_a_first_change_is_refused() {
     let forged = sign_raw(&w.bob, &body.encode());
     assert_eq!(offer(&mut w.replica, &forged), "entry: NotFirstChange");
 }
+
+/// A change holding an Automerge mark operation is refused, decided from the change alone:
+/// one mark end in the root map, outside any text (found by fuzzing; once applied, it made
+/// every later edit of the post fail), and an ordinary mark on the body text made through
+/// Automerge's own API. Agora writes no marks.
+#[test]
+fn a_change_with_a_mark_operation_is_refused() {
+    use automerge::legacy::{Key, ObjectId, Op, OpType};
+    use automerge::marks::{ExpandMark, Mark};
+    use automerge::transaction::Transactable;
+    use automerge::{ROOT, ReadDoc};
+    let mut w = world();
+    let Payload::Change(edit) = w.edit.payload().clone() else {
+        panic!("not a change")
+    };
+    // Bob's honest edit with one more operation: a mark end outside any text.
+    let mut expanded = automerge::Change::from_bytes(edit.change).unwrap().decode();
+    expanded.operations.push(Op {
+        action: OpType::MarkEnd(false),
+        obj: ObjectId::Root,
+        key: Key::Map("x".into()),
+        pred: Vec::new().into(),
+        insert: false,
+    });
+    expanded.hash = None;
+    let outside_text = automerge::Change::from(expanded).raw_bytes().to_vec();
+
+    // A bold mark on the first two characters of the body, as Automerge writes it.
+    let saved = w.replica.save_document(&w.post).unwrap();
+    let mut doc = automerge::Automerge::load(&saved)
+        .unwrap()
+        .with_actor(w.bob.actor());
+    let mut tx = doc.transaction();
+    let (_, body) = tx.get(ROOT, "body").unwrap().unwrap();
+    tx.mark(
+        &body,
+        Mark::new("bold".into(), true, 0, 2),
+        ExpandMark::None,
+    )
+    .unwrap();
+    tx.commit();
+    let on_text = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+
+    for (case, change) in [("outside text", outside_text), ("on text", on_text)] {
+        let payload = Payload::Change(DocChange {
+            doc: w.post,
+            change,
+        });
+        let signed = Entry::sign(
+            &w.bob,
+            Some(w.replica.id()),
+            Timestamp(T0 + 5),
+            payload.clone(),
+        );
+        assert_eq!(signed.err(), Some(EntryError::MarkOperation), "{case}");
+        let body = Body {
+            subwiki: Some(w.replica.id()),
+            author: w.bob.id(),
+            timestamp: Timestamp(T0 + 5),
+            payload,
+        };
+        let forged = sign_raw(&w.bob, &body.encode());
+        assert_eq!(
+            offer(&mut w.replica, &forged),
+            "entry: MarkOperation",
+            "{case}"
+        );
+        let id = EntryId::from_bytes(*blake3::hash(&forged[..forged.len() - 64]).as_bytes());
+        assert!(
+            matches!(
+                reopen(&[(id, &forged)]).pop(),
+                Some(Err(EntryError::MarkOperation))
+            ),
+            "{case}: refused when read back from storage too"
+        );
+    }
+}
