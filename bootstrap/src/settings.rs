@@ -309,7 +309,10 @@ impl Settings {
         config.limits = agora_node::net::Limits {
             max_connections: self.limits.max_connections,
             max_connections_per_peer: self.limits.max_connections_per_peer,
+            // A server's connections are nearly all incoming ones: the total bounds them.
+            max_established_incoming: None,
             max_pending_incoming: Some(self.limits.max_pending_incoming),
+            handshake_timeout: agora_node::net::DEFAULT_HANDSHAKE_TIMEOUT,
             max_memory_bytes: Some(self.limits.max_memory_mib.saturating_mul(1 << 20)),
             requests_per_minute: Some(self.limits.requests_per_minute),
         };

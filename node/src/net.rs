@@ -72,8 +72,17 @@ pub struct Limits {
     pub max_connections: u32,
     /// Established connections with one peer.
     pub max_connections_per_peer: u32,
-    /// Incoming connections still in their handshake; `None` for no limit.
+    /// Established connections that others opened, so that connections coming in cannot take
+    /// every slot and leave none for the node's own dials (libp2p's advice against eclipse
+    /// attacks); `None` for no limit beyond [`Limits::max_connections`].
+    pub max_established_incoming: Option<u32>,
+    /// Incoming connections still in their handshake; past it, a new connection is closed as
+    /// soon as it is accepted, before anything is read from it. `None` for no limit.
     pub max_pending_incoming: Option<u32>,
+    /// How long a connection may take from the TCP accept (or the dial, or the first QUIC
+    /// packet) to being authenticated and multiplexed (noise, yamux); a connection that has not
+    /// finished its handshake by then is closed.
+    pub handshake_timeout: Duration,
     /// Resident memory of the process, in bytes, above which new incoming connections are
     /// refused (read from `/proc/self/status`; no effect where that does not exist).
     pub max_memory_bytes: Option<u64>,
@@ -82,12 +91,23 @@ pub struct Limits {
     pub requests_per_minute: Option<u32>,
 }
 
+/// Default of [`Limits::max_established_incoming`]: three quarters of the default 256, the rest
+/// kept for the node's own dials.
+pub const DEFAULT_MAX_ESTABLISHED_INCOMING: u32 = 192;
+/// Default of [`Limits::max_pending_incoming`]: far above what honest peers need (a handshake
+/// takes milliseconds), and each connection in its handshake holds about 16 KB.
+pub const DEFAULT_MAX_PENDING_INCOMING: u32 = 128;
+/// Default of [`Limits::handshake_timeout`] (libp2p's own default).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 256,
             max_connections_per_peer: 2,
-            max_pending_incoming: None,
+            max_established_incoming: Some(DEFAULT_MAX_ESTABLISHED_INCOMING),
+            max_pending_incoming: Some(DEFAULT_MAX_PENDING_INCOMING),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_memory_bytes: None,
             requests_per_minute: None,
         }

@@ -183,6 +183,7 @@ pub(crate) fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behavio
             let connections = connection_limits::ConnectionLimits::default()
                 .with_max_established(Some(limits.max_connections))
                 .with_max_established_per_peer(Some(limits.max_connections_per_peer))
+                .with_max_established_incoming(limits.max_established_incoming)
                 .with_max_pending_incoming(limits.max_pending_incoming);
             let relay_server = relay_server.map(|r| {
                 let mut server = relay::Behaviour::new(peer_id, relay_config(&r));
@@ -213,6 +214,10 @@ pub(crate) fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behavio
         })
         .map_err(|e| net(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        // The whole transport (TCP, QUIC, relayed) is wrapped in this deadline, from accept or
+        // dial to an authenticated, multiplexed connection: one that stalls mid-handshake is
+        // dropped, and with it what its handshake holds.
+        .with_connection_timeout(config.limits.handshake_timeout)
         .build();
     Ok(swarm)
 }
