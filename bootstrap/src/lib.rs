@@ -104,6 +104,8 @@ impl Bootstrap {
         let registry = agora_node::net::MetricsRegistry::default();
         let mut config = settings.node_config();
         config.metrics = Some(registry.clone());
+        // Nobody searches a bootstrap peer: no search index to keep.
+        config.search = false;
         // Without seeding there is nothing to keep: no store on disk at all.
         let store: Arc<dyn Store> = if settings.seed.is_empty() {
             Arc::new(MemoryStore::new())

@@ -73,6 +73,21 @@ pub enum Command {
     Comment(ops::Comment),
     /// The feed of the joined subwikis, newest first. Hidden posts are left out.
     Feed(ops::Feed),
+    /// Search the joined subwikis: words (all must appear), "a phrase", pref* and -word, in
+    /// titles, bodies, comments, links, tags and author names; most relevant first, or
+    /// --newest. Hidden posts are left out.
+    Search(ops::Search),
+    /// Your inbox, newest first: comments on your posts, replies to your comments, edits of
+    /// your posts, mentions of you, votes and role changes about you. `agora inbox read ID`
+    /// (or `--all`) marks items read.
+    Inbox(InboxArgs),
+    /// Follow an author, on this device only (never published): their posts are in
+    /// `agora feed --following`.
+    Follow(ops::Follow),
+    /// Stop following an author.
+    Unfollow(ops::Unfollow),
+    /// The authors you follow.
+    Following(ops::Following),
     /// Vote on a post: hide, keep, misleading, verified, or withdraw your vote.
     Vote(ops::Vote),
     /// Vote to mute an author in a subwiki (their posts and comments are hidden once enough
@@ -132,6 +147,10 @@ pub struct UpArgs {
     /// Do not look for peers on the local network.
     #[arg(long)]
     pub no_mdns: bool,
+    /// Do not fetch the page of a link you post for its card (title, description, site name).
+    /// By default the node fetches it once, in the background.
+    #[arg(long)]
+    pub no_link_cards: bool,
     /// Where the local API and the web UI listen; loopback only. By default 127.0.0.1:7130,
     /// or a free port when that one is taken.
     #[arg(long, value_name = "ADDR")]
@@ -155,6 +174,25 @@ pub enum SubwikiCommand {
     Discover(ops::SubwikiDiscover),
     /// Print an invite: the subwiki id with this node's addresses, for `agora subwiki join`.
     Invite(ops::SubwikiInvite),
+}
+
+/// `agora inbox [read ...]`
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct InboxArgs {
+    /// Mark items read.
+    #[command(subcommand)]
+    pub command: Option<InboxCommand>,
+    /// Which items to list.
+    #[command(flatten)]
+    pub list: ops::Inbox,
+}
+
+/// `agora inbox ...`
+#[derive(Debug, Subcommand)]
+pub enum InboxCommand {
+    /// Mark an item read (by the id `agora inbox` prints), or every item with --all.
+    Read(ops::InboxRead),
 }
 
 /// `agora moderator ...`

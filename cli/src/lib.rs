@@ -32,7 +32,8 @@ use clap::{CommandFactory, Parser};
 use serde::{Deserialize, Serialize};
 
 use crate::args::{
-    Cli, Command, KeyCommand, ModeratorCommand, OverrideCommand, PostCommand, SubwikiCommand,
+    Cli, Command, InboxArgs, InboxCommand, KeyCommand, ModeratorCommand, OverrideCommand,
+    PostCommand, SubwikiCommand,
 };
 use crate::output::Render;
 
@@ -238,6 +239,15 @@ async fn run(cli: Cli) -> Result<(), ApiError> {
         },
         Command::Comment(op) => exec(home, out, op).await,
         Command::Feed(op) => exec(home, out, op).await,
+        Command::Search(op) => exec(home, out, op).await,
+        Command::Inbox(InboxArgs {
+            command: Some(InboxCommand::Read(op)),
+            ..
+        }) => exec(home, out, op).await,
+        Command::Inbox(args) => exec(home, out, args.list).await,
+        Command::Follow(op) => exec(home, out, op).await,
+        Command::Unfollow(op) => exec(home, out, op).await,
+        Command::Following(op) => exec(home, out, op).await,
         Command::Vote(op) => exec(home, out, op).await,
         Command::Mute(op) => exec(home, out, op).await,
         Command::Unmute(op) => exec(home, out, op).await,

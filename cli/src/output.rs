@@ -15,9 +15,11 @@ use agora_node::http::ops::{HiddenBecause, LogLine, PostState, StatementKind};
 
 use crate::keys::Whoami;
 
+mod inbox;
 mod moderation;
 mod peers;
 mod posts;
+mod search;
 mod subwikis;
 
 /// An operation whose answer the command prints for people.

@@ -136,6 +136,7 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), ApiErr
         parse(&args.relay, "--relay")?
     };
     config.mdns = !args.no_mdns;
+    config.link_cards.enabled = !args.no_link_cards;
 
     let fresh = !Home::new(home).is_initialised();
     let node = match Node::start(config).await {

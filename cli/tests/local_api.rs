@@ -677,3 +677,129 @@ fn a_full_disk_refuses_writes_and_the_node_goes_on() {
     assert_eq!(kept, acknowledged);
     drop(up);
 }
+
+/// The ids of the posts a `--json search` answer lists.
+fn hit_ids(found: &Value) -> Vec<String> {
+    found["hits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| h["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn agora_search_finds_posts_offline_and_through_the_running_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    ok(home, &["init", "--name", "Ann"]);
+    let subwiki = ok(home, &["subwiki", "create", "herbs", "--quorum", "1"])
+        .trim()
+        .to_owned();
+    let basil = ok(
+        home,
+        &[
+            "post",
+            "new",
+            &subwiki,
+            "--title",
+            "Basil",
+            "--body",
+            "Pinch the flowering tops; the leaves stay sweet.",
+        ],
+    )
+    .trim()
+    .to_owned();
+    let spam = ok(
+        home,
+        &[
+            "post",
+            "new",
+            &subwiki,
+            "--title",
+            "Seeds",
+            "--body",
+            "Sweet deals on seeds",
+        ],
+    )
+    .trim()
+    .to_owned();
+
+    // Without a running node the command indexes what it has not yet, then searches.
+    let text = ok(home, &["search", "flowering"]);
+    assert!(text.starts_with(&format!("{basil}  Basil\n")), "{text}");
+    assert!(
+        text.contains("Pinch the flowering tops"),
+        "the snippet: {text}"
+    );
+    let found = json(home, &["search", "sweet"]);
+    assert_eq!(hit_ids(&found).len(), 2);
+    assert_eq!(found["indexing"], Value::Bool(false));
+    assert_eq!(
+        hit_ids(&json(home, &["search", "\"stay sweet\""])),
+        vec![basil.clone()]
+    );
+    assert_eq!(
+        hit_ids(&json(home, &["search", "flower*"])),
+        vec![basil.clone()]
+    );
+    assert_eq!(ok(home, &["search", "nowhere"]), "No posts found.\n");
+
+    // A hidden post is found only when asked for.
+    ok(home, &["vote", &spam, "hide"]);
+    assert_eq!(
+        hit_ids(&json(home, &["search", "sweet"])),
+        vec![basil.clone()]
+    );
+    let shown = json(home, &["search", "sweet", "--show-hidden", "--newest"]);
+    assert_eq!(hit_ids(&shown), vec![spam.clone(), basil.clone()]);
+    assert_eq!(shown["hits"][0]["status"]["hidden"], "votes");
+    assert!(ok(home, &["search", "seeds", "--show-hidden"]).contains("[hidden: by votes]"));
+
+    // Queries that cannot be run are usage errors, on one line.
+    let long = "word ".repeat(200);
+    fails(home, &["search", &long], 2);
+    fails(home, &["search", "--", "-only"], 2);
+    fails(home, &["search", "x", "--limit", "0"], 2);
+    fails(home, &["search", "x", "--author", "nobody"], 2);
+
+    // Through the running node's API: a new post is found once the indexer has it, filters
+    // by author fingerprint and subwiki apply.
+    let up = Up::start(home, &["--api", "127.0.0.1:0"]);
+    let mint = ok(
+        home,
+        &[
+            "post",
+            "new",
+            &subwiki,
+            "--title",
+            "Mint",
+            "--body",
+            "It spreads in the garden.",
+        ],
+    )
+    .trim()
+    .to_owned();
+    until(home, &["search", "spreads"], "the new post found", |f| {
+        hit_ids(f) == vec![mint.clone()]
+    });
+    let fingerprint = json(home, &["whoami"])["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let by = json(
+        home,
+        &[
+            "search",
+            "sweet",
+            "--author",
+            &fingerprint,
+            "--subwiki",
+            &subwiki,
+        ],
+    );
+    assert_eq!(hit_ids(&by), vec![basil.clone()]);
+    let other = "a".repeat(8);
+    assert!(hit_ids(&json(home, &["search", "sweet", "--author", &other])).is_empty());
+    up.stop();
+}

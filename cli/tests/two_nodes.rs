@@ -318,3 +318,97 @@ fn a_damaged_store_is_said_repaired_and_refetched_from_a_peer() {
         );
     }
 }
+/// Issue 16 with the real binaries: bob comments on alice's post and mentions her by her
+/// author id; both are in `agora inbox` at alice's (with a running node and without), `agora
+/// inbox read` marks them read. Alice follows bob: `agora feed --following` shows his posts
+/// only, and none once she unfollows.
+#[test]
+fn the_inbox_and_follows_from_the_command_line() {
+    let alice = tempfile::tempdir().unwrap();
+    let bob = tempfile::tempdir().unwrap();
+    let (a, b) = (alice.path(), bob.path());
+    ok(a, &["init", "--name", "alice"]);
+    ok(b, &["init", "--name", "bob"]);
+    let alice_id = json(a, &["whoami"])["author"].as_str().unwrap().to_owned();
+    let bob_id = json(b, &["whoami"])["author"].as_str().unwrap().to_owned();
+    let a_up = Up::start(a, &[]);
+    let subwiki = ok(a, &["subwiki", "create", "Town"]).trim().to_owned();
+    let post = ok(
+        a,
+        &[
+            "post",
+            "new",
+            &subwiki,
+            "--title",
+            "Market day",
+            "--body",
+            "Sat.",
+        ],
+    );
+    let post = post.trim().to_owned();
+    let invite = ok(a, &["subwiki", "invite", &subwiki]);
+    let b_up = Up::start(b, &[]);
+    json(b, &["subwiki", "join", invite.trim()]);
+
+    ok(b, &["comment", &post, "I will bring apples"]);
+    let mention = format!("@{alice_id} has the stall plan");
+    let bobs = ok(
+        b,
+        &[
+            "post", "new", &subwiki, "--title", "Stalls", "--body", &mention,
+        ],
+    );
+    let bobs = bobs.trim().to_owned();
+    let inbox = until(a, &["inbox"], "bob's comment and mention", |v| {
+        let kinds: Vec<&str> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["kind"].as_str())
+            .collect();
+        kinds.contains(&"comment") && kinds.contains(&"mention")
+    });
+    assert_eq!(inbox["unread"], 2, "{inbox}");
+    assert_eq!(inbox["items"][0]["actor"]["id"], bob_id.as_str());
+    let shown = ok(a, &["inbox"]);
+    assert!(shown.starts_with("2 unread of 2\n"), "{shown}");
+    assert!(shown.contains("bob ("), "{shown}");
+    assert!(
+        shown.contains("commented on your post \"Market day\""),
+        "{shown}"
+    );
+    assert!(shown.contains("mentioned you \"Stalls\""), "{shown}");
+    assert!(shown.contains("I will bring apples"), "{shown}");
+    let first = inbox["items"][0]["id"].as_str().unwrap().to_owned();
+    let marked = json(a, &["inbox", "read", &first]);
+    assert_eq!(
+        (marked["marked"].clone(), marked["unread"].clone()),
+        (1.into(), 1.into())
+    );
+    fails(a, &["inbox", "read", "en_nothing"], 3);
+
+    // Follows: local, by id.
+    ok(a, &["follow", &bob_id]);
+    assert!(ok(a, &["following"]).contains(&bob_id));
+    let following = json(a, &["feed", "--following"]);
+    assert_eq!(titles(&following), vec!["Stalls"]);
+    assert_eq!(following[0]["id"], bobs.as_str());
+    ok(a, &["unfollow", &bob_id]);
+    assert_eq!(
+        titles(&json(a, &["feed", "--following"])),
+        Vec::<String>::new()
+    );
+    assert!(
+        ok(b, &["following"]).contains("no one"),
+        "nothing reached bob"
+    );
+
+    // Without a running node the inbox is the same, and all of it is marked read at once.
+    assert_eq!(b_up.stop(), Some(0));
+    assert_eq!(a_up.stop(), Some(0));
+    let offline = json(a, &["inbox"]);
+    assert_eq!(offline["total"], 2, "{offline}");
+    assert_eq!(offline["unread"], 1);
+    ok(a, &["inbox", "read", "--all"]);
+    assert!(ok(a, &["inbox", "--unread"]).starts_with("0 unread of 2\n"));
+}

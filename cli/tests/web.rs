@@ -544,6 +544,26 @@ fn two_people_use_agora_in_their_browsers() {
         "the comment came without a reload"
     );
 
+    // Alice's inbox badge counts Bob's edit and comment, without a reload; the inbox says what
+    // they are. Bob follows Alice from her post: it is in his "Following" feed.
+    let deadline = Instant::now() + GUARD;
+    while alice.js("return document.querySelector('[data-inbox-count]').textContent;") != json!("2")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the inbox badge does not count 2"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    alice.go(&format!("{}/inbox", origin(&a_up)));
+    alice.until_text("commented on your post", false);
+    alice.until_text("edited your post", false);
+    alice.screenshot("inbox");
+    bob.click("form.follow button");
+    bob.until_text("Unfollow", false);
+    bob.go(&format!("{}/feed?following=1", origin(&b_up)));
+    bob.until_text("Tomatoes in pots", false);
+
     // The subwiki page lists the members with their names: Bob edited and commented.
     alice.go(&format!(
         "{}/subwiki/{}",
@@ -585,6 +605,18 @@ fn two_people_use_agora_in_their_browsers() {
     alice.go(&format!("{}/node", origin(&a_up)));
     alice.until_text("Identity", false);
     alice.screenshot("node");
+
+    // Search from the box in the navigation: the post is found by words of its body, which
+    // its snippet marks.
+    alice.fill(".navsearch input", "water morning");
+    alice.press("\u{E007}");
+    alice.until_text("Tomatoes in pots", true);
+    assert!(alice.url().contains("/search?q=water"), "{}", alice.url());
+    assert_eq!(
+        alice.js("return [...document.querySelectorAll('.snippet mark')].map(m => m.innerText.toLowerCase());"),
+        json!(["water", "morning"])
+    );
+    alice.screenshot("search");
 
     // History: every version, and a revert to the first.
     alice.go(&format!("{}{post_path}/history", origin(&a_up)));
@@ -656,6 +688,9 @@ fn two_people_use_agora_in_their_browsers() {
         &format!("{post_path}/edit"),
         &format!("{post_path}/history"),
         "/node",
+        "/search?q=water&newest=1",
+        "/inbox",
+        "/feed?following=1",
     ];
     for (width, height) in [(1100, 900), (390, 844)] {
         alice.call(

@@ -9,7 +9,7 @@
 //!
 //! | kind | fields |
 //! |---|---|
-//! | post | `title` text, `body` text, `link` string (absent when none), `images` list of blob ids, `tags` list of strings |
+//! | post | `title` text, `body` text, `link` string (absent when none), `images` list of blob ids, `tags` list of strings, `card` map of strings (absent when none; see [`LinkCard`]) |
 //! | comment | `text` text |
 //! | profile | `name` text, `bio` text |
 //! | info | `name` text, `description` text |
@@ -56,6 +56,111 @@ pub struct PostContent {
     pub images: Vec<BlobHash>,
     /// Tags.
     pub tags: Vec<String>,
+    /// What the link points to, as the node that wrote the link fetched it once; shown only
+    /// while it is for the current link ([`PostContent::card_for_link`]).
+    pub card: Option<LinkCard>,
+}
+
+impl PostContent {
+    /// The link card, if there is one for the post's current link: a card made for another
+    /// URL (the link was edited since) is not shown.
+    pub fn card_for_link(&self) -> Option<&LinkCard> {
+        self.card
+            .as_ref()
+            .filter(|c| self.link.as_deref() == Some(c.url.as_str()))
+    }
+}
+
+/// A preview of a post's link: the page's title, description and site name, fetched once by
+/// the node of whoever wrote the link and stored in the post (readers never contact the site).
+/// Stored under the post's `card` key as a map of string scalars `url`, `title`, `description`
+/// and `site_name` (an empty field is absent). Every field is bounded and cleaned by
+/// [`LinkCard::new`], both when it is written and when it is read, whoever wrote it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct LinkCard {
+    /// The link the card was made for: it is shown only while the post's link is this.
+    pub url: String,
+    /// The page's title (`og:title`, else `<title>`).
+    pub title: String,
+    /// Its description (`og:description`, else `<meta name="description">`).
+    pub description: String,
+    /// The site's name (`og:site_name`).
+    pub site_name: String,
+}
+
+impl LinkCard {
+    /// The longest URL a card is kept for, in bytes.
+    pub const MAX_URL: usize = 2048;
+    /// The longest title kept, in bytes.
+    pub const MAX_TITLE: usize = 300;
+    /// The longest description kept, in bytes.
+    pub const MAX_DESCRIPTION: usize = 1000;
+    /// The longest site name kept, in bytes.
+    pub const MAX_SITE_NAME: usize = 100;
+
+    /// A card for `url`. The texts are cleaned (control and bidirectional formatting
+    /// characters removed, runs of white space made one space, trimmed) and cut on a character
+    /// boundary to their limits; the URL is kept as given, cut to [`LinkCard::MAX_URL`].
+    pub fn new(url: &str, title: &str, description: &str, site_name: &str) -> Self {
+        Self {
+            url: truncate(url, Self::MAX_URL).to_owned(),
+            title: clean(title, Self::MAX_TITLE),
+            description: clean(description, Self::MAX_DESCRIPTION),
+            site_name: clean(site_name, Self::MAX_SITE_NAME),
+        }
+    }
+
+    /// Whether it says nothing about the page.
+    pub fn is_empty(&self) -> bool {
+        self.title.is_empty() && self.description.is_empty() && self.site_name.is_empty()
+    }
+
+    fn text_bytes(&self) -> usize {
+        self.url.len() + self.title.len() + self.description.len() + self.site_name.len()
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
+}
+
+/// Text made safe to show on one line: no control or bidirectional formatting characters, white
+/// space collapsed, trimmed, at most `max` bytes (cut on a character boundary).
+fn clean(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max));
+    let mut space = false;
+    for c in s.chars() {
+        if c.is_whitespace() {
+            space = !out.is_empty();
+            continue;
+        }
+        let bidi = matches!(
+            c,
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        );
+        if c.is_control() || bidi {
+            continue;
+        }
+        let extra = c.len_utf8() + usize::from(space);
+        if out.len() + extra > max {
+            break;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The contents of a comment.
@@ -109,6 +214,8 @@ pub enum Field {
     Images,
     /// Post tags.
     Tags,
+    /// Post link card.
+    Card,
     /// Comment text.
     Text,
     /// Profile or info name.
@@ -128,6 +235,7 @@ impl Field {
             "link" => Field::Link,
             "images" => Field::Images,
             "tags" => Field::Tags,
+            "card" => Field::Card,
             "text" => Field::Text,
             "name" => Field::Name,
             "bio" => Field::Bio,
@@ -154,6 +262,7 @@ impl Content {
                     + p.link.as_ref().map_or(0, String::len)
                     + p.images.len() * 32
                     + p.tags.iter().map(String::len).sum::<usize>()
+                    + p.card.as_ref().map_or(0, LinkCard::text_bytes)
             }
             Content::Comment(c) => c.text.len(),
             Content::Profile(p) => p.name.len() + p.bio.len(),
@@ -195,6 +304,7 @@ impl Content {
                     .filter_map(|s| s.parse().ok())
                     .collect(),
                 tags: r.list("tags"),
+                card: r.card(),
             }),
             DocKind::Comment => Content::Comment(CommentContent {
                 text: r.text("text"),
@@ -220,7 +330,8 @@ impl Content {
                 write_string(doc, "link", p.link.as_deref())?;
                 let images: Vec<String> = p.images.iter().map(ToString::to_string).collect();
                 write_list(doc, "images", &images)?;
-                write_list(doc, "tags", &p.tags)
+                write_list(doc, "tags", &p.tags)?;
+                write_card(doc, p.card.as_ref())
             }
             Content::Comment(c) => write_text(doc, "text", &c.text),
             Content::Profile(p) => {
@@ -249,6 +360,7 @@ impl Content {
                 check(a.link != b.link, Field::Link);
                 check(a.images != b.images, Field::Images);
                 check(a.tags != b.tags, Field::Tags);
+                check(a.card != b.card, Field::Card);
             }
             (Content::Comment(a), Content::Comment(b)) => check(a.text != b.text, Field::Text),
             (Content::Profile(a), Content::Profile(b)) => {
@@ -292,10 +404,29 @@ impl<R: ReadDoc> Read<'_, R> {
     }
 
     fn string(&self, prop: &str) -> Option<String> {
-        match self.get(&ROOT, prop) {
+        self.string_in(&ROOT, prop)
+    }
+
+    fn string_in(&self, obj: &ObjId, prop: &str) -> Option<String> {
+        match self.get(obj, prop) {
             Some((Value::Scalar(s), _)) => s.as_str().map(str::to_owned),
             _ => None,
         }
+    }
+
+    /// The link card: a map with a string `url`; anything else reads as no card.
+    fn card(&self) -> Option<LinkCard> {
+        let Some((Value::Object(ObjType::Map), map)) = self.get(&ROOT, "card") else {
+            return None;
+        };
+        let url = self.string_in(&map, "url")?;
+        let field = |prop| self.string_in(&map, prop).unwrap_or_default();
+        Some(LinkCard::new(
+            &url,
+            &field("title"),
+            &field("description"),
+            &field("site_name"),
+        ))
     }
 
     fn list(&self, prop: &str) -> Vec<String> {
@@ -352,6 +483,49 @@ fn write_string<T: Transactable>(
         None if current.is_some() => doc.delete(&ROOT, prop),
         _ => Ok(()),
     }
+}
+
+fn write_card<T: Transactable>(doc: &mut T, new: Option<&LinkCard>) -> Result<(), AutomergeError> {
+    let current = doc.get(&ROOT, "card")?;
+    let Some(card) = new else {
+        if current.is_some() {
+            doc.delete(&ROOT, "card")?;
+        }
+        return Ok(());
+    };
+    let map = match current {
+        Some((Value::Object(ObjType::Map), id)) => id,
+        _ => doc.put_object(&ROOT, "card", ObjType::Map)?,
+    };
+    let fields = [
+        ("url", &card.url),
+        ("title", &card.title),
+        ("description", &card.description),
+        ("site_name", &card.site_name),
+    ];
+    for (prop, value) in fields {
+        let held = match doc.get(&map, prop)? {
+            Some((Value::Scalar(s), _)) => s.as_str().map(str::to_owned),
+            Some(_) => Some(String::new()),
+            None => None,
+        };
+        if value.is_empty() {
+            if held.is_some() {
+                doc.delete(&map, prop)?;
+            }
+        } else if held.as_deref() != Some(value.as_str()) {
+            doc.put(&map, prop, value.as_str())?;
+        }
+    }
+    // Keys the schema does not know are dropped, so a card holds nothing else.
+    let others: Vec<String> = doc
+        .keys(&map)
+        .filter(|k| !matches!(k.as_str(), "url" | "title" | "description" | "site_name"))
+        .collect();
+    for key in others {
+        doc.delete(&map, key.as_str())?;
+    }
+    Ok(())
 }
 
 fn write_list<T: Transactable>(

@@ -17,6 +17,8 @@ use std::fmt;
 use std::panic::catch_unwind;
 use std::sync::Arc;
 
+use automerge::legacy::{Key, ObjectId, Op, OpType};
+use automerge::{ObjType, ScalarValue};
 use ed25519_dalek::{Signature, VerifyingKey};
 use thiserror::Error;
 
@@ -587,6 +589,14 @@ pub enum EntryError {
     /// Agora never writes: one outside any text made every later edit of the document fail.
     #[error("the change contains an Automerge mark operation, which Agora documents do not use")]
     MarkOperation,
+    /// The change holds another operation that Agora never writes (an increment, a value that
+    /// is not a string, a string put where the schema has a text object, ...; see
+    /// `docs/protocol.md` §7): some of them made later edits of the document fail.
+    #[error("the change contains an operation Agora documents do not use: {what}")]
+    UnexpectedOperation {
+        /// The operation, in words.
+        what: String,
+    },
     /// A create-document entry whose change is not a first change.
     #[error("a document's first change must have sequence number 1 and no dependencies")]
     NotFirstChange,
@@ -746,32 +756,159 @@ fn check_change(author: &AuthorId, bytes: &[u8]) -> Result<automerge::Change, En
     if change.author().is_some() {
         return Err(EntryError::ChangeAuthorField);
     }
-    if has_mark_operation(&change)? {
+    let operations = operations(&change)?;
+    if operations
+        .iter()
+        .any(|op| matches!(op.action, OpType::MarkBegin(_) | OpType::MarkEnd(_)))
+    {
         return Err(EntryError::MarkOperation);
+    }
+    if let Some(what) = operations.iter().find_map(unexpected_operation) {
+        return Err(EntryError::UnexpectedOperation { what });
     }
     Ok(change)
 }
 
-/// Whether a change holds a mark operation (`MarkBegin` or `MarkEnd`), read from the change
-/// alone so that every replica decides it the same way in any order.
+/// The operations of a change, expanded.
 ///
-/// Automerge 0.12 applies a mark outside any text and then panics on every later text edit of
-/// the document (its mark index); Agora writes only maps, text and lists, never marks. Expanding
-/// the operations panics only when an operation names an actor index the change does not list
+/// Expanding panics only when an operation names an actor index the change does not list
 /// (`unwrap` in automerge's `ExpandedChange::from`; such a change can never be applied either):
 /// that is refused as malformed.
-fn has_mark_operation(change: &automerge::Change) -> Result<bool, EntryError> {
-    use automerge::legacy::OpType;
-    catch_unwind(|| {
-        change
-            .decode()
-            .operations
-            .iter()
-            .any(|op| matches!(op.action, OpType::MarkBegin(_) | OpType::MarkEnd(_)))
-    })
-    .map_err(|_| {
+fn operations(change: &automerge::Change) -> Result<Vec<Op>, EntryError> {
+    catch_unwind(|| change.decode().operations).map_err(|_| {
         EntryError::MalformedChange("an operation names an actor the change does not list".into())
     })
+}
+
+/// What a root key holds in every document kind that has it (`docs/protocol.md` §10).
+#[derive(Clone, Copy)]
+enum RootType {
+    /// A text object: `title`, `body`, `text`, `name`, `bio`, `description`.
+    Text,
+    /// A list of strings: `images`, `tags`.
+    List,
+    /// A map of strings: the post's link `card`.
+    Map,
+    /// A string scalar: `link`, and the informative `kind`.
+    String,
+}
+
+impl RootType {
+    /// The type of a root key, if the schema has the key. The kind of the document is not
+    /// known from a change entry (only from its create-document entry), so this is decided
+    /// from the key alone: no key has two types across kinds (`name` is text in profiles and
+    /// info pages alike), and the `card` map's own `title` and `description` are keys of that
+    /// map, not of the root.
+    fn of(key: &str) -> Option<RootType> {
+        Some(match key {
+            "title" | "body" | "text" | "name" | "bio" | "description" => RootType::Text,
+            "images" | "tags" => RootType::List,
+            "card" => RootType::Map,
+            "link" | "kind" => RootType::String,
+            _ => return None,
+        })
+    }
+
+    /// Whether a key of this type may hold an object of type `made`.
+    fn holds(self, made: ObjType) -> bool {
+        matches!(
+            (self, made),
+            (RootType::Text, ObjType::Text)
+                | (RootType::List, ObjType::List)
+                | (RootType::Map, ObjType::Map)
+        )
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            RootType::Text => "a text object",
+            RootType::List => "a list",
+            RootType::Map => "a map",
+            RootType::String => "a string",
+        }
+    }
+}
+
+/// Why an operation (not a mark, checked before) is one that Agora never writes, or `None` if
+/// Agora writes operations like it. Decided from the operation alone, so every replica decides
+/// it the same way in any order.
+///
+/// Agora's own changes ([`crate::Content::write`], and the `kind` put of a first change) hold
+/// only: objects made under a root key (text, list, or the card's map); strings put under a root
+/// key or a map key; strings inserted into a text (one character each) or a list; and deletes.
+/// A schema key of the root holds only its own type (no string put where the schema has text,
+/// no object made where it has a string). Everything else is refused: increments, counters and
+/// every scalar type but strings, table objects, objects made inside other objects, puts over an
+/// element of a list or text, inserts of anything but a string. Keys the schema does not have
+/// are left free (within the same operations), so that a field can be added to the schema
+/// without older nodes refusing the changes that write it.
+///
+/// Automerge 0.12 applies some changes outside this set and then fails on honest edits of the
+/// document: an increment inserted into a text made edits that replace the text's first
+/// characters panic, and a string holding an emoji put over the title's text object made some
+/// title edits fail with `InvalidIndex`.
+fn unexpected_operation(op: &Op) -> Option<String> {
+    let root_key = match (&op.obj, &op.key) {
+        (ObjectId::Root, Key::Map(key)) => Some((key.as_str(), RootType::of(key))),
+        _ => None,
+    };
+    let what = match &op.action {
+        OpType::Increment(_) => "an increment".into(),
+        OpType::Put(value) if !matches!(value, ScalarValue::Str(_)) => {
+            format!("a put of {}", scalar_name(value))
+        }
+        OpType::Make(ObjType::Table) => "a table object".into(),
+        _ if op.insert => match (&op.action, &op.key) {
+            (OpType::Put(_), Key::Seq(_)) => return None,
+            _ => "an insert of anything but a string into a list or text".into(),
+        },
+        OpType::Put(_) if matches!(op.key, Key::Seq(_)) => {
+            "a put over an element of a list or text".into()
+        }
+        OpType::Make(made) => match root_key {
+            None => "an object made anywhere but under a key of the root map".into(),
+            Some((key, Some(schema))) if !schema.holds(*made) => format!(
+                "{} made under the root key `{key}`, which holds {}",
+                object_name(*made),
+                schema.describe()
+            ),
+            Some(_) => return None,
+        },
+        OpType::Put(_) => match root_key {
+            Some((key, Some(schema))) if !matches!(schema, RootType::String) => format!(
+                "a string put under the root key `{key}`, which holds {}",
+                schema.describe()
+            ),
+            _ => return None,
+        },
+        OpType::Delete | OpType::MarkBegin(_) | OpType::MarkEnd(_) => return None,
+    };
+    Some(what)
+}
+
+/// The kind of an object, for an error message.
+fn object_name(made: ObjType) -> &'static str {
+    match made {
+        ObjType::Map | ObjType::Table => "a map",
+        ObjType::List => "a list",
+        ObjType::Text => "a text object",
+    }
+}
+
+/// The type of a scalar value, for an error message.
+fn scalar_name(value: &ScalarValue) -> &'static str {
+    match value {
+        ScalarValue::Bytes(_) => "bytes",
+        ScalarValue::Str(_) => "a string",
+        ScalarValue::Int(_) => "an integer",
+        ScalarValue::Uint(_) => "an unsigned integer",
+        ScalarValue::F64(_) => "a float",
+        ScalarValue::Counter(_) => "a counter",
+        ScalarValue::Timestamp(_) => "a timestamp",
+        ScalarValue::Boolean(_) => "a boolean",
+        ScalarValue::Unknown { .. } => "a value of an unknown type",
+        ScalarValue::Null => "null",
+    }
 }
 
 /// Reads back entries that this node validated before it stored them, each under its id, and

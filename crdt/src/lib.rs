@@ -42,7 +42,7 @@ pub mod version;
 pub use automerge::ChangeHash;
 pub use codec::DecodeError;
 pub use doc::{
-    CommentContent, Content, DocMeta, Field, InfoContent, MAX_CONTENT_BYTES, PostContent,
+    CommentContent, Content, DocMeta, Field, InfoContent, LinkCard, MAX_CONTENT_BYTES, PostContent,
     ProfileContent,
 };
 pub use entry::{

@@ -2377,3 +2377,106 @@ fn kind_name(kind: DocKind) -> &'static str {
         DocKind::Info => "info",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use automerge::legacy::{ElementId, Key, ObjectId, Op, OpId, OpType};
+
+    use super::*;
+
+    /// An edit that panics inside Automerge is refused with `Unprocessable`, signs nothing and
+    /// leaves the document as it was. The trigger, an increment inserted at the head of the
+    /// title text (edits that replace the title's first characters then hit an assertion of
+    /// Automerge's op set), is refused at validation (`EntryError::UnexpectedOperation`), and no
+    /// change that validation accepts is known to make an edit panic; so the increment is given
+    /// to the built document directly, past validation and ingest.
+    #[test]
+    fn an_edit_that_panics_inside_automerge_is_refused_as_unprocessable() {
+        let alice = AuthorKey::from_secret([1; 32], [1; 8]);
+        let mallory = AuthorKey::from_secret([3; 32], [3; 8]);
+        let t0 = 1_700_000_000_000;
+        let (mut replica, _) =
+            Replica::found(&alice, Timestamp(t0), "test", "", Policy::default()).unwrap();
+        let post = |title: &str| PostContent {
+            title: title.into(),
+            body: "Rust is a language.".into(),
+            ..PostContent::default()
+        };
+        let created = replica
+            .create_post(&alice, Timestamp(t0 + 1), post("Rust"))
+            .unwrap();
+        let doc = DocId::from(created.id());
+        let first = created.change().unwrap().decode();
+        let title = first
+            .operations
+            .iter()
+            .zip(u64::from(first.start_op)..)
+            .find(|(op, _)| {
+                matches!(op.action, OpType::Make(_)) && op.key == Key::Map("title".into())
+            })
+            .map(|(_, counter)| OpId(counter, first.actor_id.clone()))
+            .unwrap();
+        let increment = automerge::ExpandedChange {
+            operations: vec![Op {
+                action: OpType::Increment(1),
+                obj: ObjectId::Id(title),
+                key: Key::Seq(ElementId::Head),
+                pred: Vec::new().into(),
+                insert: true,
+            }],
+            actor_id: mallory.actor(),
+            hash: None,
+            seq: 1,
+            start_op: std::num::NonZeroU64::new(created.change().unwrap().max_op() + 1).unwrap(),
+            time: 0,
+            message: None,
+            deps: replica.heads(&doc).unwrap(),
+            extra_bytes: Vec::new(),
+            author: None,
+        };
+        let increment = Change::from(increment);
+        let signed = Entry::sign(
+            &mallory,
+            Some(replica.id()),
+            Timestamp(t0 + 2),
+            Payload::Change(DocChange {
+                doc,
+                change: increment.raw_bytes().to_vec(),
+            }),
+        );
+        assert!(
+            matches!(signed, Err(EntryError::UnexpectedOperation { .. })),
+            "{signed:?}"
+        );
+        lock(&replica.cache)
+            .get(&doc)
+            .expect("the document is built")
+            .doc
+            .apply_changes([increment])
+            .unwrap();
+        let before = replica.content(&doc).unwrap();
+        let held = replica.len();
+
+        let edit = replica.edit_post(
+            &alice,
+            Timestamp(t0 + 3),
+            doc,
+            &Base::Latest,
+            post("Edited."),
+        );
+        assert!(
+            matches!(edit, Err(LocalError::Unprocessable { doc: d }) if d == doc),
+            "{edit:?}"
+        );
+        let message = edit.unwrap_err().to_string();
+        assert!(message.contains("cannot process"), "{message}");
+        assert_eq!(replica.len(), held, "a failed edit signs nothing");
+        assert_eq!(
+            replica.content(&doc).unwrap(),
+            before,
+            "and changes nothing"
+        );
+    }
+}

@@ -243,6 +243,7 @@ fn sign_raw(key: &AuthorKey, body: &[u8]) -> Vec<u8> {
 
 #[test]
 fn a_change_to_someone_elses_owner_document_is_refused() {
+    use automerge::transaction::Transactable;
     let mut w = world();
     // Bob edits Alice's comment on his own device; the entry is valid on its own...
     let mut bobs = fresh(&w.replica);
@@ -263,8 +264,10 @@ fn a_change_to_someone_elses_owner_document_is_refused() {
     // ...so build it by hand, as a hostile node would, and offer it.
     let mut doc = automerge::Automerge::new().with_actor(w.bob.actor());
     let mut tx = doc.transaction();
-    automerge::transaction::Transactable::put(&mut tx, automerge::ROOT, "text", "vandalised")
+    let text = tx
+        .put_object(automerge::ROOT, "text", automerge::ObjType::Text)
         .unwrap();
+    tx.splice_text(&text, 0, 0, "vandalised").unwrap();
     tx.commit();
     let change = doc.get_last_local_change().unwrap();
     let entry = Entry::sign(
@@ -326,9 +329,9 @@ fn an_entry_over_the_size_limit_is_refused() {
     ));
 }
 
-/// A real first Automerge change by `key` of exactly `len` bytes: one string put whose text
-/// is sized to make up the rest. Near the limits every length prefix in the change keeps its
-/// width, so the size follows the text byte for byte.
+/// A real first Automerge change by `key` of exactly `len` bytes: one string put (a post's
+/// link) whose text is sized to make up the rest. Near the limits every length prefix in the
+/// change keeps its width, so the size follows the text byte for byte.
 fn change_of_len(key: &AuthorKey, len: usize) -> Vec<u8> {
     let make = |text_len: usize| {
         let mut doc = automerge::Automerge::new().with_actor(key.actor());
@@ -336,7 +339,7 @@ fn change_of_len(key: &AuthorKey, len: usize) -> Vec<u8> {
         automerge::transaction::Transactable::put(
             &mut tx,
             automerge::ROOT,
-            "text",
+            "link",
             "x".repeat(text_len),
         )
         .unwrap();
@@ -763,5 +766,174 @@ fn a_change_with_a_mark_operation_is_refused() {
             ),
             "{case}: refused when read back from storage too"
         );
+    }
+}
+
+/// The payload of a change by Bob to the post holding only `op`, on top of the post's current
+/// heads (not signed, so not validated).
+fn one_op_change(w: &World, op: automerge::legacy::Op) -> Payload {
+    let saved = w.replica.save_document(&w.post).unwrap();
+    let max_op = automerge::Automerge::load(&saved)
+        .unwrap()
+        .get_changes(&[])
+        .iter()
+        .map(automerge::Change::max_op)
+        .max()
+        .unwrap();
+    let change = automerge::ExpandedChange {
+        operations: vec![op],
+        actor_id: w.bob.actor(),
+        hash: None,
+        seq: 1,
+        start_op: std::num::NonZeroU64::new(max_op + 1).unwrap(),
+        time: Timestamp(T0 + 5).as_secs(),
+        message: None,
+        deps: w.replica.heads(&w.post).unwrap(),
+        extra_bytes: Vec::new(),
+        author: None,
+    };
+    Payload::Change(DocChange {
+        doc: w.post,
+        change: automerge::Change::from(change).raw_bytes().to_vec(),
+    })
+}
+
+/// A change holding an operation that Agora never writes is refused, decided from the change
+/// alone, whether signed here, forged, or read back from storage: an increment inserted into
+/// the title text (once applied, edits replacing the title's first characters panicked inside
+/// Automerge), a counter, a string put over the title's text object (some title edits then
+/// failed with `InvalidIndex`), a string put over a character of the title, and a list made
+/// where the schema has text. Strings put under a key the schema does not have, or inserted
+/// into the title, are what Agora writes and pass.
+#[test]
+fn a_change_with_an_operation_agora_does_not_write_is_refused() {
+    use automerge::ScalarValue;
+    use automerge::legacy::{ElementId, Key, ObjectId, Op, OpId, OpType};
+    let mut w = world();
+    // The title's text object and its first character, from the post's first change.
+    let created = w.replica.entry(&w.post.into()).unwrap().clone();
+    let first = created.change().unwrap().decode();
+    let op_id = |i: usize| OpId(u64::from(first.start_op) + i as u64, first.actor_id.clone());
+    let made = first
+        .operations
+        .iter()
+        .position(|op| matches!(op.action, OpType::Make(_)) && op.key == Key::Map("title".into()))
+        .unwrap();
+    let title = op_id(made);
+    let first_char = first
+        .operations
+        .iter()
+        .position(|op| op.insert && op.obj == ObjectId::Id(title.clone()))
+        .map(op_id)
+        .unwrap();
+    let op = |action, obj, key, pred: Vec<OpId>, insert| Op {
+        action,
+        obj,
+        key,
+        pred: pred.into(),
+        insert,
+    };
+    let refused = [
+        (
+            op(
+                OpType::Increment(1),
+                ObjectId::Id(title.clone()),
+                Key::Seq(ElementId::Head),
+                vec![],
+                true,
+            ),
+            "an increment",
+        ),
+        (
+            op(
+                OpType::Put(ScalarValue::counter(0)),
+                ObjectId::Root,
+                Key::Map("votes".into()),
+                vec![],
+                false,
+            ),
+            "a put of a counter",
+        ),
+        (
+            op(
+                OpType::Put(ScalarValue::Str("🙂".into())),
+                ObjectId::Root,
+                Key::Map("title".into()),
+                vec![title.clone()],
+                false,
+            ),
+            "a string put under the root key `title`, which holds a text object",
+        ),
+        (
+            op(
+                OpType::Put(ScalarValue::Str("🙂".into())),
+                ObjectId::Id(title.clone()),
+                Key::Seq(ElementId::Id(first_char.clone())),
+                vec![first_char],
+                false,
+            ),
+            "a put over an element of a list or text",
+        ),
+        (
+            op(
+                OpType::Make(automerge::ObjType::List),
+                ObjectId::Root,
+                Key::Map("body".into()),
+                vec![],
+                false,
+            ),
+            "a list made under the root key `body`, which holds a text object",
+        ),
+    ];
+    for (op, what) in refused {
+        let error = EntryError::UnexpectedOperation { what: what.into() };
+        let payload = one_op_change(&w, op);
+        let signed = Entry::sign(
+            &w.bob,
+            Some(w.replica.id()),
+            Timestamp(T0 + 5),
+            payload.clone(),
+        );
+        assert_eq!(signed.err(), Some(error.clone()), "{what}");
+        let body = Body {
+            subwiki: Some(w.replica.id()),
+            author: w.bob.id(),
+            timestamp: Timestamp(T0 + 5),
+            payload,
+        };
+        let forged = sign_raw(&w.bob, &body.encode());
+        assert_eq!(offer(&mut w.replica, &forged), format!("entry: {error:?}"));
+        let id = EntryId::from_bytes(*blake3::hash(&forged[..forged.len() - 64]).as_bytes());
+        assert_eq!(
+            reopen(&[(id, &forged)]).pop(),
+            Some(Err(error)),
+            "{what}: refused when read back from storage too"
+        );
+    }
+
+    let accepted = [
+        op(
+            OpType::Put(ScalarValue::Str("🙂".into())),
+            ObjectId::Root,
+            Key::Map("a-field-agora-may-add".into()),
+            vec![],
+            false,
+        ),
+        op(
+            OpType::Put(ScalarValue::Str("🙂".into())),
+            ObjectId::Id(title),
+            Key::Seq(ElementId::Head),
+            vec![],
+            true,
+        ),
+    ];
+    for op in accepted {
+        let signed = Entry::sign(
+            &w.bob,
+            Some(w.replica.id()),
+            Timestamp(T0 + 5),
+            one_op_change(&w, op),
+        );
+        assert!(signed.is_ok(), "{signed:?}");
     }
 }

@@ -43,6 +43,12 @@ pub struct Config {
     pub relay_via: Vec<Multiaddr>,
     /// Connection, memory and request-rate limits.
     pub limits: net::Limits,
+    /// Whether the node fetches a card for the links its owner posts (on by default), and
+    /// which addresses it may fetch from ([`crate::cards`]).
+    pub link_cards: crate::cards::LinkCards,
+    /// Keep the full-text search index up to date while running (on by default; a bootstrap
+    /// peer, which nobody searches, turns it off). See [`crate::search`].
+    pub search: bool,
     /// A Prometheus registry to record libp2p's and Agora's network metrics in (feature
     /// `metrics`); `None` records nothing.
     #[cfg(feature = "metrics")]
@@ -73,6 +79,8 @@ impl Config {
             relay_server: None,
             relay_via: Vec::new(),
             limits: net::Limits::default(),
+            link_cards: crate::cards::LinkCards::default(),
+            search: true,
             #[cfg(feature = "metrics")]
             metrics: None,
         }

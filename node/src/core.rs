@@ -300,6 +300,15 @@ impl Core {
         lock(&self.replicas).entry(subwiki).or_default().clone()
     }
 
+    /// Runs `f` holding the subwiki's lock, without loading its replica: no entry of the
+    /// subwiki is written meanwhile, and every write before has been broadcast ([`Stored`]).
+    /// The search index checks its count of a subwiki's entries this way.
+    pub(crate) fn holding<T>(&self, subwiki: SubwikiId, f: impl FnOnce() -> T) -> T {
+        let slot = self.slot(subwiki);
+        let _guard = lock(&slot);
+        f()
+    }
+
     /// Founds a subwiki, stores its genesis entry, joins it and keeps its replica.
     pub(crate) fn found(
         &self,

@@ -33,6 +33,9 @@ pub enum NodeError {
     /// Bytes given as an image are not a PNG, JPEG, GIF or WebP.
     #[error("not an image: a post's images may be PNG, JPEG, GIF or WebP")]
     NotAnImage,
+    /// A search could not be run (see [`crate::search`]).
+    #[error(transparent)]
+    Search(#[from] crate::search::SearchError),
     /// The network task could not be started or has stopped.
     #[error("network: {0}")]
     Network(String),

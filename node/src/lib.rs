@@ -5,6 +5,8 @@
 //!    ([`Node::open_offline`]) or started with networking from a [`Config`] (`config.rs`);
 //!    every failure is a [`NodeError`] (`error.rs`). The local HTTP API of a running node
 //!    ([`http`]: typed operations on axum, behind a guard against browsers and strangers) serves this handle to the command line and the web UI.
+//!    When the owner posts a link, the handle fetches the page once in the background for the
+//!    card stored in the post ([`cards`]); readers' nodes never contact the site.
 //! 2. **The core** (`core.rs`, crate-private): the store, the subwikis' replicas and the
 //!    author key. The one path every entry takes, local or remote: validated, checked by its
 //!    replica, made durable, then its derived views written and watchers woken.
@@ -17,7 +19,10 @@
 //! 5. **Derived data**: rendered posts for the feed (`view.rs`) and each subwiki's moderation
 //!    summary with the owner's personal overrides (`moderation.rs`, giving [`PostStatus`]),
 //!    kept in the store so a page needs no replay; damaged or outdated ones are rendered
-//!    again.
+//!    again. The owner's [`inbox`] (what concerns them, kept by a task that follows the
+//!    writes) and the authors they follow (`follow.rs`) are derived and kept in the home.
+//!    So is the full-text [`search`] index (tantivy), updated by a task that follows the
+//!    writes and checked against the store's counts at each start.
 //! 6. **Storage**, [`store`]: the [`store::Store`] trait with its sled (on disk, the default)
 //!    and in-memory implementations, and the indexes derived from the entries; export files
 //!    (`export.rs`).
@@ -49,16 +54,20 @@
 
 #![deny(missing_docs)]
 
+pub mod cards;
 mod config;
 mod core;
 mod error;
 pub mod export;
+mod follow;
 pub mod home;
 pub mod http;
+pub mod inbox;
 mod moderation;
 pub mod net;
 mod node;
 pub mod proto;
+pub mod search;
 pub mod store;
 mod view;
 
@@ -68,3 +77,4 @@ pub use error::NodeError;
 pub use moderation::PostStatus;
 pub use net::PeerInfo;
 pub use node::{IMPORT_CHUNK, MemberView, Node, SubwikiInfo};
+pub use search::{AuthorFilter, SearchError, SearchHit, SearchQuery, Snippet};

@@ -61,6 +61,14 @@ pub struct Node {
     peer_id: PeerId,
     /// The web UI's sessions (in memory: a restart asks for a new login link).
     sessions: Arc<crate::http::ui::Sessions>,
+    /// Link card fetches (`cards.rs`); `None` when off, and on a node opened offline.
+    pub(crate) cards: Option<Arc<crate::cards::Fetcher>>,
+    /// The owner's inbox (`inbox.rs`), derived from the entries.
+    inbox: Arc<crate::inbox::Inbox>,
+    /// The authors the owner follows (`follow.rs`).
+    follows: Arc<crate::follow::Follows>,
+    /// The full-text search index (`search.rs`), derived from the entries.
+    search: Arc<crate::search::SearchIndex>,
 }
 
 impl std::fmt::Debug for Node {
@@ -98,9 +106,16 @@ impl Node {
         config: &Config,
     ) -> Result<Self, NodeError> {
         let mut node = Self::from_parts(store, identity, Some(&config.home), None);
+        node.cards = crate::cards::Fetcher::new(config.link_cards);
         let sender = net::spawn(node.core.clone(), config).await?;
         node.net = Some(sender);
         node.warm_up();
+        crate::inbox::spawn(&node.core, &node.inbox);
+        if config.search {
+            node.search.start(Arc::downgrade(&node.core));
+        } else {
+            node.search.turn_off();
+        }
         Ok(node)
     }
 
@@ -136,12 +151,39 @@ impl Node {
         net: Option<mpsc::Sender<Command>>,
     ) -> Self {
         let peer_id = identity.node.public().to_peer_id();
+        let core = Arc::new(Core::new(store, identity, home));
+        let search = crate::search::SearchIndex::new(
+            home.map(|h| h.join("search")),
+            core.subscribe_stored(),
+        );
         Self {
-            core: Arc::new(Core::new(store, identity, home)),
+            core,
+            search: Arc::new(search),
             net,
             peer_id,
             sessions: Arc::default(),
+            cards: None,
+            inbox: Arc::new(crate::inbox::Inbox::new(home)),
+            follows: Arc::new(crate::follow::Follows::new(home)),
         }
+    }
+
+    /// The core, for what is derived beside the handle (`inbox.rs`, `follow.rs`).
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    pub(crate) fn inbox_state(&self) -> &crate::inbox::Inbox {
+        &self.inbox
+    }
+
+    pub(crate) fn follows(&self) -> &crate::follow::Follows {
+        &self.follows
+    }
+
+    /// The search index (`search.rs`, which adds the search methods).
+    pub(crate) fn search_index(&self) -> &crate::search::SearchIndex {
+        &self.search
     }
 
     /// The web UI's sessions and login links.
@@ -262,16 +304,21 @@ impl Node {
         Ok(out)
     }
 
-    /// Creates a post and returns its id.
+    /// Creates a post and returns its id. A link card not for `post.link` is dropped; with a
+    /// link and no card, a running node fetches one in the background ([`crate::cards`]).
     pub async fn create_post(
         &self,
         subwiki: SubwikiId,
-        post: PostContent,
+        mut post: PostContent,
     ) -> Result<DocId, NodeError> {
+        let card_for = crate::cards::wanted(&mut post);
         let entry = self
             .local(subwiki, |r, key, t| r.create_post(key, t, post).map(Some))?
             .ok_or(NodeError::UnknownSubwiki(subwiki))?;
         self.publish(subwiki, &entry).await;
+        if let Some(link) = card_for {
+            self.fetch_card_later(entry.id().into(), entry.id(), link);
+        }
         Ok(entry.id().into())
     }
 
@@ -279,16 +326,21 @@ impl Node {
     /// writer saw (an editor passes the [`agora_crdt::PostView`]'s `version` it showed), and
     /// then merged with whatever arrived since, so a save never undoes an edit it did not see.
     /// Returns the entry carrying the change, or `None` if the base already read `post`.
+    /// Link cards as in [`Node::create_post`].
     pub async fn edit_post(
         &self,
         id: DocId,
         base: Base,
-        post: PostContent,
+        mut post: PostContent,
     ) -> Result<Option<EntryId>, NodeError> {
         let subwiki = self.core.subwiki_of(&id)?;
+        let card_for = crate::cards::wanted(&mut post);
         let entry = self.local(subwiki, |r, key, t| r.edit_post(key, t, id, &base, post))?;
         if let Some(entry) = &entry {
             self.publish(subwiki, entry).await;
+            if let Some(link) = card_for {
+                self.fetch_card_later(id, entry.id(), link);
+            }
         }
         Ok(entry.map(|e| e.id()))
     }
@@ -807,6 +859,8 @@ impl Node {
     /// Stops the network task cleanly; everything acknowledged is already durable.
     pub async fn shutdown(&self) {
         let _ = self.ask(Command::Shutdown).await;
+        // The search index commits what it holds (or notes it for the next start).
+        self.search.shut_down(&self.core).await;
     }
 }
 

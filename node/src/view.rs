@@ -2,25 +2,26 @@
 //! that a feed page needs no replay of its subwiki. Derived data: a view that does not decode
 //! is simply rendered again from the entries.
 //!
-//! Layout (all integers big-endian, strings and byte lists with a u32 length): format byte 2,
+//! Layout (all integers big-endian, strings and byte lists with a u32 length): format byte 3,
 //! subwiki, post id, creator, created at, title, body, link (0 or 1 then string), images (count
-//! then 32-byte hashes), tags (count then strings), author name (0 or 1 then string), edits,
-//! editors (count then 32-byte ids), comments, updated at, the version read (count then
-//! 32-byte entry ids). Format 1 had no version; such a view no longer decodes and is rendered
-//! again.
+//! then 32-byte hashes), tags (count then strings), link card (0, or 1 then url, title,
+//! description and site name as strings), author name (0 or 1 then string), edits, editors
+//! (count then 32-byte ids), comments, updated at, the version read (count then 32-byte entry
+//! ids). Format 1 had no version and format 2 no card; such views no longer decode and are
+//! rendered again.
 
 use std::collections::BTreeSet;
 
 use agora_crdt::{
-    AuthorId, BlobHash, DocId, DocKind, DocMeta, EntryId, PostContent, PostView, SubwikiId,
-    Timestamp, Version,
+    AuthorId, BlobHash, DocId, DocKind, DocMeta, EntryId, LinkCard, PostContent, PostView,
+    SubwikiId, Timestamp, Version,
 };
 
 use crate::core::FeedItem;
 
 /// The format of a stored view: bumped whenever the layout changes, so older views are
 /// rendered again instead of read wrongly.
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
 /// No list in a view is longer than this (a guard against a damaged record).
 const MAX_ITEMS: usize = 1 << 16;
 
@@ -115,6 +116,15 @@ pub(crate) fn encode(item: &FeedItem) -> Vec<u8> {
     for tag in &p.content.tags {
         out.str(tag);
     }
+    match &p.content.card {
+        None => out.0.push(0),
+        Some(card) => {
+            out.0.push(1);
+            for field in [&card.url, &card.title, &card.description, &card.site_name] {
+                out.str(field);
+            }
+        }
+    }
     out.opt_str(p.author_name.as_deref());
     out.u64(p.edits as u64);
     out.len(p.editors.len());
@@ -144,6 +154,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<FeedItem> {
         link: r.opt_str()?,
         images: r.list(|r| r.id().map(BlobHash::from_bytes))?,
         tags: r.list(In::str)?,
+        card: match r.u8()? {
+            0 => None,
+            1 => Some(LinkCard::new(&r.str()?, &r.str()?, &r.str()?, &r.str()?)),
+            _ => return None,
+        },
     };
     let author_name = r.opt_str()?;
     let edits = usize::try_from(r.u64()?).ok()?;
@@ -201,6 +216,7 @@ mod tests {
                     link: Some("https://example.org".into()),
                     images: vec![BlobHash::from_bytes([4; 32])],
                     tags: vec!["x".into(), "y".into()],
+                    card: Some(LinkCard::new("https://example.org", "T", "D", "")),
                 },
                 author_name: Some("Ann".into()),
                 edits: 3,
@@ -218,9 +234,12 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(decode(&longer), None);
-        // A view in the previous format (no version) is not read.
+        // A view in a previous format (no version, no card) is not read.
         let mut old = bytes[..bytes.len() - (4 + 2 * 32)].to_vec();
         old[0] = 1;
+        assert_eq!(decode(&old), None);
+        let mut old = bytes.clone();
+        old[0] = 2;
         assert_eq!(decode(&old), None);
     }
 }

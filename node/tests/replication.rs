@@ -8,6 +8,8 @@
 )]
 
 mod support;
+#[path = "replication/cards.rs"]
+mod cards;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -543,4 +545,206 @@ fn png(len: u32) -> Vec<u8> {
     let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
     bytes.extend((8..len).map(|i| (i % 251) as u8));
     bytes
+}
+/// The inbox and follows across two real nodes (issue 16): B's comment on A's post and B's
+/// mention of A by A's author id reach A's inbox; B taking A's display name and "mentioning"
+/// A by that name, by A's fingerprint or by an id that is not A's gives A nothing. A's inbox
+/// and what A read survive a restart. A follows B: B's posts are in A's following feed, and
+/// leave it when A unfollows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_gets_comments_and_true_mentions_and_follows_stay_local() {
+    use agora_crdt::ProfileContent;
+    use agora_node::inbox::{Kind, mention};
+
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), vec![]).await;
+    let a_addr = addr(&a).await;
+    let subwiki = a
+        .create_subwiki("town", "", Policy::default())
+        .await
+        .unwrap();
+    let name = |n: &str| ProfileContent {
+        name: n.into(),
+        bio: String::new(),
+    };
+    a.set_profile(subwiki, name("alice")).await.unwrap();
+    let mine = a
+        .create_post(subwiki, post("My post", "hello"))
+        .await
+        .unwrap();
+    let b = start(dirs[1].path(), vec![]).await;
+    b.join(subwiki, vec![a_addr.clone()]).await.unwrap();
+    until(&b, "B has A's post", |n| n.post(mine).is_ok()).await;
+
+    let has = |n: &Node, kind: Kind, doc: DocId| {
+        n.inbox(false, 1000)
+            .unwrap()
+            .items
+            .iter()
+            .any(|(i, _)| i.kind == kind && i.doc == Some(doc))
+    };
+    let comment = b.comment(mine, None, "nice post").await.unwrap();
+    let asking = format!("{} knows about this", mention(&a.author()));
+    let mentioning = b
+        .create_post(subwiki, post("Ask her", &asking))
+        .await
+        .unwrap();
+    until(&a, "B's comment and mention in A's inbox", |n| {
+        has(n, Kind::Comment, comment) && has(n, Kind::Mention, mentioning)
+    })
+    .await;
+
+    // A look-alike: B takes A's name and names A without A's key.
+    b.set_profile(subwiki, name("alice")).await.unwrap();
+    let fp = a.author().fingerprint();
+    let mut other_id = a.author().to_string();
+    let flipped = if other_id.as_bytes()[10] == b'0' {
+        "1"
+    } else {
+        "0"
+    };
+    other_id.replace_range(10..11, flipped);
+    let fake_text = format!("@alice says hi. @alice~{fp} @au_{fp} @{other_id}");
+    let fake = b
+        .create_post(subwiki, post("alice here", &fake_text))
+        .await
+        .unwrap();
+    until(&a, "A holds the look-alike's post", |n| {
+        n.post(fake).is_ok()
+    })
+    .await;
+    // A write after it: once its item is in, the look-alike was looked at.
+    let later = b.comment(mine, None, "one more thing").await.unwrap();
+    until(&a, "B's second comment in A's inbox", |n| {
+        has(n, Kind::Comment, later)
+    })
+    .await;
+    let inbox = a.inbox(false, 1000).unwrap();
+    assert!(
+        !inbox.items.iter().any(|(i, _)| i.doc == Some(fake)),
+        "the look-alike reached the inbox: {inbox:#?}"
+    );
+    assert_eq!(inbox.total, 3, "{inbox:#?}");
+    assert_eq!(inbox.unread, 3);
+    let comment_item = agora_crdt::EntryId::from(comment).to_string();
+    assert_eq!(a.mark_read(Some(&comment_item)).unwrap(), Some(1));
+
+    // Follows are A's own: B's posts in A's following feed, then out of it.
+    assert!(a.following_feed(None, None, 10, false).unwrap().is_empty());
+    assert!(a.follow(b.author()).unwrap());
+    let followed: Vec<DocId> = a
+        .following_feed(None, None, 10, false)
+        .unwrap()
+        .iter()
+        .map(|(item, _)| item.post.meta.id)
+        .collect();
+    assert_eq!(followed, vec![fake, mentioning], "newest first, B's only");
+    assert!(a.unfollow(b.author()).unwrap());
+    assert!(a.following_feed(None, None, 10, false).unwrap().is_empty());
+    assert!(a.following().is_empty());
+    assert!(b.following().is_empty(), "nothing travelled to B");
+
+    // A restart keeps the inbox and what was read.
+    a.shutdown().await;
+    drop(a);
+    let a = start(dirs[0].path(), vec![]).await;
+    // Items written less than a second before the stop are derived again at the start.
+    until(&a, "A's inbox after the restart", |n| {
+        n.inbox(false, 1000).unwrap().total == 3
+    })
+    .await;
+    assert_eq!(a.inbox(false, 1000).unwrap().unread, 2);
+    for node in [&a, &b] {
+        node.shutdown().await;
+    }
+}
+
+/// Waits until `check` holds on `node`, re-checking whenever its search index has taken in a
+/// batch of writes.
+async fn until_searched(node: &Node, what: &str, mut check: impl FnMut(&Node) -> bool) {
+    let mut batches = node.search_commits();
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while !check(node) {
+        match tokio::time::timeout_at(deadline, batches.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => panic!("the search index stopped while waiting for {what}"),
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+/// The posts a search of `node` finds, best first.
+fn found(node: &Node, text: &str, show_hidden: bool) -> Vec<DocId> {
+    let mut query = agora_node::SearchQuery::new(text);
+    query.show_hidden = show_hidden;
+    node.search(&query)
+        .map(|hits| hits.into_iter().map(|h| h.item.post.meta.id).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_written_on_one_node_is_found_by_a_word_of_its_body_on_another() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), vec![]).await;
+    let a_addr = addr(&a).await;
+    // The founder's hide vote is enough to hide a post.
+    let policy = Policy {
+        hide_quorum: 1,
+        ..Policy::default()
+    };
+    let subwiki = a.create_subwiki("herbs", "", policy).await.unwrap();
+    let basil = a
+        .create_post(
+            subwiki,
+            post(
+                "Basil",
+                "Pinch the flowering tops so the leaves stay sweet.",
+            ),
+        )
+        .await
+        .unwrap();
+    let spam = a
+        .create_post(
+            subwiki,
+            post("Cheap seeds", "Sweet deals on seeds, click here."),
+        )
+        .await
+        .unwrap();
+    a.vote_post(spam, agora_crdt::VoteValue::Hide, "spam")
+        .await
+        .unwrap();
+
+    let b = start(dirs[1].path(), vec![]).await;
+    b.join(subwiki, vec![a_addr]).await.unwrap();
+    until_searched(&b, "A's post found at B by a word of its body", |n| {
+        found(n, "flowering", false) == vec![basil]
+    })
+    .await;
+    // The hidden post is in B's index, and found only when asked for.
+    until(&b, "the hide vote at B", |n| {
+        n.post_status(spam).is_ok_and(|s| s.hidden.is_some())
+    })
+    .await;
+    until_searched(&b, "the hidden post indexed at B", |n| {
+        found(n, "seeds", true) == vec![spam]
+    })
+    .await;
+    assert!(found(&b, "seeds", false).is_empty());
+    assert_eq!(found(&b, "sweet", false), vec![basil]);
+    let mut both = found(&b, "sweet", true);
+    both.sort();
+    let mut expected = vec![basil, spam];
+    expected.sort();
+    assert_eq!(both, expected);
+    // A post written on A later reaches B's index too (by gossip).
+    let mint = a
+        .create_post(subwiki, post("Mint", "Keep it in a pot: it spreads."))
+        .await
+        .unwrap();
+    until_searched(&b, "A's new post found at B", |n| {
+        found(n, "spreads", false) == vec![mint]
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
 }

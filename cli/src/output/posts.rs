@@ -54,6 +54,17 @@ impl Render for PostShow {
         if let Some(link) = &p.link {
             let _ = writeln!(out, "link: {}", line(link));
         }
+        if let Some(card) = &p.card {
+            for (label, text) in [
+                ("title", &card.title),
+                ("about", &card.description),
+                ("site", &card.site_name),
+            ] {
+                if !text.is_empty() {
+                    let _ = writeln!(out, "  {label}: {}", line(text));
+                }
+            }
+        }
         for image in &p.images {
             let _ = writeln!(out, "image: {image}");
         }
@@ -135,6 +146,9 @@ impl Render for Comment {
 impl Render for Feed {
     fn render(&self, posts: &Vec<FeedPost>) -> String {
         let now = now();
+        if posts.is_empty() && self.following {
+            return "No posts from the people you follow (agora following lists them).\n".into();
+        }
         if posts.is_empty() {
             return "No posts yet.\n".into();
         }

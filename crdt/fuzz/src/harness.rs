@@ -773,6 +773,7 @@ pub fn exercise_local_edits(replica: &mut Replica) {
                     link: Some("https://example.org/edited".into()),
                     images: vec![BlobHash::of(b"image")],
                     tags: vec!["edited".into()],
+                    card: None,
                 };
                 let read = replica.post(doc).map(|p| p.version);
                 let before = replica.content(doc);
@@ -861,6 +862,7 @@ fn build_seed_entries() -> Result<Vec<(&'static str, Entry)>, Box<dyn std::error
             link: Some("https://example.org/a".into()),
             images: vec![BlobHash::of(b"picture")],
             tags: vec!["rust".into(), "fuzz".into()],
+            card: None,
         },
     )?;
     let post_id = DocId::from(post.id());
@@ -880,6 +882,7 @@ fn build_seed_entries() -> Result<Vec<(&'static str, Entry)>, Box<dyn std::error
                 link: Some("https://example.org/a".into()),
                 images: vec![],
                 tags: vec!["rust".into(), "fuzz".into(), "founder".into()],
+                card: None,
             },
         )?
         .ok_or_else(missing)?;
@@ -895,6 +898,7 @@ fn build_seed_entries() -> Result<Vec<(&'static str, Entry)>, Box<dyn std::error
                 link: None,
                 images: vec![BlobHash::of(b"picture")],
                 tags: vec!["rust".into()],
+                card: None,
             },
         )?
         .ok_or_else(missing)?;
@@ -913,6 +917,7 @@ fn build_seed_entries() -> Result<Vec<(&'static str, Entry)>, Box<dyn std::error
                 link: Some("https://example.org/b".into()),
                 images: vec![],
                 tags: vec!["rust".into(), "merged".into()],
+                card: None,
             },
         )?
         .ok_or_else(missing)?;

@@ -4,7 +4,8 @@
 //! error to exit code 1 with its chain on one line of stderr (usage errors exit 2, from clap).
 //!
 //! - `rebuild-indexes --home DIR`: recomputes every index of the store from the entries, and
-//!   says what its manifest counts that it no longer holds (`missing`).
+//!   says what its manifest counts that it no longer holds (`missing`); then builds the search
+//!   index again from the posts (`search posts N`).
 //! - `write-stream --home DIR --count N`: writes N posts offline, printing `done <post id>`
 //!   after each is durable (the crash test kills it mid-stream).
 //! - `serve --home DIR ...`: runs a node, optionally founding or joining a subwiki, and waits
@@ -39,7 +40,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Recompute the store's indexes from the signed entries (removes damaged entries).
+    /// Recompute the store's indexes from the signed entries (removes damaged entries), then
+    /// the search index.
     RebuildIndexes {
         /// The node's home directory.
         #[arg(long)]
@@ -165,7 +167,13 @@ fn rebuild_indexes(home: &Path) -> Result<()> {
             d.subwiki, d.held, d.expected
         ))?;
     }
-    Ok(())
+    drop(store);
+    // The search index, derived from the posts: deleted and built again.
+    let node = Node::open_offline(home).with_context(|| format!("opening {}", home.display()))?;
+    let posts = node
+        .rebuild_search()
+        .with_context(|| format!("rebuilding the search index of {}", home.display()))?;
+    say(format_args!("search posts {posts}"))
 }
 
 fn post(title: String) -> PostContent {

@@ -125,7 +125,8 @@ impl From<NodeError> for ApiError {
             }
             NodeError::Local(LocalError::TooLarge { .. } | LocalError::EmptyVersion)
             | NodeError::Store(StoreError::BlobTooLarge { .. })
-            | NodeError::NotAnImage => ErrorKind::Usage,
+            | NodeError::NotAnImage
+            | NodeError::Search(crate::search::SearchError::Query(_)) => ErrorKind::Usage,
             _ => ErrorKind::Failed,
         };
         ApiError::new(kind, e.to_string())

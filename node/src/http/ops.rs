@@ -18,16 +18,20 @@ use crate::http::{ApiError, ErrorKind};
 use crate::{FeedItem, Node, PostStatus};
 
 pub mod archive;
+pub mod inbox;
 pub mod moderation;
 pub mod peers;
 pub mod posts;
+pub mod search;
 pub mod subwikis;
 mod text;
 
 pub use self::archive::*;
+pub use self::inbox::*;
 pub use self::moderation::*;
 pub use self::peers::*;
 pub use self::posts::*;
+pub use self::search::*;
 pub use self::subwikis::*;
 
 /// Every operation's route.
@@ -47,6 +51,12 @@ pub(crate) fn routes(router: Router<Node>) -> Router<Node> {
     let router = route::<PostExport>(router);
     let router = route::<Comment>(router);
     let router = route::<Feed>(router);
+    let router = route::<Search>(router);
+    let router = route::<Inbox>(router);
+    let router = route::<InboxRead>(router);
+    let router = route::<Follow>(router);
+    let router = route::<Unfollow>(router);
+    let router = route::<Following>(router);
     let router = route::<Vote>(router);
     let router = route::<Mute>(router);
     let router = route::<Unmute>(router);
@@ -160,6 +170,10 @@ pub struct Post {
     pub images: Vec<BlobHash>,
     /// Tags.
     pub tags: Vec<String>,
+    /// What the link points to (title, description, site name), if the post holds a card for
+    /// its current link.
+    #[serde(default)]
+    pub card: Option<agora_crdt::LinkCard>,
     /// Who created it.
     pub author: AuthorId,
     /// Their display name.
@@ -191,6 +205,7 @@ impl From<&FeedItem> for Post {
             link: p.content.link.clone(),
             images: p.content.images.clone(),
             tags: p.content.tags.clone(),
+            card: p.content.card_for_link().cloned(),
             author: p.meta.creator,
             author_name: p.author_name.clone(),
             author_fingerprint: p.meta.creator.fingerprint(),

@@ -24,6 +24,7 @@
 
 pub mod markdown;
 mod pages;
+mod search;
 pub mod session;
 
 use axum::Router;
@@ -46,7 +47,7 @@ pub const MAX_LIVE: usize = 64;
 
 /// The UI's routes (paths outside `/v1/`) but its live stream, for the API's router.
 pub(crate) fn routes(router: Router<Node>) -> Router<Node> {
-    pages::routes(router)
+    search::routes(pages::routes(router))
 }
 
 /// The UI's live stream, which stays open as long as a page does.

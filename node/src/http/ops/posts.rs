@@ -104,8 +104,7 @@ impl Operation for PostNew {
                     title: self.title,
                     body: self.body.unwrap_or_default(),
                     link,
-                    images: Vec::new(),
-                    tags: Vec::new(),
+                    ..PostContent::default()
                 },
                 &image.as_deref().into_iter().collect::<Vec<_>>(),
             )
@@ -319,6 +318,8 @@ pub enum FieldName {
     Images,
     /// Tags.
     Tags,
+    /// The link card.
+    Card,
     /// A comment's text.
     Text,
     /// A profile's name.
@@ -337,6 +338,7 @@ impl From<Field> for FieldName {
             Field::Link => Self::Link,
             Field::Images => Self::Images,
             Field::Tags => Self::Tags,
+            Field::Card => Self::Card,
             Field::Text => Self::Text,
             Field::Name => Self::Name,
             Field::Bio => Self::Bio,
@@ -506,6 +508,10 @@ pub struct Feed {
     #[arg(long, value_parser = parser::<FeedCursor>("cursor"))]
     #[serde(default)]
     pub before: Option<FeedCursor>,
+    /// Only the posts of the authors you follow (`agora follow`), still newest first.
+    #[arg(long)]
+    #[serde(default)]
+    pub following: bool,
 }
 
 fn default_page() -> usize {
@@ -535,7 +541,11 @@ impl Operation for Feed {
             Subwiki::of(node, id)?;
         }
         let limit = check_within("limit", self.limit, &(1..=MAX_PAGE))?;
-        let items = node.feed_page(self.subwiki, self.before, limit, self.show_hidden)?;
+        let items = if self.following {
+            node.following_feed(self.subwiki, self.before, limit, self.show_hidden)?
+        } else {
+            node.feed_page(self.subwiki, self.before, limit, self.show_hidden)?
+        };
         let names: HashMap<SubwikiId, String> = node
             .subwikis()?
             .into_iter()

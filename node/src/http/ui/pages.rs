@@ -24,6 +24,8 @@ use tokio::sync::Semaphore;
 
 use super::markdown;
 use super::session::{COOKIE, same_secret};
+
+mod inbox;
 use crate::Node;
 use crate::core::now;
 use crate::http::ops::{
@@ -40,7 +42,7 @@ use crate::store::MAX_BLOB_BYTES;
 const PAGE: usize = 20;
 
 pub(super) fn routes(router: Router<Node>) -> Router<Node> {
-    router
+    inbox::routes(router)
         .route("/", get(home))
         .route("/login", get(login))
         .route("/feed", get(feed))
@@ -140,7 +142,7 @@ fn message(status: StatusCode, title: &str, text: &str) -> Response {
     (status, render(&page)).into_response()
 }
 
-fn render(page: &impl Template) -> Response {
+pub(super) fn render(page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => (
@@ -152,7 +154,7 @@ fn render(page: &impl Template) -> Response {
 }
 
 /// An API error as a page.
-fn failed(e: impl Into<ApiError>) -> Response {
+pub(super) fn failed(e: impl Into<ApiError>) -> Response {
     let e: ApiError = e.into();
     message(e.kind.status(), "Something went wrong", &e.message)
 }
@@ -167,13 +169,13 @@ fn see(path: String) -> Response {
 /// A time as the page shows it: relative, with the exact time for the script to localise.
 pub(super) struct When {
     /// `2026-12-03T10:00:00Z`.
-    iso: String,
+    pub(super) iso: String,
     /// `5 min ago`.
-    ago: String,
+    pub(super) ago: String,
 }
 
 impl When {
-    fn of(t: Timestamp) -> Self {
+    pub(super) fn of(t: Timestamp) -> Self {
         Self {
             iso: iso(t),
             ago: ago(t, now()),
@@ -310,6 +312,7 @@ struct FeedQuery {
     subwiki: Option<String>,
     hidden: Option<String>,
     before: Option<String>,
+    following: Option<String>,
 }
 
 #[derive(Template)]
@@ -321,6 +324,8 @@ struct FeedPage<'a> {
     subwiki: String,
     subwikis: Vec<(String, String)>,
     next: Option<String>,
+    /// The "following" tab: posts of the authors followed.
+    following: bool,
 }
 
 async fn feed(State(node): State<Node>, _viewer: Viewer, Query(q): Query<FeedQuery>) -> Response {
@@ -334,11 +339,13 @@ async fn feed(State(node): State<Node>, _viewer: Viewer, Query(q): Query<FeedQue
         .as_deref()
         .and_then(|b| FeedCursor::from_str(b).ok());
     let show_hidden = q.hidden.is_some_and(|h| h == "1" || h == "on");
+    let following = q.following.is_some_and(|f| f == "1" || f == "on");
     let request = Feed {
         subwiki,
         show_hidden,
         limit: PAGE,
         before,
+        following,
     };
     let posts = match request.run(&node).await {
         Ok(p) => p,
@@ -367,6 +374,7 @@ async fn feed(State(node): State<Node>, _viewer: Viewer, Query(q): Query<FeedQue
         subwiki: subwiki.map(|s| s.to_string()).unwrap_or_default(),
         subwikis,
         next,
+        following,
     })
 }
 
@@ -386,6 +394,8 @@ struct PostView<'a> {
     why: Vec<String>,
     merged: bool,
     images: Vec<String>,
+    /// Whether the owner follows the post's author; `None` for the owner's own post.
+    following: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -457,6 +467,8 @@ async fn post_page(
         .unwrap_or_else(|| "(no name)".into());
     let when = When::of(page.post.created_at);
     let title = page.post.title.clone();
+    let following =
+        (page.post.author != node.author()).then(|| node.is_following(&page.post.author));
     render(&PostView {
         title: &title,
         csrf: &viewer.csrf,
@@ -467,6 +479,7 @@ async fn post_page(
         why,
         merged: q.merged.is_some(),
         images,
+        following,
         page,
     })
 }
@@ -620,9 +633,10 @@ async fn edit_save(
         Ok(item) => item.post,
         Err(e) => return failed(e),
     };
-    // Images are those of the version the editor showed, with the one added, if any.
-    let images = match node.post_at(id, base.clone()) {
-        Ok(content) => content.images,
+    // Images (and the link card) are those of the version the editor showed, with the image
+    // added, if any.
+    let (images, card) = match node.post_at(id, base.clone()) {
+        Ok(content) => (content.images, content.card),
         Err(e) => return failed(e),
     };
     let link = match checked(&form.title, &form.link) {
@@ -636,6 +650,7 @@ async fn edit_save(
         link,
         images,
         tags: tags(&form.tags),
+        card,
     };
     let new_images = new_image(&form.image);
     match node
@@ -768,8 +783,8 @@ async fn new_save(State(node): State<Node>, viewer: Viewer, multipart: Multipart
         title: form.title,
         body: form.body,
         link,
-        images: Vec::new(),
         tags: tags(&form.tags),
+        ..PostContent::default()
     };
     let new_images = new_image(&form.image);
     match node

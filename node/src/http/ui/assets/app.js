@@ -42,6 +42,21 @@ async function refreshLive() {
   }
 }
 
+// The navigation's inbox badge: the node's count of unread items, read when the page loads and
+// whenever the node says something changed (never on a timer).
+async function refreshInbox() {
+  const badge = document.querySelector("[data-inbox-count]");
+  if (!badge) return;
+  try {
+    const response = await fetch("/inbox/count", { credentials: "same-origin" });
+    if (!response.ok) return;
+    const unread = parseInt(await response.text(), 10);
+    badge.textContent = unread > 0 ? String(unread) : "";
+    badge.hidden = !(unread > 0);
+    badge.title = unread > 0 ? unread + " unread" : "";
+  } catch (_) {}
+}
+
 // A browser gives a site six connections at a time over HTTP/1.1, and a live stream holds one for
 // as long as it is open. A page left behind (kept in the back-forward cache, or a tab in the
 // background) must not keep its stream, or a person who opens a few pages finds the next click
@@ -49,12 +64,12 @@ async function refreshLive() {
 // back it fetches what it missed.
 let events = null;
 function listen() {
-  if (events || !document.querySelector("[data-live]") || !window.EventSource) return;
+  if (events || !document.querySelector("[data-live], [data-inbox-count]") || !window.EventSource) return;
   events = new EventSource("/events");
   let timer = null;
   events.addEventListener("change", () => {
     clearTimeout(timer);
-    timer = setTimeout(refreshLive, 150);
+    timer = setTimeout(() => { refreshLive(); refreshInbox(); }, 150);
   });
 }
 
@@ -70,6 +85,7 @@ window.addEventListener("pageshow", (e) => {
   if (e.persisted) {
     listen();
     refreshLive();
+    refreshInbox();
   }
 });
 document.addEventListener("visibilitychange", () => {
@@ -78,6 +94,7 @@ document.addEventListener("visibilitychange", () => {
   } else if (!events) {
     listen();
     refreshLive();
+    refreshInbox();
   }
 });
 
@@ -98,5 +115,6 @@ function copyButtons() {
 document.addEventListener("DOMContentLoaded", () => {
   localiseTimes(document);
   copyButtons();
+  refreshInbox();
   listen();
 });
