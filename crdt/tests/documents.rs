@@ -8,9 +8,9 @@
     clippy::indexing_slicing
 )]
 
-mod support;
 #[path = "documents/link_card.rs"]
 mod link_card;
+mod support;
 
 use agora_crdt::{
     Base, ChangeStatus, Content, DocId, Entry, EntryId, FeedCursor, Field, LocalError, PostContent,

@@ -7,9 +7,9 @@
     clippy::indexing_slicing
 )]
 
-mod support;
 #[path = "replication/cards.rs"]
 mod cards;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
