@@ -83,7 +83,11 @@ fn ingest(rt: &tokio::runtime::Runtime, node: &Node, sw: &realistic::Subwiki) ->
     let started = Instant::now();
     for batch in sw.entries.chunks(BATCH) {
         let accepted = node.accept_from_peer(sw.id, batch.to_vec()).unwrap();
-        assert!(accepted.refused.is_empty(), "{:?}", accepted.refused.first());
+        assert!(
+            accepted.refused.is_empty(),
+            "{:?}",
+            accepted.refused.first()
+        );
     }
     started.elapsed()
 }

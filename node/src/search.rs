@@ -339,7 +339,7 @@ impl SearchIndex {
         self.busy.load(Ordering::Relaxed)
     }
 
-    /// A receiver bumped after every commit of the index.
+    /// A receiver bumped after every batch the indexer takes in.
     pub(crate) fn commits(&self) -> watch::Receiver<u64> {
         self.commits.subscribe()
     }

@@ -363,6 +363,7 @@ impl SearchIndex {
                 .or_default()
                 .extend(posts_of_comments(core, &docs)?);
         }
+        let mut done = 0usize;
         for (s, posts) in posts {
             for post in posts {
                 writer.delete_term(post_term(fields, &post));
@@ -370,6 +371,12 @@ impl SearchIndex {
                     Ok(()) => dirty = true,
                     Err(Stop::Asked) => {}
                     Err(Stop::Failed(e)) => return Err(e),
+                }
+                done += 1;
+                if done.is_multiple_of(DRAIN_EVERY) {
+                    // A large batch takes a while: what arrives meanwhile waits in `pending`,
+                    // not in the broadcast, which would lag.
+                    drain(rx, pending);
                 }
             }
         }

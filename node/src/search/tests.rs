@@ -436,3 +436,28 @@ async fn a_running_node_indexes_in_the_background_and_commits_at_shutdown() {
     );
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_search_off_keeps_no_index_and_follows_no_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let identity = Home::new(dir.path()).load_or_init().unwrap();
+    let mut config = Config::new(dir.path());
+    config.listen = Vec::new();
+    config.mdns = false;
+    config.search = false;
+    let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::default());
+    let node = Node::start_with(store, identity, &config).await.unwrap();
+    let s = node
+        .create_subwiki("s", "", Policy::default())
+        .await
+        .unwrap();
+    node.create_post(s, post("Quiet", "nobody searches here"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        node.search(&SearchQuery::new("quiet")),
+        Err(NodeError::Search(SearchError::Index(_)))
+    ));
+    node.shutdown().await;
+    assert!(!dir.path().join("search").exists(), "no index, no journal");
+}
