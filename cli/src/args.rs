@@ -100,6 +100,10 @@ pub enum Command {
     Vouch(ops::Vouch),
     /// Take back your vouch for a member.
     Revoke(ops::Revoke),
+    /// Redact a post or comment of a subwiki you founded or moderate, with a reason: every node
+    /// that counts you as its moderator deletes its content and shows in its place who
+    /// redacted it, when and why.
+    Redact(ops::Redact),
     /// Appoint or remove a moderator (the founder only).
     #[command(subcommand)]
     Moderator(ModeratorCommand),
@@ -120,6 +124,9 @@ pub enum Command {
     /// Move your author key to another device, protected by a passphrase.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Take back everything you wrote: `agora account retract --subwiki ID` (or `--all`).
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Print shell completions for the given shell.
     Completions {
         /// The shell.
@@ -164,7 +171,7 @@ pub enum SubwikiCommand {
     Create(ops::SubwikiCreate),
     /// Join a subwiki by id or by an invite from `agora subwiki invite`, and catch up.
     Join(ops::SubwikiJoin),
-    /// Stop replicating a subwiki.
+    /// Stop replicating a subwiki; with --purge, also delete everything of it from this home.
     Leave(ops::SubwikiLeave),
     /// The subwikis kept on this node.
     List(ops::SubwikiList),
@@ -232,6 +239,17 @@ pub enum PostCommand {
     Revert(ops::PostRevert),
     /// Write the post as a standard Automerge file, which any Automerge implementation opens.
     Export(ops::PostExport),
+    /// Retract a post or comment you wrote: every node that has it deletes its content and
+    /// shows in its place that you retracted it, and when. It cannot be undone.
+    Retract(ops::PostRetract),
+}
+
+/// `agora account ...`
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Retract everything you wrote in a subwiki (--subwiki ID) or in every subwiki you joined
+    /// (--all): your posts, comments and profile. It cannot be undone.
+    Retract(ops::AccountRetract),
 }
 
 #[cfg(test)]

@@ -32,8 +32,8 @@ use clap::{CommandFactory, Parser};
 use serde::{Deserialize, Serialize};
 
 use crate::args::{
-    Cli, Command, InboxArgs, InboxCommand, KeyCommand, ModeratorCommand, OverrideCommand,
-    PostCommand, SubwikiCommand,
+    AccountCommand, Cli, Command, InboxArgs, InboxCommand, KeyCommand, ModeratorCommand,
+    OverrideCommand, PostCommand, SubwikiCommand,
 };
 use crate::output::Render;
 
@@ -48,6 +48,8 @@ pub fn exit_code(kind: ErrorKind) -> u8 {
         ErrorKind::Locked => 4,
         ErrorKind::Unreachable => 5,
         ErrorKind::NoIdentity => 6,
+        ErrorKind::NotAllowed => 7,
+        ErrorKind::Gone => 8,
         _ => 1,
     }
 }
@@ -236,6 +238,7 @@ async fn run(cli: Cli) -> Result<(), ApiError> {
                 op.file = absolute(&op.file)?;
                 exec(home, out, op).await
             }
+            PostCommand::Retract(op) => exec(home, out, op).await,
         },
         Command::Comment(op) => exec(home, out, op).await,
         Command::Feed(op) => exec(home, out, op).await,
@@ -253,6 +256,8 @@ async fn run(cli: Cli) -> Result<(), ApiError> {
         Command::Unmute(op) => exec(home, out, op).await,
         Command::Vouch(op) => exec(home, out, op).await,
         Command::Revoke(op) => exec(home, out, op).await,
+        Command::Redact(op) => exec(home, out, op).await,
+        Command::Account(AccountCommand::Retract(op)) => exec(home, out, op).await,
         Command::Moderator(ModeratorCommand::Add(op)) => exec(home, out, op).await,
         Command::Moderator(ModeratorCommand::Remove(op)) => exec(home, out, op).await,
         Command::Modlog(op) => exec(home, out, op).await,
@@ -331,6 +336,12 @@ fn edit_request(home: &Path, mut op: ops::PostEdit) -> Result<ops::PostEdit, Api
                 at: None,
             },
         )?;
+        if shown.post.retracted.is_some() {
+            return Err(ApiError::new(
+                ErrorKind::Gone,
+                format!("{} was retracted or redacted: nothing to edit", op.post),
+            ));
+        }
         op.body = Some(edit(&shown.post.body)?);
     } else {
         op.body = body(op.body.take(), op.body_file.take(), None)?;

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use agora_crdt::Timestamp;
 use agora_node::http::Operation;
-use agora_node::http::ops::{HiddenBecause, LogLine, PostState, StatementKind};
+use agora_node::http::ops::{HiddenBecause, LogLine, PostState, StatementKind, Tombstone};
 
 use crate::keys::Whoami;
 
@@ -19,6 +19,7 @@ mod inbox;
 mod moderation;
 mod peers;
 mod posts;
+mod retraction;
 mod search;
 mod subwikis;
 
@@ -139,6 +140,22 @@ fn marks(status: &PostState) -> String {
     out
 }
 
+/// What stands in place of a retracted or redacted post or comment: "[retracted by alice
+/// (K3F9Q2AB) 5 min ago]", "[redacted by bob (Q7X2M4PA) 1 h ago: doxxing]".
+fn taken_back(t: &Tombstone, now: Timestamp) -> String {
+    let what = if t.redaction { "redacted" } else { "retracted" };
+    let mut out = format!(
+        "[{what} by {} {}",
+        who(t.by.name.as_deref(), &t.by.fingerprint),
+        age(t.at, now)
+    );
+    if !t.reason.is_empty() {
+        let _ = write!(out, ": {}", line(&t.reason));
+    }
+    out.push(']');
+    out
+}
+
 fn log_line(out: &mut String, item: &LogLine, now: Timestamp) {
     let standing = if item.counted {
         "counted".to_owned()
@@ -149,7 +166,7 @@ fn log_line(out: &mut String, item: &LogLine, now: Timestamp) {
         )
     };
     let what = match item.kind {
-        StatementKind::Role | StatementKind::Vote => &item.what,
+        StatementKind::Role | StatementKind::Vote | StatementKind::Retraction => &item.what,
     };
     let _ = write!(
         out,

@@ -803,3 +803,108 @@ fn agora_search_finds_posts_offline_and_through_the_running_node() {
     assert!(hit_ids(&json(home, &["search", "sweet", "--author", &other])).is_empty());
     up.stop();
 }
+
+/// Issue 17 through the API itself: `POST /v1/post/retract` answers what it did, a second one
+/// is 410 (kind `gone`) and a redaction without a reason 400; the post reads as retracted, with
+/// no content, in `post show` and the feed; `account/retract` needs to be told where;
+/// `subwiki/leave` with `purge` deletes the subwiki from the home. The command does the same
+/// without a running node (`taking_things_back_from_the_command_line` in two_nodes.rs).
+#[test]
+fn retraction_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    ok(home, &["init", "--name", "Ann"]);
+    let up = Up::start(home, &["--api", "127.0.0.1:0"]);
+    let subwiki = ok(home, &["subwiki", "create", "Herbs"]).trim().to_owned();
+    let post = |title: &str| {
+        ok(
+            home,
+            &[
+                "post",
+                "new",
+                &subwiki,
+                "--title",
+                title,
+                "--body",
+                "Secret thyme words.",
+            ],
+        )
+        .trim()
+        .to_owned()
+    };
+    let (thyme, sage) = (post("Thyme"), post("Sage"));
+    let token = std::fs::read_to_string(home.join("api.token")).unwrap();
+    let auth = format!("Bearer {}", token.trim());
+    let call = |path: &str, body: &str| {
+        raw(
+            &up.api,
+            &op(
+                path,
+                &[
+                    ("Host", up.api.as_str()),
+                    ("Authorization", auth.as_str()),
+                    ("Content-Type", "application/json"),
+                ],
+                body,
+            ),
+        )
+    };
+
+    let (status, body) = call(
+        "post/retract",
+        &format!(r#"{{"id":"{thyme}","reason":"a mistake"}}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let done: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(done["doc"], thyme.as_str());
+    assert_eq!(done["subwiki"], subwiki.as_str());
+    assert_eq!(done["redaction"], false);
+    let (status, body) = call("post/retract", &format!(r#"{{"id":"{thyme}"}}"#));
+    assert_eq!(
+        (status, error_kind(&body)),
+        (410, "gone".to_owned()),
+        "{body}"
+    );
+    let (status, body) = call("redact", &format!(r#"{{"id":"{sage}","reason":""}}"#));
+    assert_eq!(
+        (status, error_kind(&body)),
+        (400, "usage".to_owned()),
+        "{body}"
+    );
+    let (status, body) = call("account/retract", "{}");
+    assert_eq!(
+        (status, error_kind(&body)),
+        (400, "usage".to_owned()),
+        "{body}"
+    );
+
+    let (status, body) = call("post/show", &format!(r#"{{"post":"{thyme}"}}"#));
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("Secret thyme"), "{body}");
+    let shown: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(shown["title"], "");
+    assert_eq!(shown["retracted"]["by"]["name"], "Ann");
+    assert_eq!(shown["retracted"]["reason"], "a mistake");
+    assert_eq!(shown["retracted"]["statement"], done["entry"]);
+    let feed = json(home, &["feed"]);
+    assert_eq!(feed[0]["id"], sage.as_str());
+    assert_eq!(feed[0]["retracted"], Value::Null);
+    assert_eq!(feed[1]["id"], thyme.as_str());
+    assert_eq!(feed[1]["body"], "");
+    assert!(feed[1]["retracted"]["at"].is_u64());
+
+    let (status, body) = call(
+        "subwiki/leave",
+        &format!(r#"{{"id":"{subwiki}","purge":true}}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let left: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (left["purged"].clone(), left["joined"].clone()),
+        (true.into(), false.into())
+    );
+    assert_eq!(json(home, &["subwiki", "list"]), Value::Array(Vec::new()));
+    assert_eq!(json(home, &["feed"]), Value::Array(Vec::new()));
+    fails(home, &["post", "show", &sage], 3);
+    up.stop();
+}

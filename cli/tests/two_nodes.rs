@@ -412,3 +412,230 @@ fn the_inbox_and_follows_from_the_command_line() {
     ok(a, &["inbox", "read", "--all"]);
     assert!(ok(a, &["inbox", "--unread"]).starts_with("0 unread of 2\n"));
 }
+
+/// Issue 17 with the real binaries: alice retracts her post through her running node and bob's
+/// node shows the placeholder too, with bob's comment on it kept; bob, a plain member, cannot
+/// retract or redact alice's post (exit 7) and nothing changes; alice, the founder, redacts bob's
+/// post with a reason, which both moderation logs show; offline, a post is retracted as well,
+/// and a second retraction or an edit of it is refused (exit 8); bob retracts everything he
+/// wrote, then leaves with --purge: the subwiki and its posts are gone from his home.
+#[test]
+fn taking_things_back_from_the_command_line() {
+    let alice = tempfile::tempdir().unwrap();
+    let bob = tempfile::tempdir().unwrap();
+    let (a, b) = (alice.path(), bob.path());
+    ok(a, &["init", "--name", "alice"]);
+    ok(b, &["init", "--name", "bob"]);
+    let alice_fp = json(a, &["whoami"])["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a_up = Up::start(a, &[]);
+    let subwiki = ok(a, &["subwiki", "create", "Ferns"]).trim().to_owned();
+    let new_post = |home, title: &str, body: &str| {
+        ok(
+            home,
+            &["post", "new", &subwiki, "--title", title, "--body", body],
+        )
+        .trim()
+        .to_owned()
+    };
+    let spores = new_post(a, "Spores", "A tiny secret about spores.");
+    let fronds = new_post(a, "Fronds", "Fronds unfold slowly.");
+    let invite = ok(a, &["subwiki", "invite", &subwiki]);
+    let b_up = Up::start(b, &[]);
+    json(b, &["subwiki", "join", invite.trim()]);
+    let moss = new_post(b, "Moss", "Buy my moss pills.");
+    let comment = ok(b, &["comment", &spores, "Bob says spores are neat."])
+        .trim()
+        .to_owned();
+    until(
+        a,
+        &["post", "show", &spores],
+        "bob's post and comment at A",
+        |p| p["comments"] == 1,
+    );
+    until(a, &["feed"], "bob's post at A", |f| {
+        titles(f).contains(&"Moss".to_owned())
+    });
+
+    // Alice retracts her post through her running node, with a reason.
+    let done = json(a, &["post", "retract", &spores, "--reason", "wrong thread"]);
+    assert_eq!(done["doc"], spores.as_str());
+    assert_eq!(done["subwiki"], subwiki.as_str());
+    assert_eq!(done["redaction"], false);
+    assert!(done["entry"].as_str().unwrap().starts_with("en_"), "{done}");
+    let feed = ok(a, &["feed"]);
+    assert!(
+        feed.contains(&format!(
+            "{spores}  [retracted by alice ({alice_fp}) just now: wrong thread]"
+        )),
+        "{feed}"
+    );
+    assert!(!feed.contains("Spores"), "{feed}");
+    let shown = ok(a, &["post", "show", &spores]);
+    assert!(shown.starts_with("[retracted by alice ("), "{shown}");
+    assert!(!shown.contains("tiny secret"), "{shown}");
+    assert!(!shown.contains("Spores"), "{shown}");
+    assert!(shown.contains("Bob says spores are neat."), "{shown}");
+    // Bob's node receives the retraction: the same placeholder, no content, his comment kept.
+    let at_b = until(b, &["post", "show", &spores], "the retraction at B", |p| {
+        !p["retracted"].is_null()
+    });
+    assert_eq!(at_b["title"], "");
+    assert_eq!(at_b["body"], "");
+    assert_eq!(at_b["retracted"]["by"]["name"], "alice");
+    assert_eq!(at_b["retracted"]["by"]["fingerprint"], alice_fp.as_str());
+    assert_eq!(at_b["retracted"]["reason"], "wrong thread");
+    assert_eq!(at_b["retracted"]["redaction"], false);
+    assert_eq!(at_b["comment_list"][0]["id"], comment.as_str());
+    assert_eq!(at_b["comment_list"][0]["text"], "Bob says spores are neat.");
+    assert!(!ok(b, &["feed"]).contains("Spores"));
+
+    // Bob, a plain member, may neither retract nor redact alice's post: exit 7, no change.
+    until(b, &["feed"], "Fronds at B", |f| {
+        titles(f).contains(&"Fronds".to_owned())
+    });
+    let before = (
+        json(b, &["post", "show", &fronds]),
+        json(b, &["modlog", &subwiki]),
+    );
+    let refused = fails(b, &["post", "retract", &fronds], 7);
+    assert!(
+        refused.contains("only its creator may retract"),
+        "{refused}"
+    );
+    fails(b, &["redact", &fronds, "--reason", "I do not like it"], 7);
+    fails(b, &["redact", &fronds, "--reason", "  "], 2);
+    assert_eq!(run(b, &["redact", &fronds]).status.code(), Some(2));
+    let after = (
+        json(b, &["post", "show", &fronds]),
+        json(b, &["modlog", &subwiki]),
+    );
+    assert_eq!(before, after, "a refused retraction changes nothing");
+    assert_eq!(after.0["body"], "Fronds unfold slowly.");
+
+    // Alice, the founder, redacts bob's post with a reason: both nodes show who, when and why,
+    // and the moderation logs say so.
+    let redacted = ok(a, &["redact", &moss, "--reason", "spam"]);
+    assert!(
+        redacted.starts_with(&format!("Redacted {moss}")),
+        "{redacted}"
+    );
+    let feed = until(b, &["feed"], "the redaction at B", |f| {
+        f.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == moss.as_str() && !p["retracted"].is_null())
+    });
+    assert!(!titles(&feed).contains(&"Moss".to_owned()));
+    let feed = ok(b, &["feed"]);
+    assert!(
+        feed.contains(&format!("{moss}  [redacted by alice ({alice_fp}) ")),
+        "{feed}"
+    );
+    assert!(feed.contains(": spam]"), "{feed}");
+    assert!(!feed.contains("moss pills"), "{feed}");
+    for home in [a, b] {
+        let log = json(home, &["modlog", &subwiki]);
+        let lines: Vec<(String, String, String, bool)> = log["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["kind"] == "retraction")
+            .map(|l| {
+                (
+                    l["what"].as_str().unwrap().to_owned(),
+                    l["about"].as_str().unwrap().to_owned(),
+                    l["reason"].as_str().unwrap().to_owned(),
+                    l["counted"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                (
+                    "retract".into(),
+                    spores.clone(),
+                    "wrong thread".into(),
+                    true
+                ),
+                ("redact".into(), moss.clone(), "spam".into(), true),
+            ]
+        );
+        let text = ok(home, &["modlog", &subwiki]);
+        assert!(
+            text.contains(&format!(
+                "{alice_fp}  redact {moss} \"spam\"  (counted; redacted {moss})"
+            )),
+            "{text}"
+        );
+    }
+
+    // Offline (alice's node stopped): a post written and retracted; a second retraction and an
+    // edit of it are refused as gone (exit 8).
+    assert_eq!(a_up.stop(), Some(0));
+    let draft = new_post(a, "Draft", "Words I regret.");
+    let done = ok(a, &["post", "retract", &draft]);
+    assert!(
+        done.starts_with(&format!("Retracted {draft} (statement en_")),
+        "{done}"
+    );
+    let feed = ok(a, &["feed"]);
+    assert!(
+        feed.contains(&format!(
+            "{draft}  [retracted by alice ({alice_fp}) just now]"
+        )),
+        "{feed}"
+    );
+    assert!(!feed.contains("Draft"), "{feed}");
+    assert!(!ok(a, &["post", "show", &draft]).contains("regret"));
+    fails(a, &["post", "retract", &draft], 8);
+    fails(a, &["post", "edit", &draft, "--body", "again"], 8);
+    fails(a, &["comment", &draft, "hello?"], 8);
+    let _a_up = Up::start(a, &["--bootstrap", &b_up.addrs[0]]);
+
+    // Bob takes back everything he wrote there (his comment on alice's post: his post is
+    // redacted already; his profile), then leaves for good.
+    let second = ok(b, &["comment", &fronds, "Bob was here."])
+        .trim()
+        .to_owned();
+    assert_eq!(run(b, &["account", "retract"]).status.code(), Some(2));
+    let all = json(b, &["account", "retract", "--subwiki", &subwiki]);
+    let docs: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["doc"].as_str().unwrap())
+        .collect();
+    assert!(docs.contains(&comment.as_str()), "{all}");
+    assert!(docs.contains(&second.as_str()), "{all}");
+    assert!(!docs.contains(&moss.as_str()), "redacted already: {all}");
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["redaction"] == false)
+    );
+    until(
+        a,
+        &["post", "show", &fronds],
+        "bob's retraction at A",
+        |p| {
+            p["comment_list"][0]["retracted"]["by"]["fingerprint"].is_string()
+                && p["comment_list"][0]["text"] == ""
+        },
+    );
+    let left = json(b, &["subwiki", "leave", &subwiki, "--purge"]);
+    assert_eq!(left["purged"], true);
+    assert_eq!(left["joined"], false);
+    assert!(
+        json(b, &["subwiki", "list"]).as_array().unwrap().is_empty(),
+        "the subwiki is gone from bob's home"
+    );
+    assert_eq!(json(b, &["feed"]), serde_json::json!([]));
+    fails(b, &["post", "show", &fronds], 3);
+    // Alice's node keeps its copy of the subwiki.
+    assert!(titles(&json(a, &["feed"])).contains(&"Fronds".to_owned()));
+}

@@ -733,3 +733,144 @@ fn two_people_use_agora_in_their_browsers() {
     drop(b_up);
     drop(a_up);
 }
+
+/// Issue 17 in the browser: alice retracts her post with the Retract button (a confirmation
+/// page with an optional reason) and the post, on its page and in the feed, is a placeholder
+/// saying by whom and when, without its content, on bob's node too; as the founder she redacts
+/// bob's comment with a reason (required); then she leaves the subwiki and deletes it from her
+/// node (a box to tick first).
+#[test]
+fn taking_things_back_in_the_browser() {
+    if !Path::new(CHROMEDRIVER).exists() || !Path::new(CHROMIUM).exists() {
+        assert!(
+            std::env::var_os("AGORA_REQUIRE_BROWSER").is_none(),
+            "AGORA_REQUIRE_BROWSER is set but {CHROMIUM} or {CHROMEDRIVER} is missing"
+        );
+        eprintln!("SKIPPED: the browser test needs {CHROMIUM} and {CHROMEDRIVER}");
+        return;
+    }
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, b) = (dirs[0].path(), dirs[1].path());
+    ok(a, &["init", "--name", "alice"]);
+    ok(b, &["init", "--name", "bob"]);
+    let a_up = Up::start(a, &["--api", "127.0.0.1:0"]);
+    let b_up = Up::start(b, &["--api", "127.0.0.1:0"]);
+    let subwiki = ok(a, &["subwiki", "create", "Ferns"]).trim().to_owned();
+    let new_post = |title: &str, body: &str| {
+        ok(
+            a,
+            &["post", "new", &subwiki, "--title", title, "--body", body],
+        )
+        .trim()
+        .to_owned()
+    };
+    let spores = new_post("Spores", "A tiny secret about spores.");
+    let fronds = new_post("Fronds", "Fronds unfold slowly.");
+    let invite = ok(a, &["subwiki", "invite", &subwiki]);
+    json(b, &["subwiki", "join", invite.trim()]);
+    let comment = ok(b, &["comment", &fronds, "Buy my fern pills."])
+        .trim()
+        .to_owned();
+    until(a, &["post", "show", &fronds], "bob's comment at A", |p| {
+        p["comments"] == 1
+    });
+    let driver = Driver::start();
+    let alice = driver.browser(dirs[2].path());
+    alice.go(&a_up.ui);
+    alice.until_text("Spores", false);
+    let site = origin(&a_up);
+
+    // Retract: the button leads to a confirmation page; the post becomes a placeholder.
+    alice.go(&format!("{site}/post/{spores}"));
+    alice.until_text("A tiny secret", false);
+    alice.click("form[action$='/retract'] button");
+    alice.until_text("Retract your post?", false);
+    alice.until_text("It cannot be undone", false);
+    let problems = alice.audit();
+    assert!(problems.is_empty(), "the confirmation page: {problems:#?}");
+    alice.fill("#r-reason", "posted too soon");
+    alice.click("main form button[type=submit]");
+    alice.until_text("Retracted by alice", false);
+    let text = alice.text();
+    assert!(text.contains("posted too soon"), "{text}");
+    assert!(!text.contains("A tiny secret"), "{text}");
+    assert!(!text.contains("Spores"), "{text}");
+    assert!(
+        !text.contains("Retract…"),
+        "nothing left to retract: {text}"
+    );
+    let problems = alice.audit();
+    assert!(problems.is_empty(), "a retracted post: {problems:#?}");
+    alice.screenshot("retracted");
+    alice.go(&format!("{site}/feed"));
+    alice.until_text("Retracted by alice", false);
+    assert!(!alice.text().contains("Spores"), "{}", alice.text());
+    until(b, &["post", "show", &spores], "the retraction at B", |p| {
+        p["retracted"]["by"]["name"] == "alice" && p["body"] == ""
+    });
+
+    // Redact bob's comment as the founder: a reason is required.
+    alice.go(&format!("{site}/post/{fronds}"));
+    alice.until_text("Buy my fern pills.", false);
+    assert!(
+        alice.text().contains("Retract…"),
+        "her own post has a Retract button"
+    );
+    alice.click(&format!("#c-{comment} form button"));
+    alice.until_text("Redact this comment?", false);
+    assert_eq!(
+        alice.js("return document.querySelector('#r-reason').required;"),
+        json!(true)
+    );
+    alice.fill("#r-reason", "selling pills");
+    alice.click("main form button[type=submit]");
+    alice.until_text("Redacted by alice", false);
+    let text = alice.text();
+    assert!(text.contains("selling pills"), "{text}");
+    assert!(!text.contains("fern pills"), "{text}");
+    assert!(
+        text.contains("Fronds unfold slowly."),
+        "the post stays: {text}"
+    );
+    until(b, &["post", "show", &fronds], "the redaction at B", |p| {
+        p["comment_list"][0]["retracted"]["redaction"] == true && p["comment_list"][0]["text"] == ""
+    });
+
+    // The placeholders and the confirmation page pass the audit at phone width too.
+    alice.call(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 390, "height": 844})),
+    );
+    for page in [
+        format!("/post/{spores}"),
+        format!("/post/{fronds}"),
+        format!("/post/{fronds}/retract"),
+        "/feed".to_owned(),
+        format!("/subwiki/{subwiki}"),
+    ] {
+        alice.go(&format!("{site}{page}"));
+        let problems = alice.audit();
+        assert!(problems.is_empty(), "{page} at 390 px: {problems:#?}");
+    }
+    alice.call(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 1100, "height": 900})),
+    );
+
+    // Leave and delete: the box must be ticked; then the subwiki is gone from her node.
+    alice.go(&format!("{site}/subwiki/{subwiki}"));
+    alice.until_text("Leave and delete", false);
+    let problems = alice.audit();
+    assert!(problems.is_empty(), "the subwiki page: {problems:#?}");
+    alice.click("form.purge input[name=confirm]");
+    alice.click("form.purge button");
+    alice.until_text("Start one", false);
+    let yours = alice.js("return document.querySelector('#mine-h').parentElement.innerText;");
+    assert!(!yours.as_str().unwrap().contains("Ferns"), "{yours}");
+    assert_eq!(json(a, &["subwiki", "list"]), json!([]));
+    drop(alice);
+    drop(b_up);
+    drop(a_up);
+}

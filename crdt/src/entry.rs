@@ -234,6 +234,18 @@ pub struct RoleStatement {
     pub subject: AuthorId,
 }
 
+/// A signed request that every node delete a document's content: by its creator a
+/// *retraction*, by the founder or a moderator a *redaction* (see `docs/moderation.md`). Nodes
+/// keep the statement and the ids of what it removed, never the content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retraction {
+    /// The post, comment or profile to delete.
+    pub doc: DocId,
+    /// Why, in the signer's words (may be empty; a redaction's reason is in the moderation
+    /// log).
+    pub reason: String,
+}
+
 /// What an entry says. New kinds are added as new variants with new tags, never by changing
 /// old ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +260,8 @@ pub enum Payload {
     Vote(Vote),
     /// Tag 4.
     Role(RoleStatement),
+    /// Tag 5.
+    Retract(Retraction),
 }
 
 impl Payload {
@@ -258,6 +272,7 @@ impl Payload {
             Payload::Change(_) => 2,
             Payload::Vote(_) => 3,
             Payload::Role(_) => 4,
+            Payload::Retract(_) => 5,
         }
     }
 
@@ -366,6 +381,10 @@ impl Body {
                 w.u8(role_tag(r.action));
                 w.fixed(r.subject.as_bytes());
             }
+            Payload::Retract(r) => {
+                w.fixed(r.doc.as_bytes());
+                w.str(&r.reason);
+            }
         }
         w.into_bytes()
     }
@@ -380,7 +399,7 @@ impl Body {
             return Err(EntryError::UnknownVersion(version));
         }
         let tag = r.u8("payload kind")?;
-        if tag > 4 {
+        if tag > 5 {
             return Err(DecodeError::UnknownTag {
                 what: "payload kind",
                 tag,
@@ -521,6 +540,10 @@ impl Body {
                 let subject = AuthorId::from_bytes(r.array("subject")?);
                 Payload::Role(RoleStatement { action, subject })
             }
+            5 => Payload::Retract(Retraction {
+                doc: doc_id(&mut r, "document")?,
+                reason: r.str("reason", MAX_REASON_BYTES)?,
+            }),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "payload kind",

@@ -9,6 +9,7 @@
 //! change   = 2 doc(32) change-bytes(u32 BE) [stamp]
 //! vote     = 3
 //! role     = 4
+//! retract  = 5
 //! stamp    = actor-seq(u64 BE) change-hash(u64 BE)
 //! ```
 //!
@@ -95,6 +96,8 @@ pub enum HeldKind {
     Vote,
     /// A role statement (the index keeps the entry itself).
     Role,
+    /// A retraction or redaction (the index keeps the entry itself).
+    Retract,
 }
 
 fn change_len(bytes: &[u8]) -> u32 {
@@ -118,6 +121,7 @@ impl Held {
             },
             Payload::Vote(_) => HeldKind::Vote,
             Payload::Role(_) => HeldKind::Role,
+            Payload::Retract(_) => HeldKind::Retract,
         };
         Self {
             id: entry.id(),
@@ -132,7 +136,7 @@ impl Held {
     pub fn is_statement(&self) -> bool {
         matches!(
             self.what,
-            HeldKind::Genesis | HeldKind::Vote | HeldKind::Role
+            HeldKind::Genesis | HeldKind::Vote | HeldKind::Role | HeldKind::Retract
         )
     }
 
@@ -145,6 +149,7 @@ impl Held {
             HeldKind::Change { .. } => 2,
             HeldKind::Vote => 3,
             HeldKind::Role => 4,
+            HeldKind::Retract => 5,
         };
         out.push(tag);
         out.extend_from_slice(self.author.as_bytes());
@@ -171,7 +176,7 @@ impl Held {
                 out.extend_from_slice(doc.as_bytes());
                 out.extend_from_slice(&change_bytes.to_be_bytes());
             }
-            HeldKind::Genesis | HeldKind::Vote | HeldKind::Role => {}
+            HeldKind::Genesis | HeldKind::Vote | HeldKind::Role | HeldKind::Retract => {}
         }
         if let (Some(stamp), HeldKind::Create { .. } | HeldKind::Change { .. }) =
             (self.stamp, self.what)
@@ -224,6 +229,7 @@ impl Held {
             },
             3 => HeldKind::Vote,
             4 => HeldKind::Role,
+            5 => HeldKind::Retract,
             _ => return None,
         };
         let stamp = match (r.0.len(), what) {

@@ -47,8 +47,8 @@ pub use doc::{
 };
 pub use entry::{
     Body, CreateDocument, DocChange, DocKind, EditPolicy, Entry, EntryError, Genesis, Payload,
-    Policy, REOPEN_BATCH, RoleAction, RoleStatement, Timestamp, Vote, VoteTarget, VoteValue,
-    WritePolicy, limits, recheck, reopen, validate,
+    Policy, REOPEN_BATCH, Retraction, RoleAction, RoleStatement, Timestamp, Vote, VoteTarget,
+    VoteValue, WritePolicy, limits, recheck, reopen, validate,
 };
 pub use held::{Held, HeldKind, Stamp};
 pub use id::{AuthorId, BlobHash, DocId, EntryId, IdError, SubwikiId};
@@ -59,7 +59,8 @@ pub use moderation::{
 };
 pub use replica::{
     ChangeStatus, CommentView, DEFAULT_CACHE_BYTES, Equivocation, Exclusion, FeedCursor, FeedPage,
-    HistoryItem, IngestError, IngestReport, LocalError, Member, PostView, Replica, Source,
+    HistoryItem, IngestError, IngestReport, LocalError, Member, PostView, Purged, Replica, Source,
+    Tombstone,
 };
 pub use text::UnknownName;
 pub use version::{Base, Version, VersionError};

@@ -57,8 +57,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::doc::DocMeta;
 use crate::entry::{
-    DocKind, Entry, Payload, Policy, RoleAction, RoleStatement, Timestamp, Vote, VoteTarget,
-    VoteValue,
+    DocKind, Entry, Payload, Policy, Retraction, RoleAction, RoleStatement, Timestamp, Vote,
+    VoteTarget, VoteValue,
 };
 use crate::id::{AuthorId, DocId, EntryId};
 
@@ -304,6 +304,8 @@ pub enum Statement {
     Role(RoleStatement),
     /// A vote.
     Vote(Vote),
+    /// A retraction (by the document's creator) or redaction (by the founder or a moderator).
+    Retract(Retraction),
 }
 
 /// Why a statement does not count.
@@ -322,6 +324,12 @@ pub enum NotCounted {
     Overridden,
     /// A statement about oneself.
     AboutSelf,
+    /// A retraction or redaction by someone who is neither the document's creator nor the
+    /// founder or a moderator.
+    NotCreatorOrModerator,
+    /// A retraction or redaction of a document this node does not hold (yet): it counts, and
+    /// the document is purged, if it arrives and the signer may remove it.
+    DocumentNotHeld,
 }
 
 /// Whether a statement counts.
@@ -356,6 +364,10 @@ pub enum Contribution {
     Muted(AuthorId),
     /// An unmute vote on an author who has counted mute votes and is not muted.
     KeptUnmuted(AuthorId),
+    /// A retraction by its creator that removed this document.
+    Retracted(DocId),
+    /// A redaction by the founder or a moderator that removed this document.
+    Redacted(DocId),
 }
 
 /// One role statement or vote in the moderation log.
@@ -665,6 +677,18 @@ impl Moderation {
             log,
             index,
         }
+    }
+
+    /// Adds log items (the replica's retractions and redactions) in their place.
+    pub(crate) fn extend_log(&mut self, items: impl IntoIterator<Item = LogItem>) {
+        self.log.extend(items);
+        self.log.sort_by_key(|item| (item.timestamp, item.entry));
+        self.index = self
+            .log
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (item.entry, i))
+            .collect();
     }
 
     /// The roles (the same whatever the overrides).

@@ -59,6 +59,9 @@ use crate::key::{AuthorKey, DEVICE_SUFFIX_LEN};
 use crate::moderation::{Moderation, Overrides, Roles};
 use crate::version::{Base, Version};
 
+pub mod retraction;
+pub use self::retraction::{Purged, Tombstone};
+
 /// Why a valid entry does not belong in this replica.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -89,6 +92,9 @@ pub enum IngestError {
     /// The replica was given an entry that is not a genesis entry to start from.
     #[error("a replica starts from a genesis entry")]
     NotGenesis,
+    /// An entry of a document that was retracted or redacted: its content is not kept.
+    #[error("{0} was retracted or redacted")]
+    Retracted(DocId),
 }
 
 /// A local operation that could not be done.
@@ -151,6 +157,18 @@ pub enum LocalError {
     /// The replica refused the entry.
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    /// Only a document's creator may retract it, and only the founder or a moderator redact
+    /// it.
+    #[error(
+        "only its creator may retract {doc}, and only the founder or a moderator may redact it"
+    )]
+    NotAllowedToRetract {
+        /// The document.
+        doc: DocId,
+    },
+    /// The document was retracted or redacted already.
+    #[error("{0} was retracted or redacted already")]
+    AlreadyRetracted(DocId),
 }
 
 /// Refuses content over [`crate::MAX_CONTENT_BYTES`] before any Automerge work.
@@ -175,6 +193,11 @@ pub struct IngestReport {
     /// Entries refused, with the reason; this includes entries that were waiting and turned out
     /// to break a rule once their document arrived. None of them is held.
     pub rejected: Vec<(EntryId, IngestError)>,
+    /// Documents purged by a retraction or redaction (see [`retraction`]).
+    pub purged: Vec<Purged>,
+    /// Purged documents no statement counts against any more (the roles or the reader's
+    /// overrides changed): their tombstones are gone, and they may be fetched again.
+    pub restored: Vec<DocId>,
 }
 
 /// Why a change is left out of its document.
@@ -254,6 +277,8 @@ pub struct PostView {
     pub updated_at: Timestamp,
     /// The version read: what an edit of this text names as its [`Base`].
     pub version: Version,
+    /// Set when the post was retracted or redacted: its content is gone (empty here).
+    pub retracted: Option<Tombstone>,
 }
 
 /// A comment as shown to a reader.
@@ -265,6 +290,8 @@ pub struct CommentView {
     pub text: String,
     /// The commenter's display name, if any.
     pub author_name: Option<String>,
+    /// Set when the comment was retracted or redacted: its text is gone (empty here).
+    pub retracted: Option<Tombstone>,
 }
 
 /// A position in the feed: posts are ordered newest first by (creation time, id).
@@ -1236,6 +1263,19 @@ pub struct Replica {
     roles: BTreeSet<(Timestamp, EntryId)>,
     /// Roles computed from the role statements held; recomputed when one arrives.
     computed_roles: Roles,
+    /// Retraction and redaction statements, like votes.
+    retractions: BTreeSet<(Timestamp, EntryId)>,
+    /// The statements naming each document.
+    retracting: HashMap<DocId, BTreeSet<(Timestamp, EntryId)>>,
+    /// Documents named by a statement since the last settle.
+    pending_retractions: BTreeSet<DocId>,
+    /// What is left of the purged documents.
+    tombstones: HashMap<DocId, Tombstone>,
+    /// The entries purged with them (this replica's life only), each with its document: a
+    /// change naming one of them as its document is refused as if it were still held.
+    purged: HashMap<EntryId, DocId>,
+    /// Authors whose redactions the reader does not act on.
+    ignored: BTreeSet<AuthorId>,
     source: Arc<dyn Source>,
     /// False for a replica without a source ([`Replica::new`]): it keeps every entry.
     may_release: bool,
@@ -1285,6 +1325,12 @@ impl Replica {
             votes: BTreeSet::new(),
             roles: BTreeSet::new(),
             computed_roles,
+            retractions: BTreeSet::new(),
+            retracting: HashMap::new(),
+            pending_retractions: BTreeSet::new(),
+            tombstones: HashMap::new(),
+            purged: HashMap::new(),
+            ignored: BTreeSet::new(),
             source,
             may_release: true,
             cache: Mutex::new(Cache::new(DEFAULT_CACHE_BYTES)),
@@ -1297,7 +1343,9 @@ impl Replica {
     /// Gives the same replica as [`Replica::ingest`] of the entries, then
     /// [`Replica::release`] of them all; records of votes or role statements whose entry is
     /// not given are left out (a damaged one, say), and the report says what the replica
-    /// refused, as `ingest` would have.
+    /// refused, as `ingest` would have. Retractions are settled by
+    /// [`Replica::restore_tombstones`], which the caller runs next (with the tombstones it
+    /// kept, if any).
     pub fn restore(
         genesis: Entry,
         source: Arc<dyn Source>,
@@ -1326,6 +1374,7 @@ impl Replica {
                 Ok(()) => {
                     replica.ids.insert(held.id);
                     if let Some(entry) = statement {
+                        replica.note_retraction(&entry);
                         replica.held.insert(held.id, entry);
                     }
                     report.accepted.push(held.id);
@@ -1389,7 +1438,7 @@ impl Replica {
             let keep = self.held.get(id).is_none_or(|e| {
                 matches!(
                     e.payload(),
-                    Payload::Genesis(_) | Payload::Vote(_) | Payload::Role(_)
+                    Payload::Genesis(_) | Payload::Vote(_) | Payload::Role(_) | Payload::Retract(_)
                 )
             });
             if !keep {
@@ -1470,12 +1519,14 @@ impl Replica {
     /// held, in O(n log n); with [`Overrides::none`] it is the same on every replica holding the
     /// same entries.
     pub fn moderation(&self, overrides: &Overrides) -> Moderation {
-        Moderation::compute(
+        let mut moderation = Moderation::compute(
             self.founder(),
             &self.genesis_body.policy,
             self.role_statements().chain(self.votes()),
             overrides,
-        )
+        );
+        moderation.extend_log(self.retraction_log());
+        moderation
     }
 
     /// Whether a change by `author` to `doc` would be part of the document's view, as far as
@@ -1517,6 +1568,9 @@ impl Replica {
         let mut report = IngestReport::default();
         let mut touched = BTreeSet::new();
         let mut roles_changed = false;
+        // Entries refused as a purged document's: taken again if the purge is undone before
+        // this call ends (see below).
+        let mut refused_purged: Vec<Entry> = Vec::new();
         for entry in entries {
             let id = entry.id();
             if self.ids.contains(&id) {
@@ -1541,15 +1595,22 @@ impl Replica {
             match admitted {
                 Ok(()) => {
                     self.ids.insert(id);
+                    self.note_retraction(&entry);
                     self.held.insert(id, entry);
                     report.accepted.push(id);
                     roles_changed |= may_change_roles;
                 }
-                Err(e) => report.rejected.push((id, e)),
+                Err(e) => {
+                    if matches!(e, IngestError::Retracted(_)) {
+                        refused_purged.push(entry);
+                    }
+                    report.rejected.push((id, e));
+                }
             }
         }
         let cache = self.cache.get_mut().unwrap_or_else(PoisonError::into_inner);
         let policy = self.genesis_body.policy.edit;
+        let mut roles_did_change = false;
         if roles_changed {
             let roles = Roles::compute(
                 self.genesis.author(),
@@ -1558,6 +1619,7 @@ impl Replica {
             );
             if roles != self.computed_roles {
                 self.computed_roles = roles;
+                roles_did_change = true;
                 // Under the `trusted` edit policy, built posts whose editors' trust changed are
                 // settled again, so the view follows the final roles (the others are gated
                 // when they are built).
@@ -1578,6 +1640,31 @@ impl Replica {
             }
         }
         cache.evict(None);
+        self.settle_retractions(roles_did_change, &mut report);
+        if !report.restored.is_empty() && !refused_purged.is_empty() {
+            // A purge undone by what this call brought (its redactor is no longer a
+            // moderator): the entries of that document it refused are held after all, as if
+            // they had come after.
+            let restored: BTreeSet<DocId> = report.restored.iter().copied().collect();
+            let again: Vec<Entry> = refused_purged
+                .into_iter()
+                .filter(|e| {
+                    report.rejected.iter().any(|(id, err)| {
+                        *id == e.id()
+                            && matches!(err, IngestError::Retracted(d) if restored.contains(d))
+                    })
+                })
+                .collect();
+            report
+                .rejected
+                .retain(|(id, _)| !again.iter().any(|e| e.id() == *id));
+            let more = self.ingest(again);
+            report.accepted.extend(more.accepted);
+            report.duplicates += more.duplicates;
+            report.rejected.extend(more.rejected);
+            report.purged.extend(more.purged);
+            report.restored.extend(more.restored);
+        }
         report
     }
 
@@ -1617,6 +1704,8 @@ impl Replica {
                 self.roles.insert(key);
                 Ok(())
             }
+            // Noted by the caller, which has the entry (statements are always at hand).
+            HeldKind::Retract => Ok(()),
         };
         // Changes that named this entry as their document were waiting for a document that
         // will never come: refuse them now, as they would have been had this come first. Only
@@ -1628,6 +1717,17 @@ impl Replica {
             && !self.waiting_ids.contains(&held.id)
         {
             self.refuse_waiting_on(held.id, report);
+        }
+        if let Err(IngestError::Retracted(doc)) = admitted
+            && self.would_have_held(held, &doc)
+        {
+            // Refused as a purged document's, but it would have been held had the document
+            // been: changes naming it are refused as they would have been then (see
+            // `Replica::check_not_purged`).
+            self.purged.insert(held.id, doc);
+            if matches!(held.what, HeldKind::Change { .. }) {
+                self.refuse_waiting_on(held.id, report);
+            }
         }
         admitted
     }
@@ -1664,6 +1764,10 @@ impl Replica {
             return Err(IngestError::NotFounder);
         }
         let id = DocId::from(held.id);
+        self.check_not_purged(&id)?;
+        if self.retracting.contains_key(&id) {
+            self.pending_retractions.insert(id);
+        }
         let mut index = DocIndex {
             meta: DocMeta {
                 id,
@@ -1725,6 +1829,7 @@ impl Replica {
         entry: Option<&Entry>,
         touched: &mut BTreeSet<DocId>,
     ) -> Result<(), IngestError> {
+        self.check_not_purged(&doc)?;
         let Some(index) = self.docs.get_mut(&doc) else {
             // Held, and not a change still waiting for its own document (which may yet be
             // refused): not a document.
@@ -1944,6 +2049,19 @@ impl Replica {
 
     /// A post as a reader sees it now.
     pub fn post(&self, doc: &DocId) -> Option<PostView> {
+        if let Some(tombstone) = self.tombstones.get(doc) {
+            return (tombstone.meta.kind == DocKind::Post).then(|| PostView {
+                meta: tombstone.meta.clone(),
+                content: PostContent::default(),
+                author_name: self.display_name(&tombstone.meta.creator),
+                edits: 0,
+                editors: BTreeSet::new(),
+                comments: self.comments.get(doc).map_or(0, BTreeSet::len),
+                updated_at: tombstone.at,
+                version: Version::new([]),
+                retracted: Some(tombstone.clone()),
+            });
+        }
         let mut view = self.with_doc(doc, |state| {
             let Content::Post(content) = state.content() else {
                 return None;
@@ -1966,6 +2084,7 @@ impl Replica {
                     .unwrap_or(state.meta.created_at),
                 version: state.version(),
                 meta: state.meta.clone(),
+                retracted: None,
             })
         })??;
         view.author_name = self.display_name(&view.meta.creator);
@@ -1980,6 +2099,14 @@ impl Replica {
             .into_iter()
             .flatten()
             .filter_map(|(_, id)| {
+                if let Some(tombstone) = self.tombstones.get(id) {
+                    return Some(CommentView {
+                        author_name: self.display_name(&tombstone.meta.creator),
+                        meta: tombstone.meta.clone(),
+                        text: String::new(),
+                        retracted: Some(tombstone.clone()),
+                    });
+                }
                 let (meta, text) = self.with_doc(id, |state| match state.content() {
                     Content::Comment(c) => Some((state.meta.clone(), c.text)),
                     _ => None,
@@ -1988,6 +2115,7 @@ impl Replica {
                     author_name: self.display_name(&meta.creator),
                     meta,
                     text,
+                    retracted: None,
                 })
             })
             .collect()

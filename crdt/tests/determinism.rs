@@ -16,7 +16,7 @@ mod support;
 
 use agora_crdt::{
     AuthorKey, Base, DocChange, DocId, EditPolicy, Entry, Held, Overrides, Payload, Policy,
-    PostContent, Replica, RoleAction, Timestamp, VoteTarget, VoteValue,
+    PostContent, Replica, Retraction, RoleAction, Timestamp, VoteTarget, VoteValue,
 };
 use proptest::prelude::*;
 use support::*;
@@ -73,6 +73,18 @@ enum Step {
         dev: usize,
         at: u8,
     },
+    /// The device retracts one of the posts or comments it created.
+    Retract {
+        dev: usize,
+        which: usize,
+    },
+    /// The device redacts a post or comment someone else created: it counts if the device is
+    /// the founder or a moderator (in the final roles), and is signed anyway (as a modified
+    /// client would) if it is not, to do nothing.
+    Redact {
+        dev: usize,
+        which: usize,
+    },
 }
 
 /// What every workload starts with, so that each case exercises every kind of entry: two
@@ -128,6 +140,30 @@ fn prefix() -> Vec<Step> {
         Step::Misdirect { dev: 2, at: 0 },
         Step::Misdirect { dev: 1, at: 1 },
         Step::Misdirect { dev: 0, at: 2 },
+        // Device 2 comments on the newest post and edits a third one, which device 1 then
+        // retracts with everything on it that others wrote; device 0 retracts its comment;
+        // device 2, a moderator, redacts device 0's fourth post, and device 1, a plain member,
+        // tries to redact one of device 0's documents.
+        Step::Comment {
+            dev: 2,
+            post: 0,
+            word: 5,
+        },
+        Step::Create { dev: 1, title: 3 },
+        Step::Sync { from: 1, to: 2 },
+        Step::Edit {
+            dev: 2,
+            post: 0,
+            para: 1,
+            word: 6,
+        },
+        Step::Sync { from: 2, to: 1 },
+        Step::Retract { dev: 1, which: 0 },
+        Step::Retract { dev: 0, which: 0 },
+        Step::Create { dev: 0, title: 4 },
+        Step::Sync { from: 0, to: 2 },
+        Step::Redact { dev: 2, which: 0 },
+        Step::Redact { dev: 1, which: 0 },
     ]
 }
 
@@ -157,7 +193,9 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(dev, action, subject)| Step::Role { dev, action, subject }),
         1 => (dev.clone(), any::<usize>())
             .prop_map(|(dev, comment)| Step::RewriteComment { dev, comment }),
-        1 => (dev, 0..3u8).prop_map(|(dev, at)| Step::Misdirect { dev, at }),
+        1 => (dev.clone(), 0..3u8).prop_map(|(dev, at)| Step::Misdirect { dev, at }),
+        1 => (dev.clone(), any::<usize>()).prop_map(|(dev, which)| Step::Retract { dev, which }),
+        1 => (dev, any::<usize>()).prop_map(|(dev, which)| Step::Redact { dev, which }),
     ]
 }
 
@@ -242,6 +280,9 @@ fn play_all(policy: Policy, steps: &[Step]) -> (Entry, Vec<Entry>, Vec<Entry>) {
                     continue;
                 }
                 let id = posts[post % posts.len()];
+                if devices[3].tombstone(&id).is_some() {
+                    continue;
+                }
                 for (dev, para) in [(0, 0), (3, 2)] {
                     let current = devices[dev].post(&id).unwrap().content;
                     let edited = PostContent {
@@ -272,7 +313,7 @@ fn play_all(policy: Policy, steps: &[Step]) -> (Entry, Vec<Entry>, Vec<Entry>) {
                 let comments: Vec<DocId> = post_ids(&devices[*dev])
                     .iter()
                     .flat_map(|p| devices[*dev].comments(p))
-                    .filter(|c| c.meta.creator != keys[*dev].id())
+                    .filter(|c| c.meta.creator != keys[*dev].id() && c.retracted.is_none())
                     .map(|c| c.meta.id)
                     .collect();
                 if comments.is_empty() {
@@ -323,6 +364,41 @@ fn play_all(policy: Policy, steps: &[Step]) -> (Entry, Vec<Entry>, Vec<Entry>) {
                 devices[*dev].ingest([entry.clone()]);
                 refused.push(entry);
             }
+            Step::Retract { dev, which } | Step::Redact { dev, which } => {
+                let own = matches!(step, Step::Retract { .. });
+                let me = keys[*dev].id();
+                let replica = &devices[*dev];
+                let docs: Vec<DocId> = post_ids(replica)
+                    .iter()
+                    .flat_map(|p| {
+                        std::iter::once(*p)
+                            .chain(replica.comments(p).into_iter().map(|c| c.meta.id))
+                    })
+                    .filter(|d| {
+                        replica.tombstone(d).is_none()
+                            && replica
+                                .doc_meta(d)
+                                .is_some_and(|m| (m.creator == me) == own)
+                    })
+                    .collect();
+                if docs.is_empty() {
+                    continue;
+                }
+                let doc = docs[which % docs.len()];
+                if devices[*dev].retract(&keys[*dev], t, doc, "gone").is_err() {
+                    let entry = sign(
+                        &devices[*dev],
+                        &keys[*dev],
+                        t,
+                        Payload::Retract(Retraction {
+                            doc,
+                            reason: "not mine to remove".into(),
+                        }),
+                    );
+                    let report = devices[*dev].ingest([entry]);
+                    assert!(report.purged.is_empty(), "a redaction by a plain member");
+                }
+            }
             Step::Sync { from, to } => {
                 if from != to {
                     let (a, b) = if from < to {
@@ -344,11 +420,13 @@ fn play_all(policy: Policy, steps: &[Step]) -> (Entry, Vec<Entry>, Vec<Entry>) {
     (genesis, all, refused)
 }
 
+/// The posts that are not retracted.
 fn post_ids(replica: &Replica) -> Vec<DocId> {
     replica
         .feed(None, 1000)
         .items
         .iter()
+        .filter(|p| p.retracted.is_none())
         .map(|p| p.meta.id)
         .collect()
 }
@@ -393,6 +471,16 @@ type State = (
 );
 
 fn state(r: &Replica) -> State {
+    // Nothing of a purged document is held: not its creation, not a change by anyone.
+    for t in r.tombstones() {
+        let doc = t.meta.id;
+        assert!(
+            r.entries().all(|e| e.id() != doc.into()
+                && !matches!(e.payload(), Payload::Change(c) if c.doc == doc)),
+            "an entry of the purged {doc} is held"
+        );
+        assert!(r.content(&doc).is_none(), "the purged {doc} still reads");
+    }
     let flagged = r.equivocators().clone();
     // The index flags exactly the authors the built documents prove equivocated.
     let proven: std::collections::BTreeSet<(DocId, agora_crdt::AuthorId)> = r
@@ -439,6 +527,10 @@ fn deliver(genesis: &Entry, entries: &[Entry], seed: u64) -> Replica {
         replica.ingest(batch.to_vec());
         rest = tail;
     }
+    // What catch-up does: everything offered once more. Only a purge that the final roles
+    // undo (a moderator's redaction, then that moderator removed) needs it: the entries it
+    // dropped come back.
+    replica.ingest(entries.to_vec());
     replica
 }
 
@@ -455,10 +547,19 @@ proptest! {
         entries.extend(refused);
         let mut reference = Replica::new(genesis.clone()).unwrap();
         let report = reference.ingest(entries.clone());
-        prop_assert!(report.rejected.len() >= 3, "{:?}", report.rejected);
+        // (A change to a document every node purged waits instead of being refused.)
+        prop_assert!(report.rejected.len() >= 2, "{:?}", report.rejected);
         let expected = state(&reference);
         prop_assert!(!expected.0.feed.is_empty(), "posts");
-        prop_assert!(!expected.0.equivocations.is_empty(), "an equivocation");
+        // The prefix's two retractions, a redaction and a forged one (a purged document
+        // leaves no tombstone where no node kept it).
+        let statements = reference.retractions().count();
+        prop_assert!(statements >= 4, "retractions");
+        // The equivocated post is gone only if a later step retracted it.
+        prop_assert!(
+            !expected.0.equivocations.is_empty() || statements > 4,
+            "an equivocation"
+        );
         for seed in seeds {
             let replica = deliver(&genesis, &entries, seed);
             prop_assert_eq!(&state(&replica), &expected);
@@ -549,6 +650,8 @@ proptest! {
             }
             rest = tail;
         }
+        // Everything offered once more, as catch-up does (see `deliver`).
+        ingest_and_release(&mut lazy, &source, order.clone());
         prop_assert_eq!(&snapshot(&lazy), &expected);
         prop_assert!(lazy.entries().all(|e| !matches!(e.payload(), agora_crdt::Payload::CreateDocument(_) | agora_crdt::Payload::Change(_))),
             "documents' entries were released");
@@ -586,9 +689,10 @@ proptest! {
             .collect();
         let source = std::sync::Arc::new(MemorySource::default());
         source.hold(&entries);
-        let (restored, report) =
+        let (mut restored, report) =
             Replica::restore(genesis.clone(), source, records, statements).unwrap();
         prop_assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        restored.restore_tombstones(Vec::new());
         prop_assert_eq!(&snapshot(&restored), &expected);
         prop_assert_eq!(restored.equivocators(), reference.equivocators());
     }
@@ -739,4 +843,175 @@ fn changes_wait_for_their_document_and_dependencies() {
     b.ingest([e1]);
     assert!(b.pending().is_empty());
     assert_eq!(b.post(&id).unwrap().content.body, "xyz");
+}
+
+/// A retraction commutes with everything else in one pass: every order of a post, an edit by
+/// someone else, a comment on it, a vote, the creator's retraction and a non-creator's forged
+/// one gives the same state, with the post and the edit gone, the comment and the vote kept,
+/// and the forged retraction held and doing nothing.
+#[test]
+fn a_retraction_commutes_with_every_other_entry_in_one_pass() {
+    let (alice, bob) = (key(1), key(2));
+    let mut a = founded(&alice);
+    let mut b = fresh(&a);
+    let t = |n: u64| Timestamp(T0 + n * 1000);
+    let p = a
+        .create_post(&alice, t(1), post("Mine", "words I take back"))
+        .unwrap();
+    let doc: DocId = p.id().into();
+    sync(&a, &mut b);
+    let edited = PostContent {
+        body: "words I take back, and Bob's".into(),
+        ..b.post(&doc).unwrap().content
+    };
+    let edit = b
+        .edit_post(&bob, t(2), doc, &Base::Latest, edited)
+        .unwrap()
+        .unwrap();
+    let comment = b.comment(&bob, t(3), doc, None, "a reply").unwrap();
+    let vote = b
+        .vote(&bob, t(4), VoteTarget::Post(doc), VoteValue::Keep, "")
+        .unwrap();
+    let forged = sign(
+        &b,
+        &bob,
+        t(5),
+        Payload::Retract(Retraction {
+            doc,
+            reason: "not mine".into(),
+        }),
+    );
+    sync(&b, &mut a);
+    let (retraction, report) = a.retract(&alice, t(6), doc, "changed my mind").unwrap();
+    assert_eq!(report.purged.len(), 1);
+    let mut purged = report.purged[0].ids.clone();
+    purged.sort();
+    let mut expected_ids = vec![p.id(), edit.id()];
+    expected_ids.sort();
+    assert_eq!(
+        purged, expected_ids,
+        "the post's entries, the edit by Bob with them"
+    );
+
+    let entries = [
+        p.clone(),
+        edit.clone(),
+        comment.clone(),
+        vote.clone(),
+        forged.clone(),
+        retraction.clone(),
+    ];
+    let mut expected = None;
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    let mut permutations = 0;
+    loop {
+        let mut r = Replica::new(a.genesis_entry().clone()).unwrap();
+        for i in &order {
+            r.ingest([entries[*i].clone()]);
+        }
+        let state = state(&r);
+        assert!(!r.contains(&p.id()) && !r.contains(&edit.id()));
+        assert!(r.contains(&comment.id()) && r.contains(&vote.id()) && r.contains(&forged.id()));
+        let view = r.post(&doc).unwrap();
+        assert_eq!(view.retracted.as_ref().map(|t| t.by), Some(retraction.id()));
+        assert_eq!(view.content, PostContent::default());
+        assert_eq!(r.comments(&doc).len(), 1, "Bob's comment stays");
+        match &expected {
+            None => expected = Some(state),
+            Some(e) => assert_eq!(&state, e, "order {order:?}"),
+        }
+        permutations += 1;
+        if !next_permutation(&mut order) {
+            break;
+        }
+    }
+    assert_eq!(permutations, 720);
+}
+
+/// A moderator's redaction purges where the moderator counts, not where the reader ignores
+/// them; ignoring them later drops the tombstone (the content may be fetched again), and a
+/// forged redaction by a plain member does nothing.
+#[test]
+fn a_redaction_counts_for_moderators_and_not_for_a_reader_who_ignores_them() {
+    let (founder, moderator, member) = (key(1), key(2), key(3));
+    let mut a = founded(&founder);
+    a.state_role(
+        &founder,
+        Timestamp(T0 + 1),
+        RoleAction::AppointModerator,
+        moderator.id(),
+    )
+    .unwrap();
+    let mut m = fresh(&a);
+    sync(&a, &mut m);
+    let mut c = fresh(&a);
+    let p = c
+        .create_post(
+            &member,
+            Timestamp(T0 + 2),
+            post("Address", "a private address"),
+        )
+        .unwrap();
+    let doc: DocId = p.id().into();
+    sync(&c, &mut m);
+    let (redaction, report) = m
+        .retract(&moderator, Timestamp(T0 + 4), doc, "doxxing")
+        .unwrap();
+    assert_eq!(report.purged.len(), 1);
+    assert!(report.purged[0].tombstone.is_redaction());
+
+    let mut plain = fresh(&a);
+    sync(&a, &mut plain);
+    plain.ingest([p.clone(), redaction.clone()]);
+    assert!(plain.tombstone(&doc).is_some());
+    assert!(!plain.contains(&p.id()));
+
+    let mut overriding = fresh(&a);
+    sync(&a, &mut overriding);
+    overriding.set_ignored([moderator.id()].into_iter().collect());
+    let report = overriding.ingest([p.clone(), redaction.clone()]);
+    assert!(report.purged.is_empty());
+    assert!(overriding.tombstone(&doc).is_none());
+    assert_eq!(overriding.post(&doc).unwrap().content.title, "Address");
+
+    // Ignoring the moderator later: the tombstone goes and the post may come back.
+    let report = plain.set_ignored([moderator.id()].into_iter().collect());
+    assert_eq!(report.restored, vec![doc]);
+    plain.ingest([p.clone()]);
+    assert_eq!(plain.post(&doc).unwrap().content.title, "Address");
+    // And counting them again purges it again.
+    let report = plain.set_ignored(Default::default());
+    assert_eq!(report.purged.len(), 1);
+
+    // A plain member's redaction is refused locally and does nothing if signed anyway.
+    let mut x = fresh(&a);
+    x.ingest([p.clone()]);
+    let other = key(4);
+    assert!(
+        x.retract(&other, Timestamp(T0 + 5), doc, "mine now")
+            .is_err()
+    );
+    let forged = sign(
+        &x,
+        &other,
+        Timestamp(T0 + 5),
+        Payload::Retract(Retraction {
+            doc,
+            reason: String::new(),
+        }),
+    );
+    let report = x.ingest([forged]);
+    assert!(report.purged.is_empty() && report.rejected.is_empty());
+    assert_eq!(x.post(&doc).unwrap().content.title, "Address");
+}
+
+/// The next permutation in lexicographic order; false after the last.
+fn next_permutation(v: &mut [usize]) -> bool {
+    let Some(i) = (1..v.len()).rev().find(|&i| v[i - 1] < v[i]) else {
+        return false;
+    };
+    let j = (i..v.len()).rev().find(|&j| v[j] > v[i - 1]).unwrap();
+    v.swap(i - 1, j);
+    v[i..].reverse();
+    true
 }

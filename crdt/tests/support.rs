@@ -67,8 +67,10 @@ pub type DocSnapshot = (
 #[derive(Debug, PartialEq, Eq)]
 pub struct Snapshot {
     pub entries: Vec<EntryId>,
-    pub feed: Vec<(DocId, String, String, usize, usize)>,
+    /// Id, title, body, edits, comments, and the statement that retracted it if it was.
+    pub feed: Vec<(DocId, String, String, usize, usize, Option<EntryId>)>,
     pub docs: Vec<DocSnapshot>,
+    pub tombstones: Vec<agora_crdt::Tombstone>,
     pub equivocations: Vec<Equivocation>,
     pub pending: Vec<EntryId>,
 }
@@ -87,6 +89,7 @@ pub fn snapshot(r: &Replica) -> Snapshot {
                 p.content.body.clone(),
                 p.edits,
                 p.comments,
+                p.retracted.as_ref().map(|t| t.by),
             ));
         }
         match page.next {
@@ -106,10 +109,13 @@ pub fn snapshot(r: &Replica) -> Snapshot {
             )
         })
         .collect();
+    let mut tombstones: Vec<agora_crdt::Tombstone> = r.tombstones().cloned().collect();
+    tombstones.sort_by_key(|t| t.meta.id);
     Snapshot {
         entries,
         feed,
         docs,
+        tombstones,
         equivocations: r.equivocations(),
         pending: r.pending(),
     }
@@ -216,6 +222,9 @@ pub fn deliver_shuffled(genesis: &Entry, entries: &[Entry], seed: u64) -> Replic
         replica.ingest(batch.to_vec());
         rest = tail;
     }
+    // Everything offered once more, as catch-up does: a purge that the final roles undo (a
+    // moderator's redaction, then that moderator removed) dropped entries that come back.
+    replica.ingest(entries.to_vec());
     replica
 }
 

@@ -16,8 +16,8 @@ use agora_crdt::Source;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use agora_crdt::{
-    AuthorId, AuthorKey, DocId, DocKind, Entry, EntryId, LocalError, Overrides, Payload, Policy,
-    PostView, Replica, SubwikiId, Timestamp,
+    AuthorId, AuthorKey, DocId, DocKind, Entry, EntryId, IngestError, IngestReport, LocalError,
+    Overrides, Payload, Policy, PostView, Purged, Replica, SubwikiId, Timestamp,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -123,6 +123,9 @@ pub struct Stored {
     /// Whether they may change the subwiki's moderation (roles, votes that count): any post's
     /// status may then have changed.
     pub moderation: bool,
+    /// Entries removed from the store by this write (a retraction purged them, with the
+    /// posts in `posts`; or the whole subwiki was deleted, and `posts` is empty).
+    pub removed: usize,
 }
 
 /// How many writes a receiver of [`Stored`] may fall behind before it lags.
@@ -355,9 +358,16 @@ impl Core {
             changed
         };
         if changed {
+            let ignored = self.overrides().ignored;
             for subwiki in self.joined()? {
                 if self.store.contains(&subwiki.into())? {
-                    self.with_replica(subwiki, |r| self.refresh_moderation(subwiki, r))?;
+                    self.with_replica(subwiki, |r| {
+                        // Redactions by an author now ignored are undone (their documents may
+                        // be fetched again), and those of an author counted again take effect.
+                        let report = r.set_ignored(ignored.clone());
+                        self.apply_retractions(subwiki, r, &report)?;
+                        self.refresh_moderation(subwiki, r)
+                    })?;
                 }
             }
             self.notify();
@@ -456,6 +466,7 @@ impl Core {
                 let (mut replica, report) = Replica::restore(genesis, source, records, statements)
                     .map_err(LocalError::from)?;
                 replica.set_cache_budget(CACHE_BYTES_PER_SUBWIKI);
+                replica.set_ignored(lock(&self.overrides).ignored.clone());
                 (replica, report)
             }
             None => {
@@ -464,6 +475,7 @@ impl Core {
                     tracing::warn!(%subwiki, corrupt = loaded.corrupt.len(), "damaged entries dropped; they will be fetched again");
                 }
                 let mut replica = self.replica_of(genesis)?;
+                replica.set_ignored(lock(&self.overrides).ignored.clone());
                 let report = replica.ingest(loaded.entries);
                 (replica, report)
             }
@@ -474,6 +486,8 @@ impl Core {
             self.wrote(subwiki);
         }
         replica.release(report.accepted.iter());
+        let settled = replica.restore_tombstones(self.store.tombstones(&subwiki)?);
+        self.apply_retractions(subwiki, &replica, &settled)?;
         tracing::debug!(%subwiki, entries = replica.len(), "subwiki loaded");
         self.refresh_moderation(subwiki, &replica)?;
         Ok(replica)
@@ -535,10 +549,161 @@ impl Core {
             entries: entries.into(),
             posts: posts.into(),
             moderation: statements,
+            removed: 0,
         });
         if statements && let Err(e) = self.refresh_moderation(subwiki, replica) {
             tracing::warn!(%subwiki, "moderation summary not kept (computed on the next read): {e}");
         }
+        Ok(())
+    }
+
+    /// Retracts (as its creator) or redacts (as founder or moderator) a document: signs the
+    /// statement, stores it durably, then deletes the document's content from the store.
+    /// Returns the statement and whether it is a redaction.
+    pub(crate) fn retract(
+        &self,
+        subwiki: SubwikiId,
+        doc: DocId,
+        reason: &str,
+    ) -> Result<(Entry, bool), NodeError> {
+        self.store.room(0)?;
+        self.with_replica(subwiki, |r| {
+            let roles_before = r.roles().clone();
+            let redaction = r.may_retract(&self.identity.author.id(), &doc)?;
+            let (entry, report) = r.retract(&self.identity.author, now(), doc, reason)?;
+            self.persist(subwiki, r, std::slice::from_ref(&entry), &roles_before)?;
+            self.apply_retractions(subwiki, r, &report)?;
+            Ok((entry, redaction))
+        })
+        .inspect(|_| self.notify())
+    }
+
+    /// The documents the owner created in a subwiki that are not retracted yet.
+    pub(crate) fn own_documents(&self, subwiki: SubwikiId) -> Result<Vec<DocId>, NodeError> {
+        let me = self.identity.author.id();
+        self.with_replica(subwiki, |r| {
+            Ok(r.doc_ids()
+                .into_iter()
+                .filter(|d| {
+                    r.doc_meta(d)
+                        .is_some_and(|m| m.creator == me && m.kind != DocKind::Info)
+                })
+                .collect())
+        })
+    }
+
+    /// What follows a retraction in the store, after the replica took entries (or its ignored
+    /// authors changed): the content of the documents it purged is deleted (their tombstones
+    /// and the ids kept, so they are never fetched again), entries of purged documents it
+    /// refused are added to those ids, tombstones it dropped are forgotten, and the views and
+    /// indexes derived from them are told.
+    pub(crate) fn apply_retractions(
+        &self,
+        subwiki: SubwikiId,
+        replica: &Replica,
+        report: &IngestReport,
+    ) -> Result<(), NodeError> {
+        let mut purged: Vec<Purged> = report.purged.clone();
+        let mut refused: HashMap<DocId, Vec<EntryId>> = HashMap::new();
+        for (id, e) in &report.rejected {
+            if let IngestError::Retracted(doc) = e
+                && !purged
+                    .iter()
+                    .any(|p| p.tombstone.meta.id == *doc && p.ids.contains(id))
+            {
+                refused.entry(*doc).or_default().push(*id);
+            }
+        }
+        for (doc, ids) in refused {
+            if let Some(tombstone) = replica.tombstone(&doc) {
+                purged.push(Purged {
+                    tombstone: tombstone.clone(),
+                    ids,
+                });
+            }
+        }
+        if purged.is_empty() && report.restored.is_empty() {
+            return Ok(());
+        }
+        // The posts whose view changes: a purged post reads as retracted, a post with a
+        // purged comment lists it as retracted, and a post no longer purged is gone until it
+        // arrives again.
+        let mut posts = BTreeSet::new();
+        for p in &report.purged {
+            let meta = &p.tombstone.meta;
+            match meta.kind {
+                DocKind::Post => {
+                    posts.insert(meta.id);
+                }
+                DocKind::Comment => posts.extend(meta.parent),
+                DocKind::Profile => posts.extend(authored_posts(replica, meta.creator)),
+                DocKind::Info => {}
+            }
+        }
+        posts.extend(report.restored.iter().copied());
+        let posts: Vec<DocId> = posts.into_iter().collect();
+        // The images of a purged post, from its last rendered view (an image never shown was
+        // never fetched either).
+        let mut images = Vec::new();
+        for p in report
+            .purged
+            .iter()
+            .filter(|p| p.tombstone.meta.kind == DocKind::Post)
+        {
+            if let Some(item) = self
+                .store
+                .view(&p.tombstone.meta.id)?
+                .and_then(|bytes| view::decode(&bytes))
+            {
+                images.extend(item.post.content.images);
+            }
+        }
+        self.store.remove_views(&posts)?;
+        if !purged.is_empty() {
+            self.store.purge(&subwiki, &purged)?;
+        }
+        if !report.restored.is_empty() {
+            self.store.unpurge(&subwiki, &report.restored)?;
+        }
+        for image in images {
+            // Another post showing the same image fetches it again from a peer when shown.
+            self.store.remove_blob(&image)?;
+        }
+        self.wrote(subwiki);
+        let views = render_views(replica, subwiki, posts.iter().copied());
+        if let Err(e) = self.store.cache_views(&views) {
+            tracing::warn!(%subwiki, "views not kept (rendered on the next read): {e}");
+        }
+        if !report.purged.is_empty() {
+            tracing::info!(%subwiki, documents = report.purged.len(), "retracted content deleted");
+        }
+        let _ = self.stored.send(Stored {
+            subwiki,
+            entries: Arc::from(Vec::new()),
+            posts: posts.into(),
+            moderation: true,
+            removed: purged.iter().map(|p| p.ids.len()).sum(),
+        });
+        Ok(())
+    }
+
+    /// Deletes everything of a subwiki from the store (the owner left it for good).
+    pub(crate) fn remove_subwiki(&self, subwiki: SubwikiId) -> Result<(), NodeError> {
+        let slot = self.slot(subwiki);
+        let mut guard = lock(&slot);
+        let removed = self.store.count(&subwiki).unwrap_or(0);
+        *guard = None;
+        self.store.remove_subwiki(&subwiki)?;
+        self.wrote(subwiki);
+        let _ = self.stored.send(Stored {
+            subwiki,
+            entries: Arc::from(Vec::new()),
+            posts: Arc::from(Vec::new()),
+            moderation: true,
+            removed: removed.max(1),
+        });
+        drop(guard);
+        self.notify();
         Ok(())
     }
 
@@ -634,6 +799,7 @@ impl Core {
                 self.store.remove_entries(&late)?;
                 self.wrote(subwiki);
             }
+            self.apply_retractions(subwiki, replica, &report)?;
             self.rescue(subwiki, replica, &fresh)?;
             Ok(report)
         })?;
@@ -757,7 +923,16 @@ impl Core {
     pub(crate) fn subwiki_of(&self, doc: &DocId) -> Result<SubwikiId, NodeError> {
         match self.store.entry(&(*doc).into())? {
             Some(e) if matches!(e.payload(), Payload::CreateDocument(_)) => Ok(e.subwiki()),
-            _ => Err(NodeError::UnknownDocument(*doc)),
+            Some(_) => Err(NodeError::UnknownDocument(*doc)),
+            None => {
+                // A retracted document: its create entry is gone, its tombstone stays.
+                for subwiki in self.joined()? {
+                    if self.with_replica(subwiki, |r| Ok(r.tombstone(doc).is_some()))? {
+                        return Ok(subwiki);
+                    }
+                }
+                Err(NodeError::UnknownDocument(*doc))
+            }
         }
     }
 }

@@ -76,5 +76,5 @@ pub use config::Config;
 pub use error::NodeError;
 pub use moderation::PostStatus;
 pub use net::PeerInfo;
-pub use node::{IMPORT_CHUNK, MemberView, Node, SubwikiInfo};
+pub use node::{IMPORT_CHUNK, MemberView, Node, Retracted, SubwikiInfo};
 pub use search::{AuthorFilter, SearchError, SearchHit, SearchQuery, Snippet};

@@ -29,6 +29,19 @@ use crate::moderation::{PostStatus, Summary};
 use crate::net::{self, Command, PeerInfo};
 use crate::store::{Damage, SledStore, Store, StoreError, SubwikiRecord};
 
+/// What one retraction or redaction did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Retracted {
+    /// The signed statement.
+    pub entry: EntryId,
+    /// The document's subwiki.
+    pub subwiki: SubwikiId,
+    /// The document, whose content is gone.
+    pub doc: DocId,
+    /// A redaction (by the founder or a moderator) rather than the creator's retraction.
+    pub redaction: bool,
+}
+
 /// A subwiki as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubwikiInfo {
@@ -262,6 +275,60 @@ impl Node {
         self.core.forget_replica(subwiki);
         self.command(Command::Leave { subwiki }).await;
         Ok(())
+    }
+
+    /// Leaves a subwiki and deletes everything of it from the home: its entries, views,
+    /// tombstones and search index. Joining it again fetches it anew.
+    pub async fn leave_and_purge(&self, subwiki: SubwikiId) -> Result<(), NodeError> {
+        self.leave(subwiki).await?;
+        self.core.remove_subwiki(subwiki)
+    }
+
+    /// Retracts (as the document's creator) or redacts (as the founder or a moderator) a post
+    /// or comment: signs the statement and gossips it; this node deletes the content at once,
+    /// every honest node that accepts the statement does the same.
+    pub async fn retract(&self, doc: DocId, reason: &str) -> Result<Retracted, NodeError> {
+        let subwiki = self.core.subwiki_of(&doc)?;
+        let retract = || self.core.retract(subwiki, doc, reason);
+        let (entry, redaction) = match tokio::runtime::Handle::try_current() {
+            Ok(runtime)
+                if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                tokio::task::block_in_place(retract)?
+            }
+            _ => retract()?,
+        };
+        self.publish(subwiki, &entry).await;
+        Ok(Retracted {
+            entry: entry.id(),
+            subwiki,
+            doc,
+            redaction,
+        })
+    }
+
+    /// Retracts everything the owner created in a subwiki (or in every joined one): posts,
+    /// comments, profile.
+    pub async fn retract_account(
+        &self,
+        subwiki: Option<SubwikiId>,
+    ) -> Result<Vec<Retracted>, NodeError> {
+        let subwikis = match subwiki {
+            Some(s) => {
+                if !self.core.store().contains(&s.into())? {
+                    return Err(NodeError::UnknownSubwiki(s));
+                }
+                vec![s]
+            }
+            None => self.core.joined()?,
+        };
+        let mut done = Vec::new();
+        for subwiki in subwikis {
+            for doc in self.core.own_documents(subwiki)? {
+                done.push(self.retract(doc, "").await?);
+            }
+        }
+        Ok(done)
     }
 
     /// A receiver of every write of entries from now on, local or from peers, with the posts

@@ -16,6 +16,14 @@
 //!   whenever a post changes, so that the first page needs no replay of the subwiki. Rebuilding
 //!   the indexes drops them; the node renders them again on first use.
 //!
+//! Retraction and redaction delete for real ([`Store::purge`]): the entries of a purged
+//! document go from every tree, with its snapshot and rendered view, and what is kept is its
+//! [`Tombstone`] and the ids of the entries deleted (so that reconciliation never fetches them
+//! again, [`Store::purged_ids`]); a purged post keeps its feed key, to read as retracted.
+//! Leaving a subwiki for good deletes everything of it ([`Store::remove_subwiki`]). A deleted
+//! value's bytes stay in sled's log until the log is rewritten: the sled store rewrites its
+//! files when it next opens after a purge (`store/compact.rs`).
+//!
 //! Two counters are kept with the entries, in the same transactions: the number of entries
 //! ([`Store::len`]) and the number per subwiki ([`Store::count`]), so neither reads the
 //! entries. [`Store::rebuild_indexes`] recounts them.
@@ -30,10 +38,14 @@
 //! Two implementations share one test suite: [`SledStore`] (on disk, the default) and
 //! [`MemoryStore`] (for tests and simulations).
 
-use agora_crdt::{BlobHash, DocId, DocKind, Entry, EntryId, Held, Payload, SubwikiId, Timestamp};
+use agora_crdt::{
+    BlobHash, DocId, DocKind, Entry, EntryId, Held, Payload, Purged, SubwikiId, Timestamp,
+    Tombstone,
+};
 use thiserror::Error;
 
 mod commit;
+mod compact;
 mod manifest;
 mod memory;
 mod repair;
@@ -42,6 +54,7 @@ mod space;
 #[cfg(test)]
 mod suite;
 
+pub use self::compact::CompactReport;
 pub use self::manifest::{Damage, Opened};
 pub use self::memory::MemoryStore;
 pub use self::repair::{Repaired, repair};
@@ -137,6 +150,9 @@ pub struct Rebuilt {
     pub posts: usize,
     /// Damaged entries removed.
     pub corrupt: Vec<EntryId>,
+    /// Entries recorded as purged that were found held (which a store keeping to its contract
+    /// never has), and removed rather than indexed again.
+    pub purged: Vec<EntryId>,
 }
 
 /// An entry's bytes as served to a peer, with the subwiki it belongs to.
@@ -249,8 +265,60 @@ pub trait Store: Send + Sync {
     fn remove_blob(&self, hash: &BlobHash) -> Result<(), StoreError>;
 
     /// Recomputes every index from the entries, drops the rendered views and the snapshots (the
-    /// node makes them again), removes damaged entries.
+    /// node makes them again), removes damaged entries. The feed keys of tombstoned posts are
+    /// kept (made again from the tombstones), and an entry recorded as purged is removed, never
+    /// indexed again.
     fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError>;
+
+    /// Deletes the entries of purged documents (`Purged::ids`; ids not held are skipped) from
+    /// every tree (entries, reconciliation index, feed index), with the snapshots and rendered
+    /// views of the documents, and keeps each tombstone (replacing an older one of the same
+    /// document) and the purged ids (adding to those kept) so the node never fetches them
+    /// again. A tombstoned *post* keeps its feed key (subwiki, created_at, doc) so the feed
+    /// still lists it (it reads as retracted). Durable (flushed) on return, in one transaction.
+    /// Entries of another subwiki among the ids are left alone. The sled store also marks
+    /// itself for compaction: the deleted bytes leave its files when it next opens
+    /// (`store/compact.rs`).
+    ///
+    /// The default, for a store that cannot purge (a test's wrapper that does not pass the
+    /// call on), refuses.
+    fn purge(&self, subwiki: &SubwikiId, purged: &[Purged]) -> Result<(), StoreError> {
+        let _ = (subwiki, purged);
+        Err(StoreError::Io("this store cannot purge".into()))
+    }
+
+    /// Forgets the tombstones of these documents and the purged ids recorded for them (and the
+    /// feed key kept for a tombstoned post, unless the post itself is held again), so they may
+    /// be fetched again. Durable on return. The default refuses, as for [`Store::purge`].
+    fn unpurge(&self, subwiki: &SubwikiId, docs: &[DocId]) -> Result<(), StoreError> {
+        let _ = (subwiki, docs);
+        Err(StoreError::Io("this store cannot purge".into()))
+    }
+
+    /// The tombstones kept for a subwiki, by document id (a damaged record is skipped with a
+    /// warning). The default, for a store that cannot purge, has none.
+    fn tombstones(&self, subwiki: &SubwikiId) -> Result<Vec<Tombstone>, StoreError> {
+        let _ = subwiki;
+        Ok(Vec::new())
+    }
+
+    /// Every purged id recorded for a subwiki (the reconciliation session never fetches them),
+    /// ascending. The default, for a store that cannot purge, has none.
+    fn purged_ids(&self, subwiki: &SubwikiId) -> Result<Vec<EntryId>, StoreError> {
+        let _ = subwiki;
+        Ok(Vec::new())
+    }
+
+    /// Deletes everything of a subwiki (`agora subwiki leave --purge`): its entries (genesis
+    /// included) and their index keys and counters, the snapshots and rendered views of its
+    /// documents, its tombstones and purged ids, its [`SubwikiRecord`] and its line in the
+    /// manifest. Durable on return. Blobs (images) are kept by hash, not by subwiki, and may be
+    /// shared: those of its posts stay (the node removes a purged post's images itself). The
+    /// sled store marks itself for compaction, as for [`Store::purge`]. The default refuses.
+    fn remove_subwiki(&self, subwiki: &SubwikiId) -> Result<(), StoreError> {
+        let _ = subwiki;
+        Err(StoreError::Io("this store cannot remove a subwiki".into()))
+    }
 
     /// The subwikis holding fewer entries than this store once made durable: a damaged disk
     /// or database (see `store/manifest.rs`). Empty for a store that cannot lose entries.
@@ -283,6 +351,66 @@ fn parse_index_key(key: &[u8]) -> Option<(SubwikiId, Timestamp, [u8; 32])> {
         Timestamp(u64::from_be_bytes(time)),
         id,
     ))
+}
+
+/// Length of a tombstone key: subwiki, document.
+const DOC_KEY_LEN: usize = 32 + 32;
+
+/// `subwiki || doc`: a tombstone's key, so that a subwiki's tombstones are one prefix.
+fn doc_key(subwiki: &SubwikiId, doc: &DocId) -> [u8; DOC_KEY_LEN] {
+    let mut key = [0u8; DOC_KEY_LEN];
+    let (s, d) = key.split_at_mut(32);
+    s.copy_from_slice(subwiki.as_bytes());
+    d.copy_from_slice(doc.as_bytes());
+    key
+}
+
+/// Length of a purged id's key: subwiki, document, entry.
+const PURGED_KEY_LEN: usize = 32 + 32 + 32;
+
+/// `subwiki || doc || entry`: a purged id's key, so that a subwiki's purged ids are one prefix
+/// and a document's are one prefix within it.
+fn purged_key(subwiki: &SubwikiId, doc: &DocId, id: &EntryId) -> [u8; PURGED_KEY_LEN] {
+    let mut key = [0u8; PURGED_KEY_LEN];
+    let (sd, i) = key.split_at_mut(DOC_KEY_LEN);
+    sd.copy_from_slice(&doc_key(subwiki, doc));
+    i.copy_from_slice(id.as_bytes());
+    key
+}
+
+/// The entry id of a purged id's key.
+fn parse_purged_key(key: &[u8]) -> Option<EntryId> {
+    if key.len() != PURGED_KEY_LEN {
+        return None;
+    }
+    let id: [u8; 32] = key.get(DOC_KEY_LEN..)?.try_into().ok()?;
+    Some(EntryId::from_bytes(id))
+}
+
+/// Reads a tombstone record kept under `key`; `None` (with a warning) if it is damaged or not
+/// the tombstone of the document its key names.
+fn decode_tombstone(key: &[u8], value: &[u8]) -> Option<Tombstone> {
+    let tombstone =
+        Tombstone::decode(value).filter(|t| key.get(32..) == Some(t.meta.id.as_bytes()));
+    if tombstone.is_none() {
+        tracing::warn!(
+            key = %key.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "a damaged tombstone record is skipped"
+        );
+    }
+    tombstone
+}
+
+/// The feed key a tombstoned post keeps, so that the feed lists it as retracted; `None` for a
+/// tombstone of anything else.
+fn tombstone_feed_key(subwiki: &SubwikiId, tombstone: &Tombstone) -> Option<[u8; INDEX_KEY_LEN]> {
+    (tombstone.meta.kind == DocKind::Post).then(|| {
+        index_key(
+            subwiki,
+            tombstone.meta.created_at,
+            tombstone.meta.id.as_bytes(),
+        )
+    })
 }
 
 /// The index keys an entry has: its reconciliation item, and a feed key if it creates a post.

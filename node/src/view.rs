@@ -7,21 +7,22 @@
 //! then 32-byte hashes), tags (count then strings), link card (0, or 1 then url, title,
 //! description and site name as strings), author name (0 or 1 then string), edits, editors
 //! (count then 32-byte ids), comments, updated at, the version read (count then 32-byte entry
-//! ids). Format 1 had no version and format 2 no card; such views no longer decode and are
-//! rendered again.
+//! ids), the tombstone of a retracted post (0, or 1 then its record, [`Tombstone::encode`], as
+//! a byte string). Format 1 had no version, 2 no card and 3 no tombstone; such views no longer
+//! decode and are rendered again.
 
 use std::collections::BTreeSet;
 
 use agora_crdt::{
     AuthorId, BlobHash, DocId, DocKind, DocMeta, EntryId, LinkCard, PostContent, PostView,
-    SubwikiId, Timestamp, Version,
+    SubwikiId, Timestamp, Tombstone, Version,
 };
 
 use crate::core::FeedItem;
 
 /// The format of a stored view: bumped whenever the layout changes, so older views are
 /// rendered again instead of read wrongly.
-const FORMAT: u8 = 3;
+const FORMAT: u8 = 4;
 /// No list in a view is longer than this (a guard against a damaged record).
 const MAX_ITEMS: usize = 1 << 16;
 
@@ -137,6 +138,15 @@ pub(crate) fn encode(item: &FeedItem) -> Vec<u8> {
     for entry in p.version.entries() {
         out.id(entry.as_bytes());
     }
+    match &p.retracted {
+        None => out.0.push(0),
+        Some(tombstone) => {
+            out.0.push(1);
+            let record = tombstone.encode();
+            out.len(record.len());
+            out.0.extend_from_slice(&record);
+        }
+    }
     out.0
 }
 
@@ -169,6 +179,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<FeedItem> {
     let comments = usize::try_from(r.u64()?).ok()?;
     let updated_at = Timestamp(r.u64()?);
     let version = Version::new(r.list(|r| r.id().map(EntryId::from_bytes))?);
+    let retracted = match r.u8()? {
+        0 => None,
+        1 => {
+            let n = r.len()?;
+            Some(Tombstone::decode(r.take(n)?)?)
+        }
+        _ => return None,
+    };
     r.0.is_empty().then_some(())?;
     Some(FeedItem {
         subwiki,
@@ -188,6 +206,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<FeedItem> {
             comments,
             updated_at,
             version,
+            retracted,
         },
     })
 }
@@ -224,6 +243,7 @@ mod tests {
                 comments: 7,
                 updated_at: Timestamp(99),
                 version: Version::new([EntryId::from_bytes([5; 32]), EntryId::from_bytes([6; 32])]),
+                retracted: None,
             },
         };
         let bytes = encode(&item);
@@ -234,12 +254,52 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(decode(&longer), None);
-        // A view in a previous format (no version, no card) is not read.
-        let mut old = bytes[..bytes.len() - (4 + 2 * 32)].to_vec();
+        // A view in a previous format (no version, no card, no tombstone) is not read.
+        let mut old = bytes[..bytes.len() - (1 + 4 + 2 * 32)].to_vec();
         old[0] = 1;
         assert_eq!(decode(&old), None);
         let mut old = bytes.clone();
         old[0] = 2;
         assert_eq!(decode(&old), None);
+        let mut old = bytes[..bytes.len() - 1].to_vec();
+        old[0] = 3;
+        assert_eq!(decode(&old), None);
+    }
+
+    #[test]
+    fn a_retracted_post_keeps_its_tombstone_and_no_content() {
+        let meta = DocMeta {
+            id: DocId::from_bytes([2; 32]),
+            kind: DocKind::Post,
+            creator: AuthorId::from_bytes([3; 32]),
+            created_at: Timestamp(42),
+            parent: None,
+            reply_to: None,
+        };
+        let item = FeedItem {
+            subwiki: SubwikiId::from_bytes([1; 32]),
+            post: PostView {
+                meta: meta.clone(),
+                content: PostContent::default(),
+                author_name: None,
+                edits: 0,
+                editors: BTreeSet::new(),
+                comments: 1,
+                updated_at: Timestamp(50),
+                version: Version::new([]),
+                retracted: Some(Tombstone {
+                    meta,
+                    by: EntryId::from_bytes([7; 32]),
+                    signer: AuthorId::from_bytes([8; 32]),
+                    at: Timestamp(50),
+                    reason: "doxxing".into(),
+                }),
+            },
+        };
+        let bytes = encode(&item);
+        assert_eq!(decode(&bytes), Some(item));
+        for cut in 0..bytes.len() {
+            assert_eq!(decode(&bytes[..cut]), None);
+        }
     }
 }

@@ -9,6 +9,8 @@
 
 #[path = "replication/cards.rs"]
 mod cards;
+#[path = "replication/retract.rs"]
+mod retract;
 mod support;
 
 use std::sync::Arc;

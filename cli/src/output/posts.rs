@@ -8,7 +8,8 @@ use agora_node::http::ops::{
 };
 
 use super::{
-    Render, age, line, log_line, marks, now, plural, printable, table, truncate, who, word,
+    Render, age, line, log_line, marks, now, plural, printable, table, taken_back, truncate, who,
+    word,
 };
 
 impl Render for PostNew {
@@ -41,6 +42,20 @@ impl Render for PostShow {
         let now = now();
         let p = &page.post;
         let mut out = String::new();
+        if let Some(t) = &p.retracted {
+            // Nothing of its content is left: who took it back, and its comments.
+            let _ = writeln!(out, "{}", taken_back(t, now));
+            let _ = writeln!(
+                out,
+                "by {} · {} · {}",
+                who(p.author_name.as_deref(), &p.author_fingerprint),
+                age(p.created_at, now),
+                p.id,
+            );
+            let _ = writeln!(out, "Its content is deleted.");
+            comments(&mut out, page, now);
+            return out;
+        }
         let _ = writeln!(out, "{}{}", line(&p.title), marks(&page.status));
         let _ = writeln!(
             out,
@@ -50,7 +65,9 @@ impl Render for PostShow {
             plural(p.edits, "edit", "edits"),
             p.id,
         );
-        let _ = writeln!(out, "version {}", p.version);
+        if let Some(version) = &p.version {
+            let _ = writeln!(out, "version {version}");
+        }
         if let Some(link) = &p.link {
             let _ = writeln!(out, "link: {}", line(link));
         }
@@ -85,21 +102,29 @@ impl Render for PostShow {
                 log_line(&mut out, item, now);
             }
         }
+        comments(&mut out, page, now);
+        out
+    }
+}
+
+/// A post's comments, each retracted or redacted one as who took it back.
+fn comments(out: &mut String, page: &PostPage, now: agora_crdt::Timestamp) {
+    let _ = writeln!(
+        out,
+        "\n{}",
+        plural(page.comment_list.len(), "comment", "comments")
+    );
+    for c in &page.comment_list {
+        let text = match &c.retracted {
+            Some(t) => taken_back(t, now),
+            None => printable(&c.text, Some("    ")),
+        };
         let _ = writeln!(
             out,
-            "\n{}",
-            plural(page.comment_list.len(), "comment", "comments")
+            "  {} · {}: {text}",
+            who(c.author.name.as_deref(), &c.author.fingerprint),
+            age(c.created_at, now),
         );
-        for c in &page.comment_list {
-            let _ = writeln!(
-                out,
-                "  {} · {}: {}",
-                who(c.author.name.as_deref(), &c.author.fingerprint),
-                age(c.created_at, now),
-                printable(&c.text, Some("    ")),
-            );
-        }
-        out
     }
 }
 
@@ -159,6 +184,18 @@ impl Render for Feed {
                 .subwiki_name
                 .as_deref()
                 .map_or_else(|| post.subwiki.to_string(), line);
+            if let Some(t) = &post.retracted {
+                let _ = writeln!(out, "{}  {}", post.id, taken_back(t, now));
+                let _ = writeln!(
+                    out,
+                    "    in {} · by {} · {} · {}",
+                    subwiki,
+                    who(post.author_name.as_deref(), &post.author_fingerprint),
+                    age(post.created_at, now),
+                    plural(post.comments, "comment", "comments"),
+                );
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "{}  {}{}",

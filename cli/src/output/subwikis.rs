@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use agora_node::http::ops::{
-    Invitation, Joined, Subwiki, SubwikiAbout, SubwikiCreate, SubwikiDiscover, SubwikiInvite,
+    Invitation, Joined, Left, Subwiki, SubwikiAbout, SubwikiCreate, SubwikiDiscover, SubwikiInvite,
     SubwikiJoin, SubwikiLeave, SubwikiList, SubwikiShow,
 };
 
@@ -72,8 +72,17 @@ impl Render for SubwikiJoin {
 }
 
 impl Render for SubwikiLeave {
-    fn render(&self, answer: &Subwiki) -> String {
-        format!("Left {}\n", answer.about.id)
+    fn render(&self, answer: &Left) -> String {
+        let id = answer.subwiki.about.id;
+        if answer.purged {
+            format!(
+                "Left {id} and deleted it from this home ({} entries). What you wrote there \
+                 stays on others' nodes unless you retract it first.\n",
+                answer.subwiki.entries
+            )
+        } else {
+            format!("Left {id}\n")
+        }
     }
 }
 

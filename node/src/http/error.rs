@@ -28,6 +28,12 @@ pub enum ErrorKind {
     /// The API refused the request itself (host, origin, token, method, content type or
     /// size); the HTTP status says which. Nothing ran.
     Refused,
+    /// The owner may not do this: retract what someone else wrote without being the founder
+    /// or a moderator, edit others' posts without being trusted where only trusted members
+    /// may.
+    NotAllowed,
+    /// The post or comment was retracted or redacted: its content is gone.
+    Gone,
 }
 
 impl ErrorKind {
@@ -38,7 +44,8 @@ impl ErrorKind {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Locked => StatusCode::CONFLICT,
             ErrorKind::Unreachable => StatusCode::BAD_GATEWAY,
-            ErrorKind::Refused => StatusCode::FORBIDDEN,
+            ErrorKind::Refused | ErrorKind::NotAllowed => StatusCode::FORBIDDEN,
+            ErrorKind::Gone => StatusCode::GONE,
             ErrorKind::Failed | ErrorKind::NoIdentity => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,10 +108,12 @@ impl IntoResponse for ApiError {
 }
 
 /// What a node's refusal means to its caller: what was asked cannot be (over a size limit, not
-/// an image: usage, exit 2), names what is not here (exit 3), or failed.
+/// an image: usage, exit 2), names what is not here (exit 3), is not the owner's to do (a
+/// retraction of someone else's post by a member, an edit by an untrusted one: exit 7), is
+/// about a post or comment already retracted or redacted (exit 8), or failed.
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
-        use agora_crdt::{DecodeError, EntryError, LocalError};
+        use agora_crdt::{DecodeError, EntryError, IngestError, LocalError};
         let too_large = |e: &EntryError| {
             matches!(
                 e,
@@ -127,6 +136,12 @@ impl From<NodeError> for ApiError {
             | NodeError::Store(StoreError::BlobTooLarge { .. })
             | NodeError::NotAnImage
             | NodeError::Search(crate::search::SearchError::Query(_)) => ErrorKind::Usage,
+            NodeError::Local(
+                LocalError::NotAllowedToRetract { .. } | LocalError::NotTrusted { .. },
+            ) => ErrorKind::NotAllowed,
+            NodeError::Local(
+                LocalError::AlreadyRetracted(_) | LocalError::Ingest(IngestError::Retracted(_)),
+            ) => ErrorKind::Gone,
             _ => ErrorKind::Failed,
         };
         ApiError::new(kind, e.to_string())

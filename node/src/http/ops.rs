@@ -22,6 +22,7 @@ pub mod inbox;
 pub mod moderation;
 pub mod peers;
 pub mod posts;
+pub mod retraction;
 pub mod search;
 pub mod subwikis;
 mod text;
@@ -31,6 +32,7 @@ pub use self::inbox::*;
 pub use self::moderation::*;
 pub use self::peers::*;
 pub use self::posts::*;
+pub use self::retraction::*;
 pub use self::search::*;
 pub use self::subwikis::*;
 
@@ -49,6 +51,9 @@ pub(crate) fn routes(router: Router<Node>) -> Router<Node> {
     let router = route::<PostHistory>(router);
     let router = route::<PostRevert>(router);
     let router = route::<PostExport>(router);
+    let router = route::<PostRetract>(router);
+    let router = route::<Redact>(router);
+    let router = route::<AccountRetract>(router);
     let router = route::<Comment>(router);
     let router = route::<Feed>(router);
     let router = route::<Search>(router);
@@ -190,8 +195,13 @@ pub struct Post {
     pub editors: Vec<AuthorId>,
     /// Comments.
     pub comments: usize,
-    /// The version this is: what an edit of what the reader sees is based on.
-    pub version: Version,
+    /// The version this is: what an edit of what the reader sees is based on. None for a
+    /// retracted or redacted post, which has no content left.
+    pub version: Option<Version>,
+    /// Set when the post was retracted by its author or redacted by the founder or a
+    /// moderator: who did it, when and why. Its content is gone (the texts above are empty).
+    #[serde(default)]
+    pub retracted: Option<Tombstone>,
 }
 
 impl From<&FeedItem> for Post {
@@ -214,7 +224,52 @@ impl From<&FeedItem> for Post {
             edits: p.edits,
             editors: p.editors.iter().copied().collect(),
             comments: p.comments,
-            version: p.version.clone(),
+            version: p.retracted.is_none().then(|| p.version.clone()),
+            retracted: p
+                .retracted
+                .as_ref()
+                .map(|t| Tombstone::new(t, p.author_name.clone())),
+        }
+    }
+}
+
+/// What is left of a retracted or redacted post or comment: who took it back, when and why,
+/// never its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// Who signed the retraction (the creator) or the redaction (the founder or a moderator).
+    pub by: Author,
+    /// When (claimed, ms).
+    pub at: Timestamp,
+    /// The reason given (required for a redaction).
+    pub reason: String,
+    /// Whether it was a redaction by the founder or a moderator, not a retraction by the
+    /// creator.
+    pub redaction: bool,
+    /// The signed statement that removed it (in the moderation log).
+    pub statement: EntryId,
+}
+
+impl Tombstone {
+    /// The tombstone `t` of a document whose creator's display name is `creator_name`; the
+    /// name of a redacting moderator is filled in by [`Tombstone::name_signer`].
+    pub fn new(t: &agora_crdt::Tombstone, creator_name: Option<String>) -> Self {
+        Self {
+            by: Author::new(
+                t.signer,
+                (!t.is_redaction()).then_some(creator_name).flatten(),
+            ),
+            at: t.at,
+            reason: t.reason.clone(),
+            redaction: t.is_redaction(),
+            statement: t.by,
+        }
+    }
+
+    /// Fills in the display name of the founder or moderator who redacted it.
+    pub(crate) fn name_signer(&mut self, node: &Node, subwiki: SubwikiId) {
+        if self.by.name.is_none() {
+            self.by.name = node.display_name_in(subwiki, &self.by.id).ok().flatten();
         }
     }
 }
@@ -342,6 +397,10 @@ pub struct CommentItem {
     pub created_at: Timestamp,
     /// What it says.
     pub text: String,
+    /// Set when the comment was retracted or redacted: who did it, when and why. Its text is
+    /// gone (empty).
+    #[serde(default)]
+    pub retracted: Option<Tombstone>,
 }
 
 impl From<&CommentView> for CommentItem {
@@ -352,6 +411,10 @@ impl From<&CommentView> for CommentItem {
             author: Author::new(c.meta.creator, c.author_name.clone()),
             created_at: c.meta.created_at,
             text: c.text.clone(),
+            retracted: c
+                .retracted
+                .as_ref()
+                .map(|t| Tombstone::new(t, c.author_name.clone())),
         }
     }
 }
@@ -394,6 +457,8 @@ pub enum StatementKind {
     Role,
     /// A vote.
     Vote,
+    /// A retraction by a document's creator or a redaction by the founder or a moderator.
+    Retraction,
 }
 
 /// One line of a moderation log: a signed statement, whether it counts, what it decided.
@@ -409,9 +474,9 @@ pub struct LogLine {
     pub timestamp: Timestamp,
     /// Role statement or vote.
     pub kind: StatementKind,
-    /// The action or vote (`vouch`, `hide`, ...).
+    /// The action or vote (`vouch`, `hide`, ..., `retract`, `redact`).
     pub what: String,
-    /// The post or author it is about.
+    /// The post, comment or author it is about.
     pub about: String,
     /// The reason given.
     pub reason: String,
@@ -441,6 +506,15 @@ impl From<&LogItem> for LogLine {
                 },
                 v.reason.clone(),
             ),
+            Statement::Retract(r) => (
+                StatementKind::Retraction,
+                match item.contributed {
+                    Some(Contribution::Redacted(_)) => "redact",
+                    _ => "retract",
+                },
+                r.doc.to_string(),
+                r.reason.clone(),
+            ),
         };
         let (counted, not_counted_because) = match item.standing {
             Standing::Counted => (true, None),
@@ -451,9 +525,19 @@ impl From<&LogItem> for LogLine {
                         "only the founder appoints and removes moderators".to_owned()
                     }
                     NotCounted::SignerNotTrusted => "the signer is not trusted".to_owned(),
+                    NotCounted::Superseded { by }
+                        if matches!(item.statement, Statement::Retract(_)) =>
+                    {
+                        format!("removed already by {by}")
+                    }
                     NotCounted::Superseded { by } => format!("replaced by the signer's later {by}"),
                     NotCounted::Overridden => "you ignore this signer".to_owned(),
                     NotCounted::AboutSelf => "a statement about oneself".to_owned(),
+                    NotCounted::NotCreatorOrModerator => {
+                        "only its creator retracts, and the founder or a moderator redacts"
+                            .to_owned()
+                    }
+                    NotCounted::DocumentNotHeld => "the document is not on this node".to_owned(),
                 }),
             ),
         };
@@ -468,6 +552,8 @@ impl From<&LogItem> for LogLine {
             Contribution::Verified(p) => format!("marked {p} verified"),
             Contribution::Muted(a) => format!("muted {a}"),
             Contribution::KeptUnmuted(a) => format!("kept {a} unmuted"),
+            Contribution::Retracted(d) => format!("retracted {d}"),
+            Contribution::Redacted(d) => format!("redacted {d}"),
         });
         Self {
             entry: item.entry,

@@ -68,7 +68,9 @@ fn facts(entry: &Entry, me: &AuthorId) -> Option<Facts> {
         return None;
     }
     let (what, text) = match entry.payload() {
-        Payload::Genesis(_) => return None,
+        // A retraction of the owner's post by a moderator shows as the post's status (its
+        // view reads as redacted); no item of its own yet.
+        Payload::Genesis(_) | Payload::Retract(_) => return None,
         Payload::CreateDocument(c) => (
             What::Create {
                 doc: entry.id().into(),

@@ -89,6 +89,8 @@ async fn run(core: Weak<Core>, inbox: Arc<Inbox>, mut stored: Receiver<Stored>) 
                         Err(_) => break,
                     }
                 }
+                // Entries were deleted (a retraction): the items they gave go, with their text.
+                let removed = batch.iter().any(|write| write.removed > 0);
                 blocking(&core, &inbox, move |core, inbox| {
                     let Some(core) = core.upgrade() else { return Ok(false) };
                     let mut changed = false;
@@ -101,8 +103,9 @@ async fn run(core: Weak<Core>, inbox: Arc<Inbox>, mut stored: Receiver<Stored>) 
                     Ok(changed)
                 })
                 .await;
-                if lagged {
-                    // Writes were missed: compare the store with what was looked at.
+                if lagged || removed {
+                    // Writes were missed, or entries removed: compare the store with what was
+                    // looked at.
                     blocking(&core, &inbox, catch_up).await;
                 }
                 write_at.get_or_insert_with(|| tokio::time::Instant::now() + WRITE_DELAY);

@@ -963,7 +963,11 @@ fn snapshot(snapshots: &Snapshots, core: &Core, subwiki: SubwikiId) -> Result<Sn
     let generation = core.generation(&subwiki);
     let read = Instant::now();
     let items = core.store().items(&subwiki).map_err(|e| e.to_string())?;
-    let snapshot = Snapshot::new(items);
+    let refused = core
+        .store()
+        .purged_ids(&subwiki)
+        .map_err(|e| e.to_string())?;
+    let snapshot = Snapshot::new(items).refusing(refused);
     lock(snapshots).insert(subwiki, (generation, read, snapshot.clone()));
     Ok(snapshot)
 }

@@ -58,6 +58,9 @@ pub struct Snapshot {
     items: Arc<[Item]>,
     /// The ids alone, sorted, built the first time [`Snapshot::contains_id`] is asked.
     ids: Arc<OnceLock<Box<[[u8; ID_LEN]]>>>,
+    /// Ids not in the set that are never fetched either (entries of retracted documents),
+    /// sorted.
+    refused: Arc<[[u8; ID_LEN]]>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -82,7 +85,19 @@ impl Snapshot {
         Self {
             items: items.into(),
             ids: Arc::default(),
+            refused: Arc::new([]),
         }
+    }
+
+    /// The same set, with ids it does not hold and must never fetch: a peer that holds them
+    /// is not asked for them ([`Snapshot::contains_id`] is true for them), and the set it
+    /// reconciles does not claim them.
+    pub fn refusing(mut self, ids: impl IntoIterator<Item = EntryId>) -> Self {
+        let mut refused: Vec<[u8; ID_LEN]> = ids.into_iter().map(|id| *id.as_bytes()).collect();
+        refused.sort_unstable();
+        refused.dedup();
+        self.refused = refused.into();
+        self
     }
 
     /// How many items.
@@ -101,8 +116,9 @@ impl Snapshot {
         self.items.binary_search(&item).is_ok()
     }
 
-    /// True if an item with this id is in the set, whatever its time. The first call sorts the
-    /// ids (once per snapshot, shared by its clones).
+    /// True if an item with this id is in the set, whatever its time, or is one it refuses
+    /// ([`Snapshot::refusing`]). The first call sorts the ids (once per snapshot, shared by
+    /// its clones).
     pub fn contains_id(&self, id: &EntryId) -> bool {
         let ids = self.ids.get_or_init(|| {
             let mut ids: Vec<[u8; ID_LEN]> =
@@ -111,6 +127,7 @@ impl Snapshot {
             ids.into()
         });
         ids.binary_search(id.as_bytes()).is_ok()
+            || self.refused.binary_search(id.as_bytes()).is_ok()
     }
 
     /// The items, newest first (equal claimed times by id).

@@ -100,8 +100,11 @@ pub(crate) struct Pending {
     posts: BTreeMap<SubwikiId, BTreeSet<DocId>>,
     /// Other documents changed (a comment edited: its post is looked up).
     docs: BTreeMap<SubwikiId, BTreeSet<DocId>>,
-    /// Entries written.
-    entries: BTreeMap<SubwikiId, u64>,
+    /// Entries written, less entries removed.
+    entries: BTreeMap<SubwikiId, i64>,
+    /// Entries were removed: once committed, segments holding deleted documents are merged,
+    /// so the removed text leaves the index's files.
+    merge: bool,
     /// Check every subwiki's count against the stamp.
     rescan: bool,
     /// The journal was read into this: delete it once indexed.
@@ -119,7 +122,14 @@ impl Pending {
 
     fn take(&mut self, stored: &Stored) {
         let s = stored.subwiki;
-        *self.entries.entry(s).or_default() += stored.entries.len() as u64;
+        let written = i64::try_from(stored.entries.len()).unwrap_or(i64::MAX);
+        let removed = i64::try_from(stored.removed).unwrap_or(i64::MAX);
+        *self.entries.entry(s).or_default() += written - removed;
+        if stored.removed > 0 {
+            self.merge = true;
+            // A whole subwiki deleted: the check of every subwiki drops what it had.
+            self.rescan |= stored.posts.is_empty();
+        }
         let posts = self.posts.entry(s).or_default();
         posts.extend(stored.posts.iter().copied());
         for entry in stored.entries.iter() {
@@ -215,12 +225,34 @@ fn add_post(
     let Some(item) = core.post_view(subwiki, post)? else {
         return Ok(());
     };
+    if item.post.retracted.is_some() {
+        // Its text is gone: nothing to find it by.
+        return Ok(());
+    }
     let comments = if item.post.comments > 0 {
         core.with_replica(subwiki, |r| Ok(r.comments(&post)))?
     } else {
         Vec::new()
     };
     writer.add_document(fields.document(&item, &comments))?;
+    Ok(())
+}
+
+/// Rewrites the segments that hold deleted documents without them, and deletes the old
+/// segments' files: the text of a retracted post leaves the index's files, not only its
+/// results. Costs a rewrite of those segments (see `docs/performance.md`), which only a
+/// retraction asks for.
+fn merge_deletes(index: &tantivy::Index, writer: &mut IndexWriter) -> Result<(), SearchError> {
+    let segments: Vec<tantivy::index::SegmentId> = index
+        .searchable_segment_metas()?
+        .iter()
+        .filter(|m| m.has_deletes())
+        .map(tantivy::index::SegmentMeta::id)
+        .collect();
+    if !segments.is_empty() {
+        writer.merge(&segments).wait()?;
+        writer.garbage_collect_files().wait()?;
+    }
     Ok(())
 }
 
@@ -259,6 +291,9 @@ impl SearchIndex {
                 let mut prepared = writer.prepare_commit().map_err(SearchError::from)?;
                 prepared.set_payload(&stamp.encode());
                 prepared.commit().map_err(SearchError::from)?;
+                if std::mem::take(&mut pending.merge) {
+                    merge_deletes(&opened.index, writer)?;
+                }
                 state.stamp = stamp;
                 opened.reader.reload().map_err(SearchError::from)?;
             }
@@ -313,7 +348,9 @@ impl SearchIndex {
                     drain(rx, pending);
                     store.count(&s)
                 })? as u64;
-                let expected = stamp.get(&s) + pending.entries.get(&s).copied().unwrap_or(0);
+                let expected = stamp
+                    .get(&s)
+                    .saturating_add_signed(pending.entries.get(&s).copied().unwrap_or(0));
                 if expected != count {
                     tracing::debug!(subwiki = %s, expected, count, "indexing a subwiki again for search");
                     again.insert(s);
@@ -381,7 +418,7 @@ impl SearchIndex {
             }
         }
         for (s, n) in entries {
-            let count = stamp.get(&s) + n;
+            let count = stamp.get(&s).saturating_add_signed(n);
             stamp.counts.insert(s, count);
             dirty = true;
         }
@@ -494,8 +531,8 @@ impl SearchIndex {
     }
 }
 
-/// A line of the journal: `<subwiki> <entries written> <post>...`.
-fn journal_line(line: &str) -> Option<(SubwikiId, u64, Vec<DocId>)> {
+/// A line of the journal: `<subwiki> <entries written less entries removed> <post>...`.
+fn journal_line(line: &str) -> Option<(SubwikiId, i64, Vec<DocId>)> {
     let mut words = line.split_whitespace();
     let subwiki = words.next()?.parse().ok()?;
     let entries = words.next()?.parse().ok()?;

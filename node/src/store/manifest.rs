@@ -19,7 +19,7 @@
 //! only after the sync that made it durable. Entries removed on purpose (a replica refusing
 //! them after all) are taken off both counts; damaged entries the store drops when it reads
 //! them only off the first, so they stay visible as damage until fetched again. The file is written atomically (a new file, fsynced, renamed over the
-//! old one, the directory fsynced): when a subwiki is joined or left, when entries are
+//! old one, the directory fsynced): when a subwiki is joined, left or removed, when entries are
 //! removed, at most every [`SAVE_EVERY`] while entries are written, and when the store closes.
 
 use std::collections::BTreeMap;
@@ -249,6 +249,22 @@ impl Manifest {
             state.dirty = true;
         }
         self.saved();
+    }
+
+    /// Forgets a subwiki the store removed for good, and saves; an error if the file cannot be
+    /// written (the manifest then keeps it).
+    pub fn forget(&self, subwiki: &SubwikiId) -> Result<(), StoreError> {
+        let line = {
+            let mut state = self.lock();
+            let Some(line) = state.lines.remove(subwiki) else {
+                return Ok(());
+            };
+            state.dirty = true;
+            line
+        };
+        self.save().inspect_err(|_| {
+            self.lock().lines.entry(*subwiki).or_insert(line);
+        })
     }
 
     /// Saves, and only logs a failure: the write that changed the counts is durable and

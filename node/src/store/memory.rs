@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
-use agora_crdt::{BlobHash, DocId, Entry, EntryId, Held, SubwikiId, Timestamp};
+use agora_crdt::{BlobHash, DocId, Entry, EntryId, Held, Purged, SubwikiId, Timestamp, Tombstone};
 
 use super::{
     FeedKey, Loaded, MAX_BLOB_BYTES, Put, Rebuilt, Served, Store, StoreError, SubwikiRecord,
-    check_stored, check_stored_all, feed_key_from_index, feed_upper, index_keys, merge_feed,
-    parse_index_key, recheck_stored, subwiki_lower,
+    check_stored, check_stored_all, decode_tombstone, doc_key, feed_key_from_index, feed_upper,
+    index_keys, merge_feed, parse_index_key, parse_purged_key, purged_key, recheck_stored,
+    subwiki_lower, tombstone_feed_key,
 };
 
 #[derive(Debug, Default)]
@@ -23,6 +24,10 @@ struct Inner {
     snapshots: BTreeMap<DocId, Vec<u8>>,
     views: BTreeMap<DocId, Vec<u8>>,
     blobs: BTreeMap<BlobHash, Vec<u8>>,
+    /// `subwiki || doc` → tombstone record, as the sled store keeps them.
+    tombstones: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// `subwiki || doc || entry` of every purged id.
+    purged: BTreeSet<Vec<u8>>,
 }
 
 /// The in-memory store.
@@ -77,6 +82,47 @@ impl Inner {
                 self.counts.remove(subwiki);
             }
         }
+    }
+
+    /// Removes a held entry of `subwiki` with its index keys, knowing them from the entry
+    /// (or, for a damaged one, by looking for them).
+    fn remove_entry_of(&mut self, subwiki: &SubwikiId, id: &EntryId) {
+        let Some(bytes) = self.entries.get(id) else {
+            return;
+        };
+        match check_stored(id, bytes) {
+            Some(entry) if entry.subwiki() != *subwiki => {
+                tracing::warn!(%id, %subwiki, "not purged: the entry is of another subwiki");
+            }
+            Some(entry) => {
+                let keys = index_keys(&entry);
+                self.entries.remove(id);
+                if self.recon.remove(&keys.recon[..]) {
+                    self.uncount(subwiki);
+                }
+                if let Some(feed) = keys.feed {
+                    self.feed.remove(&feed[..]);
+                }
+            }
+            None => self.drop_entry(id),
+        }
+    }
+
+    /// Every record of `map` whose key starts with `prefix`.
+    fn under<'a, V>(
+        map: &'a BTreeMap<Vec<u8>, V>,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a V)> + 'a {
+        map.range(prefix.to_vec()..)
+            .take_while(move |(k, _)| k.starts_with(prefix))
+    }
+
+    fn purged_under(&self, prefix: &[u8]) -> Vec<Vec<u8>> {
+        self.purged
+            .range(prefix.to_vec()..)
+            .take_while(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
     }
 
     /// Inserts a reconciliation key, counting it if it was new.
@@ -300,8 +346,18 @@ impl Store for MemoryStore {
         inner.views.clear();
         inner.snapshots.clear();
         let mut rebuilt = Rebuilt::default();
+        let purged: BTreeSet<EntryId> = inner
+            .purged
+            .iter()
+            .filter_map(|k| parse_purged_key(k))
+            .collect();
         let ids: Vec<EntryId> = inner.entries.keys().copied().collect();
         for id in ids {
+            if purged.contains(&id) {
+                inner.entries.remove(&id);
+                rebuilt.purged.push(id);
+                continue;
+            }
             match inner.entries.get(&id).and_then(|b| check_stored(&id, b)) {
                 Some(entry) => {
                     let keys = index_keys(&entry);
@@ -318,6 +374,107 @@ impl Store for MemoryStore {
                 }
             }
         }
+        let kept: Vec<Vec<u8>> = inner
+            .tombstones
+            .iter()
+            .filter_map(|(k, v)| {
+                let subwiki = SubwikiId::from_bytes(k.get(..32)?.try_into().ok()?);
+                tombstone_feed_key(&subwiki, &decode_tombstone(k, v)?).map(|f| f.to_vec())
+            })
+            .collect();
+        for key in kept {
+            if inner.feed.insert(key) {
+                rebuilt.posts += 1;
+            }
+        }
         Ok(rebuilt)
+    }
+
+    fn purge(&self, subwiki: &SubwikiId, purged: &[Purged]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for p in purged {
+            let doc = p.tombstone.meta.id;
+            for id in &p.ids {
+                inner.remove_entry_of(subwiki, id);
+                inner.purged.insert(purged_key(subwiki, &doc, id).to_vec());
+            }
+            inner.snapshots.remove(&doc);
+            inner.views.remove(&doc);
+            inner
+                .tombstones
+                .insert(doc_key(subwiki, &doc).to_vec(), p.tombstone.encode());
+            if let Some(feed) = tombstone_feed_key(subwiki, &p.tombstone) {
+                inner.feed.insert(feed.to_vec());
+            }
+        }
+        Ok(())
+    }
+
+    fn unpurge(&self, subwiki: &SubwikiId, docs: &[DocId]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for doc in docs {
+            let key = doc_key(subwiki, doc);
+            if let Some(record) = inner.tombstones.remove(&key[..])
+                && let Some(tombstone) = decode_tombstone(&key, &record)
+                && let Some(feed) = tombstone_feed_key(subwiki, &tombstone)
+                && !inner.entries.contains_key(&EntryId::from(*doc))
+            {
+                inner.feed.remove(&feed[..]);
+            }
+            for k in inner.purged_under(&key) {
+                inner.purged.remove(&k);
+            }
+        }
+        Ok(())
+    }
+
+    fn tombstones(&self, subwiki: &SubwikiId) -> Result<Vec<Tombstone>, StoreError> {
+        let inner = self.lock();
+        Ok(Inner::under(&inner.tombstones, subwiki.as_bytes())
+            .filter_map(|(k, v)| decode_tombstone(k, v))
+            .collect())
+    }
+
+    fn purged_ids(&self, subwiki: &SubwikiId) -> Result<Vec<EntryId>, StoreError> {
+        let inner = self.lock();
+        let ids: BTreeSet<EntryId> = inner
+            .purged_under(subwiki.as_bytes())
+            .iter()
+            .filter_map(|k| parse_purged_key(k))
+            .collect();
+        Ok(ids.into_iter().collect())
+    }
+
+    fn remove_subwiki(&self, subwiki: &SubwikiId) -> Result<(), StoreError> {
+        let items = self.items(subwiki)?;
+        let mut inner = self.lock();
+        let prefix = subwiki.as_bytes();
+        let mut docs: BTreeSet<DocId> = items.iter().map(|(_, id)| DocId::from(*id)).collect();
+        docs.extend(
+            Inner::under(&inner.tombstones, prefix)
+                .filter_map(|(k, _)| Some(DocId::from_bytes(k.get(32..)?.try_into().ok()?))),
+        );
+        let purged = inner.purged_under(prefix);
+        docs.extend(
+            purged
+                .iter()
+                .filter_map(|k| parse_purged_key(k).map(DocId::from)),
+        );
+        for (_, id) in &items {
+            inner.entries.remove(id);
+        }
+        inner.recon.retain(|k| !k.starts_with(prefix));
+        inner.feed.retain(|k| !k.starts_with(prefix));
+        inner.counts.remove(subwiki);
+        inner.tombstones.retain(|k, _| !k.starts_with(prefix));
+        for k in purged {
+            inner.purged.remove(&k);
+        }
+        for doc in &docs {
+            inner.snapshots.remove(doc);
+            inner.views.remove(doc);
+        }
+        inner.subwikis.remove(subwiki);
+        Ok(())
     }
 }

@@ -3,9 +3,23 @@
 //! Trees: `entries` (id → entry bytes), `recon` and `feed` (index keys → nothing), `counts`
 //! (subwiki id → its number of reconciliation keys, and [`TOTAL`] → the number of entries, as
 //! big-endian `u64`), `subwikis` (id → joined flag), `snapshots` (document id → Automerge
-//! bytes), `views` (document id → rendered view), `blobs` (hash → bytes).
+//! bytes), `views` (document id → rendered view), `blobs` (hash → bytes), `tombstones`
+//! (`subwiki || doc` → [`agora_crdt::Tombstone`] record), `purged` (`subwiki || doc || entry id`
+//! → nothing: the entries a purge deleted, never fetched again) and `meta` ([`COMPACT`]: a purge
+//! since the last compaction).
 //! An entry, its index keys and the counters are written in one multi-tree transaction, so an
-//! index key never outlives its entry and the counters always match the keys.
+//! index key never outlives its entry and the counters always match the keys. A purge deletes
+//! entries, index keys, snapshots and views and writes tombstones and purged ids in one such
+//! transaction too.
+//!
+//! # Deleting for real
+//!
+//! sled's log keeps a removed value's bytes until the segment holding them is reused, which may
+//! be never: a value of a few hundred bytes in a small store was still in the `db` file after
+//! being removed, flushed, the store closed, opened again and written to (and sled writes a
+//! page again each time one of its keys changes, so a value can have hundreds of copies in the
+//! log). A purge therefore sets [`COMPACT`], and the next [`SledStore::open`] rewrites the
+//! database into fresh files before anything else (`compact.rs`), which clears it.
 //!
 //! # Durability: flush, fsync, and group commit
 //!
@@ -54,19 +68,25 @@ use ::sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
 };
 use ::sled::{Db, IVec, Transactional, Tree};
-use agora_crdt::{BlobHash, DocId, Entry, EntryId, Held, SubwikiId, Timestamp};
+use agora_crdt::{BlobHash, DocId, Entry, EntryId, Held, Purged, SubwikiId, Timestamp, Tombstone};
 
 use super::commit::{Gate, WriteGuard, WriteLock};
+use super::compact::{self, CompactReport};
 use super::manifest::{self, Manifest};
 use super::space;
 use super::{
     Damage, FeedKey, Loaded, MAX_BLOB_BYTES, Opened, Put, Rebuilt, Served, Store, StoreError,
-    SubwikiRecord, check_stored, check_stored_all, feed_key_from_index, feed_upper, index_keys,
-    merge_feed, parse_index_key, recheck_stored, subwiki_lower,
+    SubwikiRecord, check_stored, check_stored_all, decode_tombstone, doc_key, feed_key_from_index,
+    feed_upper, index_keys, merge_feed, parse_index_key, parse_purged_key, purged_key,
+    recheck_stored, subwiki_lower, tombstone_feed_key,
 };
 
 /// The key of the number of entries in the `counts` tree (subwiki keys are 32 bytes).
 const TOTAL: &[u8] = b"entries";
+
+/// The key in the `meta` tree that says content was deleted since the database was last
+/// rewritten: the next open compacts it (`compact.rs`).
+pub(super) const COMPACT: &[u8] = b"compact";
 
 /// Values up to this size are certainly kept inline in sled's log; a larger one may be a blob
 /// file, which the next sync must fsync. sled's threshold is `segment_size / 4 - 20` bytes; the
@@ -109,6 +129,9 @@ pub struct SledStore {
     snapshots: Tree,
     views: Tree,
     blobs: Tree,
+    tombstones: Tree,
+    purged: Tree,
+    meta: Tree,
     shared: Arc<Shared>,
 }
 
@@ -137,6 +160,8 @@ struct Shared {
     failed: Mutex<Option<String>>,
     /// The database, kept open for ever after a failed write (see [`Shared`]'s `Drop`).
     db: Db,
+    /// The compaction this open ran, if it ran one.
+    compacted: Option<CompactReport>,
 }
 
 impl Drop for Shared {
@@ -165,14 +190,14 @@ pub const SYNC_WAIT: Duration = Duration::from_secs(20);
 /// How long a writer waits for the store's write lock.
 pub const WRITE_WAIT: Duration = Duration::from_secs(20);
 
-fn io(e: ::sled::Error) -> StoreError {
+pub(super) fn io(e: ::sled::Error) -> StoreError {
     match e {
         ::sled::Error::Corruption { .. } => StoreError::Damaged(e.to_string()),
         e => StoreError::Io(e.to_string()),
     }
 }
 
-fn os(e: std::io::Error) -> StoreError {
+pub(super) fn os(e: std::io::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
@@ -250,27 +275,32 @@ impl SledStore {
     }
 
     /// [`SledStore::open`] with other [`Options`].
+    ///
+    /// First finishes (or undoes) a compaction a crash interrupted; then, if content was
+    /// purged since the database was last rewritten, rewrites it into fresh files so that the
+    /// purged bytes leave the disk ([`SledStore::compact`]; its cost is about that of copying
+    /// the store, see `docs/performance.md`, "Deleting for real"). A compaction that fails
+    /// before its swap (a full disk) is only logged: the store opens as it was, and the next
+    /// open tries again.
     pub fn open_with(dir: &Path, options: Options) -> Result<Self, StoreError> {
-        let started = std::time::Instant::now();
-        let config = ::sled::Config::new()
-            .path(dir)
-            .cache_capacity(options.cache_capacity)
-            .segment_size(options.segment_size);
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(e) if e.to_string().contains("could not acquire lock") => {
-                    if started.elapsed() >= LOCK_WAIT {
-                        return Err(StoreError::Locked(dir.display().to_string()));
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+        compact::recover(dir)?;
+        let mut db = open_db(dir, options)?;
+        let mut compacted = None;
+        if compact::marked(&db)? {
+            match compact::build(&db, dir, options) {
+                Ok(built) => {
+                    drop(db);
+                    compacted = Some(compact::swap(dir, built)?);
+                    db = open_db(dir, options)?;
                 }
-                Err(e @ (::sled::Error::Corruption { .. } | ::sled::Error::ReportableBug(_))) => {
-                    return Err(StoreError::Damaged(format!("{}: {e}", dir.display())));
+                Err(e) => {
+                    tracing::warn!(store = %dir.display(), "the store was not compacted, so content deleted since its last compaction is still in its files; the next start tries again: {e}");
                 }
-                Err(e) => return Err(io(e)),
             }
-        };
+        }
+        if let Some(report) = &compacted {
+            tracing::info!(store = %dir.display(), before = report.bytes_before, after = report.bytes_after, records = report.records, ms = report.took.as_millis(), "the store was compacted: deleted content is gone from its files");
+        }
         let data_file = File::open(dir.join("db")).map_err(os)?;
         sync_dir(dir)?;
         let tree = |name: &str| db.open_tree(name).map_err(io);
@@ -283,6 +313,9 @@ impl SledStore {
             snapshots: tree("snapshots")?,
             views: tree("views")?,
             blobs: tree("blobs")?,
+            tombstones: tree("tombstones")?,
+            purged: tree("purged")?,
+            meta: tree("meta")?,
             shared: Arc::new(Shared {
                 gate: Gate::default(),
                 data_file,
@@ -296,6 +329,7 @@ impl SledStore {
                 db: db.clone(),
                 manifest: OnceLock::new(),
                 opened: OnceLock::new(),
+                compacted,
             }),
             db,
         };
@@ -327,6 +361,29 @@ impl SledStore {
         let _ = self.shared.manifest.set(manifest);
         let _ = self.shared.opened.set(opened);
         Ok(())
+    }
+
+    /// Rewrites the closed store in `dir` into fresh files (with the default [`Options`]),
+    /// whether or not anything was purged, so that no deleted value's bytes are left in them;
+    /// [`SledStore::open`] does it by itself after a purge. Crash-safe: a crash at any point
+    /// leaves the old or the new database whole, and the next open finishes or undoes the
+    /// swap. See `compact.rs`.
+    pub fn compact(dir: &Path) -> Result<CompactReport, StoreError> {
+        Self::compact_with(dir, Options::default())
+    }
+
+    /// [`SledStore::compact`] with other [`Options`] (those the store was made with).
+    pub fn compact_with(dir: &Path, options: Options) -> Result<CompactReport, StoreError> {
+        compact::recover(dir)?;
+        let db = open_db(dir, options)?;
+        let built = compact::build(&db, dir, options)?;
+        drop(db);
+        compact::swap(dir, built)
+    }
+
+    /// The compaction this open ran (content had been purged since the last), if any.
+    pub fn compacted(&self) -> Option<CompactReport> {
+        self.shared.compacted
     }
 
     /// What comparing the store with its manifest found when it opened.
@@ -563,6 +620,75 @@ impl SledStore {
         Ok(())
     }
 
+    /// [`Store::remove_subwiki`], under the write lock. Not one transaction (a subwiki can
+    /// hold a million keys): a batch per tree, with the total of entries taken out first and
+    /// written back last, so that a removal cut short is recounted at the next open (as a
+    /// rebuild is), and the subwiki's record removed last, so that it is still listed (left) and
+    /// can be removed again.
+    fn remove_subwiki_locked(&self, subwiki: &SubwikiId) -> Result<(), StoreError> {
+        let prefix = subwiki.as_bytes();
+        let keys = |tree: &Tree| -> Result<Vec<IVec>, StoreError> {
+            tree.scan_prefix(prefix)
+                .keys()
+                .collect::<Result<_, _>>()
+                .map_err(io)
+        };
+        let (recon, feed, tombstones, purged) = (
+            keys(&self.recon)?,
+            keys(&self.feed)?,
+            keys(&self.tombstones)?,
+            keys(&self.purged)?,
+        );
+        // Its documents, for their snapshots and views: every entry id (a document's id is its
+        // create entry's), every tombstoned document, every purged id.
+        let mut docs = std::collections::BTreeSet::new();
+        docs.extend(
+            recon
+                .iter()
+                .filter_map(|k| parse_index_key(k).map(|(_, _, id)| id)),
+        );
+        docs.extend(
+            tombstones
+                .iter()
+                .filter_map(|k| <[u8; 32]>::try_from(k.get(32..)?).ok()),
+        );
+        docs.extend(
+            purged
+                .iter()
+                .filter_map(|k| parse_purged_key(k).map(|id| *id.as_bytes())),
+        );
+        let total = decode_count(self.counts.get(TOTAL).map_err(io)?);
+        self.counts.remove(TOTAL).map_err(io)?;
+        let mut removed = 0u64;
+        for key in &recon {
+            if let Some((_, _, id)) = parse_index_key(key)
+                && self.entries.remove(id).map_err(io)?.is_some()
+            {
+                removed += 1;
+            }
+        }
+        let remove_all = |tree: &Tree, keys: &mut dyn Iterator<Item = &[u8]>| {
+            let mut batch = ::sled::Batch::default();
+            for key in keys {
+                batch.remove(key);
+            }
+            tree.apply_batch(batch).map_err(io)
+        };
+        remove_all(&self.recon, &mut recon.iter().map(|k| &k[..]))?;
+        remove_all(&self.feed, &mut feed.iter().map(|k| &k[..]))?;
+        remove_all(&self.tombstones, &mut tombstones.iter().map(|k| &k[..]))?;
+        remove_all(&self.purged, &mut purged.iter().map(|k| &k[..]))?;
+        remove_all(&self.views, &mut docs.iter().map(|d| &d[..]))?;
+        remove_all(&self.snapshots, &mut docs.iter().map(|d| &d[..]))?;
+        self.counts.remove(prefix).map_err(io)?;
+        self.meta.insert(COMPACT, &[][..]).map_err(io)?;
+        self.subwikis.remove(prefix).map_err(io)?;
+        self.counts
+            .insert(TOTAL, &total.saturating_sub(removed).to_be_bytes()[..])
+            .map_err(io)?;
+        Ok(())
+    }
+
     /// Forgets the counters, as in a store written before they existed.
     #[cfg(test)]
     pub(crate) fn clear_counts(&self) {
@@ -577,8 +703,33 @@ impl SledStore {
     }
 }
 
+/// Opens sled's database in `dir`, waiting [`LOCK_WAIT`] at most for a lock this process may
+/// be releasing.
+pub(super) fn open_db(dir: &Path, options: Options) -> Result<Db, StoreError> {
+    let started = std::time::Instant::now();
+    let config = ::sled::Config::new()
+        .path(dir)
+        .cache_capacity(options.cache_capacity)
+        .segment_size(options.segment_size);
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(StoreError::Locked(dir.display().to_string()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e @ (::sled::Error::Corruption { .. } | ::sled::Error::ReportableBug(_))) => {
+                return Err(StoreError::Damaged(format!("{}: {e}", dir.display())));
+            }
+            Err(e) => return Err(io(e)),
+        }
+    }
+}
+
 /// Fsyncs a directory, so that the names of the files in it are durable.
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     #[cfg(unix)]
     File::open(dir).and_then(|d| d.sync_all()).map_err(os)?;
     #[cfg(not(unix))]
@@ -927,9 +1078,20 @@ impl Store for SledStore {
         let mut rebuilt = Rebuilt::default();
         let mut per: BTreeMap<SubwikiId, u64> = BTreeMap::new();
         let mut damaged = Vec::new();
+        let mut purged = std::collections::BTreeSet::new();
+        for key in self.purged.iter().keys() {
+            purged.extend(parse_purged_key(&key.map_err(io)?));
+        }
         for kv in self.entries.iter() {
             let (k, v) = kv.map_err(io)?;
             let id = <[u8; 32]>::try_from(k.as_ref()).map(EntryId::from_bytes);
+            if let Ok(id) = id
+                && purged.contains(&id)
+            {
+                // Deleted by a purge: never indexed again.
+                rebuilt.purged.push(id);
+                continue;
+            }
             match id.ok().and_then(|id| check_stored(&id, &v)) {
                 Some(entry) => {
                     let keys = index_keys(&entry);
@@ -952,6 +1114,24 @@ impl Store for SledStore {
             }
             self.entries.remove(key).map_err(io)?;
         }
+        for id in &rebuilt.purged {
+            self.entries.remove(id.as_bytes()).map_err(io)?;
+        }
+        // A tombstoned post keeps its place in the feed, where it reads as retracted.
+        for kv in self.tombstones.iter() {
+            let (k, v) = kv.map_err(io)?;
+            let subwiki = k.get(..32).and_then(|s| <[u8; 32]>::try_from(s).ok());
+            let feed = subwiki
+                .zip(decode_tombstone(&k, &v))
+                .and_then(|(subwiki, tombstone)| {
+                    tombstone_feed_key(&SubwikiId::from_bytes(subwiki), &tombstone)
+                });
+            if let Some(feed) = feed
+                && self.feed.insert(&feed[..], &[][..]).map_err(io)?.is_none()
+            {
+                rebuilt.posts += 1;
+            }
+        }
         let mut batch = ::sled::Batch::default();
         for (subwiki, n) in &per {
             batch.insert(subwiki.as_bytes(), &n.to_be_bytes()[..]);
@@ -964,6 +1144,181 @@ impl Store for SledStore {
             manifest.recounted(&per);
         }
         Ok(rebuilt)
+    }
+
+    fn purge(&self, subwiki: &SubwikiId, purged: &[Purged]) -> Result<(), StoreError> {
+        if purged.is_empty() {
+            return Ok(());
+        }
+        self.removable()?;
+        // Each held entry's index keys, known from the entry; a damaged entry's are looked for.
+        let mut held = Vec::new();
+        let mut damaged = std::collections::BTreeSet::new();
+        for id in purged.iter().flat_map(|p| &p.ids) {
+            let Some(bytes) = self.entries.get(id.as_bytes()).map_err(io)? else {
+                continue;
+            };
+            match check_stored(id, &bytes) {
+                Some(entry) if entry.subwiki() != *subwiki => {
+                    tracing::warn!(%id, %subwiki, "not purged: the entry is of another subwiki");
+                }
+                Some(entry) => held.push((*id, index_keys(&entry))),
+                None => {
+                    damaged.insert(*id);
+                }
+            }
+        }
+        let (mut recon_found, mut feed_found) = (Vec::new(), Vec::new());
+        if !damaged.is_empty() {
+            let of_damaged = |key: &IVec| {
+                parse_index_key(key)
+                    .is_some_and(|(_, _, id)| damaged.contains(&EntryId::from_bytes(id)))
+            };
+            for key in self.recon.scan_prefix(subwiki.as_bytes()).keys() {
+                let key = key.map_err(io)?;
+                if of_damaged(&key) {
+                    recon_found.push(key);
+                }
+            }
+            for key in self.feed.scan_prefix(subwiki.as_bytes()).keys() {
+                let key = key.map_err(io)?;
+                if of_damaged(&key) {
+                    feed_found.push(key);
+                }
+            }
+        }
+        let trees = (
+            &self.entries,
+            &self.recon,
+            &self.feed,
+            &self.counts,
+            &self.tombstones,
+            &self.purged,
+            &self.views,
+            &self.snapshots,
+            &self.meta,
+        );
+        let deltas = self.write(|| {
+            trees
+                .transaction(|(e, r, f, c, t, p, v, s, m)| {
+                    let mut deltas = Deltas::default();
+                    for (id, keys) in &held {
+                        if e.remove(id.as_bytes())?.is_some() {
+                            deltas.total -= 1;
+                        }
+                        if r.remove(&keys.recon[..])?.is_some() {
+                            deltas.subwiki(*subwiki, -1);
+                        }
+                        if let Some(feed) = keys.feed {
+                            f.remove(&feed[..])?;
+                        }
+                    }
+                    for id in &damaged {
+                        if e.remove(id.as_bytes())?.is_some() {
+                            deltas.total -= 1;
+                        }
+                    }
+                    for key in &recon_found {
+                        if r.remove(key)?.is_some() {
+                            deltas.subwiki(*subwiki, -1);
+                        }
+                    }
+                    for key in &feed_found {
+                        f.remove(key)?;
+                    }
+                    for purge in purged {
+                        let doc = purge.tombstone.meta.id;
+                        t.insert(&doc_key(subwiki, &doc)[..], purge.tombstone.encode())?;
+                        for id in &purge.ids {
+                            p.insert(&purged_key(subwiki, &doc, id)[..], &[][..])?;
+                        }
+                        if let Some(feed) = tombstone_feed_key(subwiki, &purge.tombstone) {
+                            f.insert(&feed[..], &[][..])?;
+                        }
+                        v.remove(doc.as_bytes())?;
+                        s.remove(doc.as_bytes())?;
+                    }
+                    m.insert(COMPACT, &[][..])?;
+                    deltas.apply(c)?;
+                    Ok::<_, ConflictableTransactionError<()>>(deltas)
+                })
+                .map_err(tx_error)
+        })?;
+        self.sync()?;
+        if let Some(manifest) = self.shared.manifest.get() {
+            manifest.removed(deltas.lost());
+        }
+        Ok(())
+    }
+
+    fn unpurge(&self, subwiki: &SubwikiId, docs: &[DocId]) -> Result<(), StoreError> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        self.removable()?;
+        let mut forgotten = Vec::new();
+        for doc in docs {
+            for key in self.purged.scan_prefix(doc_key(subwiki, doc)).keys() {
+                forgotten.push(key.map_err(io)?);
+            }
+        }
+        let trees = (&self.tombstones, &self.purged, &self.feed, &self.entries);
+        self.write(|| {
+            trees
+                .transaction(|(t, p, f, e)| {
+                    for doc in docs {
+                        let key = doc_key(subwiki, doc);
+                        let Some(record) = t.remove(&key[..])? else {
+                            continue;
+                        };
+                        // The feed key goes with the tombstone, unless the post is held again.
+                        if let Some(feed) = decode_tombstone(&key, &record)
+                            .and_then(|tombstone| tombstone_feed_key(subwiki, &tombstone))
+                            && e.get(doc.as_bytes())?.is_none()
+                        {
+                            f.remove(&feed[..])?;
+                        }
+                    }
+                    for key in &forgotten {
+                        p.remove(key)?;
+                    }
+                    Ok::<_, ConflictableTransactionError<()>>(())
+                })
+                .map_err(tx_error)
+        })?;
+        self.sync()
+    }
+
+    fn tombstones(&self, subwiki: &SubwikiId) -> Result<Vec<Tombstone>, StoreError> {
+        let mut tombstones = Vec::new();
+        for kv in self.tombstones.scan_prefix(subwiki.as_bytes()) {
+            let (k, v) = kv.map_err(io)?;
+            tombstones.extend(decode_tombstone(&k, &v));
+        }
+        Ok(tombstones)
+    }
+
+    fn purged_ids(&self, subwiki: &SubwikiId) -> Result<Vec<EntryId>, StoreError> {
+        let mut ids = std::collections::BTreeSet::new();
+        for key in self.purged.scan_prefix(subwiki.as_bytes()).keys() {
+            ids.extend(parse_purged_key(&key.map_err(io)?));
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    fn remove_subwiki(&self, subwiki: &SubwikiId) -> Result<(), StoreError> {
+        self.removable()?;
+        // The manifest forgets it first: a crash before the database has is then only a
+        // subwiki kept (the manifest takes it again from the database at the next open), never
+        // a subwiki the manifest would record again, or count as damaged, once it is gone.
+        if let Some(manifest) = self.shared.manifest.get() {
+            manifest.forget(subwiki)?;
+        }
+        let writer = self.writer()?;
+        let removed = self.remove_subwiki_locked(subwiki);
+        drop(writer);
+        self.noted(removed)?;
+        self.sync()
     }
 
     fn damage(&self) -> Result<Vec<Damage>, StoreError> {

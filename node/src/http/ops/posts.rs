@@ -14,7 +14,7 @@ use super::{
     within,
 };
 use crate::Node;
-use crate::http::{ApiError, Operation};
+use crate::http::{ApiError, ErrorKind, Operation};
 use crate::store::MAX_BLOB_BYTES;
 
 /// The most posts one feed page may ask for.
@@ -78,6 +78,26 @@ pub fn check_link(link: &str) -> Result<String, ApiError> {
         return Err(refuse());
     }
     Ok(link.to_owned())
+}
+
+/// Refuses to change a post that was retracted or redacted: its content is gone for good.
+fn still_there(item: &crate::FeedItem) -> Result<(), ApiError> {
+    match &item.post.retracted {
+        Some(t) => Err(ApiError::new(
+            ErrorKind::Gone,
+            format!(
+                "{} was {} by {}: it cannot be changed or commented on",
+                item.post.meta.id,
+                if t.is_redaction() {
+                    "redacted"
+                } else {
+                    "retracted"
+                },
+                t.signer.fingerprint()
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn read_image(path: &std::path::Path) -> Result<Vec<u8>, ApiError> {
@@ -165,7 +185,9 @@ impl Operation for PostEdit {
         if let Some(title) = &self.title {
             check_title(title)?;
         }
-        let now = node.post(self.post)?.post;
+        let item = node.post(self.post)?;
+        still_there(&item)?;
+        let now = item.post;
         // Fields the edit leaves alone are taken from the base, so they are not changed.
         let base_content = match &self.base {
             Base::Latest => now.content.clone(),
@@ -236,6 +258,14 @@ impl Operation for PostShow {
         let id = self.post;
         let item = node.post(id)?;
         let mut post = Post::from(&item);
+        if let Some(t) = &mut post.retracted {
+            t.name_signer(node, item.subwiki);
+        }
+        let mut comment_list: Vec<CommentItem> =
+            node.comments(id)?.iter().map(CommentItem::from).collect();
+        for t in comment_list.iter_mut().filter_map(|c| c.retracted.as_mut()) {
+            t.name_signer(node, item.subwiki);
+        }
         let moderation = node.moderation(item.subwiki)?;
         let outcome = moderation.post(&id);
         if let Some(at) = &self.at {
@@ -245,7 +275,7 @@ impl Operation for PostShow {
             post.link = content.link;
             post.images = content.images;
             post.tags = content.tags;
-            post.version = at.clone();
+            post.version = Some(at.clone());
         }
         Ok(PostPage {
             post,
@@ -260,7 +290,7 @@ impl Operation for PostShow {
                     .map(LogLine::from)
                     .collect(),
             },
-            comment_list: node.comments(id)?.iter().map(CommentItem::from).collect(),
+            comment_list,
         })
     }
 }
@@ -402,6 +432,7 @@ impl Operation for PostRevert {
     type Answer = Edited;
 
     async fn run(self, node: &Node) -> Result<Edited, ApiError> {
+        still_there(&node.post(self.post)?)?;
         let change = node
             .revert(self.post, self.version)
             .await
@@ -478,6 +509,9 @@ impl Operation for Comment {
         if self.text.trim().is_empty() {
             return Err(ApiError::usage("an empty comment"));
         }
+        if let Ok(item) = node.post(self.post) {
+            still_there(&item)?;
+        }
         let id = node
             .comment(self.post, None, &self.text)
             .await
@@ -553,11 +587,17 @@ impl Operation for Feed {
             .collect();
         Ok(items
             .iter()
-            .map(|(item, status)| FeedPost {
-                post: Post::from(item),
-                status: PostState::from(status),
-                subwiki_name: names.get(&item.subwiki).cloned(),
-                cursor: cursor_after(item),
+            .map(|(item, status)| {
+                let mut post = Post::from(item);
+                if let Some(t) = &mut post.retracted {
+                    t.name_signer(node, item.subwiki);
+                }
+                FeedPost {
+                    post,
+                    status: PostState::from(status),
+                    subwiki_name: names.get(&item.subwiki).cloned(),
+                    cursor: cursor_after(item),
+                }
             })
             .collect())
     }

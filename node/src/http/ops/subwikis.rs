@@ -305,23 +305,47 @@ impl Operation for SubwikiJoin {
     }
 }
 
-/// Stop replicating a subwiki.
+/// Stop replicating a subwiki; with --purge, also delete everything of it from this home.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 pub struct SubwikiLeave {
     /// The subwiki.
     #[arg(value_parser = parser::<SubwikiId>("subwiki id"))]
     pub id: SubwikiId,
+    /// Also delete its entries, posts, comments and search index from this home (what you
+    /// wrote there stays on others' nodes: `agora account retract` takes it back). Joining it
+    /// again fetches it anew.
+    #[arg(long)]
+    #[serde(default)]
+    pub purge: bool,
+}
+
+/// A subwiki left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Left {
+    /// The subwiki as it was kept before it was left, marked not joined.
+    #[serde(flatten)]
+    pub subwiki: Subwiki,
+    /// Whether its entries were deleted from the home.
+    #[serde(default)]
+    pub purged: bool,
 }
 
 impl Operation for SubwikiLeave {
     const PATH: &'static str = "subwiki/leave";
-    type Answer = Subwiki;
+    type Answer = Left;
 
-    async fn run(self, node: &Node) -> Result<Subwiki, ApiError> {
+    async fn run(self, node: &Node) -> Result<Left, ApiError> {
         let mut left = Subwiki::of(node, self.id)?;
-        node.leave(self.id).await?;
+        if self.purge {
+            node.leave_and_purge(self.id).await?;
+        } else {
+            node.leave(self.id).await?;
+        }
         left.joined = false;
-        Ok(left)
+        Ok(Left {
+            subwiki: left,
+            purged: self.purge,
+        })
     }
 }
 

@@ -30,9 +30,9 @@ use crate::Node;
 use crate::core::now;
 use crate::http::ops::{
     Comment, Feed, FeedPost, ModeratorAdd, ModeratorRemove, Modlog, Mute, OverrideIgnore,
-    OverrideList, OverrideRestore, Peers, PostHistory, PostPage, PostShow, PostVote, Revoke,
-    Status, SubwikiCreate, SubwikiInvite, SubwikiJoin, SubwikiList, SubwikiShow, Unmute, Vote,
-    Vouch, check_link, check_title,
+    OverrideList, OverrideRestore, Peers, PostHistory, PostPage, PostRetract, PostShow, PostVote,
+    Redact, Revoke, Status, SubwikiCreate, SubwikiInvite, SubwikiJoin, SubwikiLeave, SubwikiList,
+    SubwikiShow, Tombstone, Unmute, Vote, Vouch, check_link, check_title,
 };
 use crate::http::{ApiError, Operation};
 use crate::node::image_type;
@@ -53,6 +53,14 @@ pub(super) fn routes(router: Router<Node>) -> Router<Node> {
         .route("/post/{id}/edit", get(edit_form).post(edit_save))
         .route("/post/{id}/history", get(history))
         .route("/post/{id}/revert", post(revert))
+        .route(
+            "/post/{id}/retract",
+            get(retract_post_form).post(retract_post),
+        )
+        .route(
+            "/post/{id}/comment/{comment}/retract",
+            get(retract_comment_form).post(retract_comment),
+        )
         .route("/subwikis", get(subwikis))
         .route("/subwikis/create", post(create_subwiki))
         .route("/subwikis/join", post(join_subwiki))
@@ -231,6 +239,39 @@ pub(super) struct Card {
     hidden: bool,
     disputed: bool,
     verified: bool,
+    /// Set when the post was retracted or redacted: it shows only who took it back.
+    gone: Option<Gone>,
+}
+
+/// What stands in place of a retracted or redacted post or comment: who took it back, when,
+/// why.
+pub(super) struct Gone {
+    redaction: bool,
+    by: String,
+    fingerprint: String,
+    when: When,
+    reason: String,
+}
+
+impl Gone {
+    fn of(t: &Tombstone) -> Self {
+        Self {
+            redaction: t.redaction,
+            by: t.by.name.clone().unwrap_or_else(|| "(no name)".into()),
+            fingerprint: t.by.fingerprint.clone(),
+            when: When::of(t.at),
+            reason: t.reason.clone(),
+        }
+    }
+
+    /// "Retracted" or "Redacted".
+    fn verb(&self) -> &'static str {
+        if self.redaction {
+            "Redacted"
+        } else {
+            "Retracted"
+        }
+    }
 }
 
 impl From<&FeedPost> for Card {
@@ -253,6 +294,7 @@ impl From<&FeedPost> for Card {
             hidden: f.status.hidden.is_some(),
             disputed: f.status.disputed,
             verified: f.status.verified,
+            gone: f.post.retracted.as_ref().map(Gone::of),
         }
     }
 }
@@ -390,12 +432,41 @@ struct PostView<'a> {
     body: String,
     card_author: String,
     when: When,
-    comments: Vec<(String, String, When, String)>,
+    comments: Vec<CommentLine>,
     why: Vec<String>,
     merged: bool,
     images: Vec<String>,
     /// Whether the owner follows the post's author; `None` for the owner's own post.
     following: Option<bool>,
+    /// Set when the post was retracted or redacted.
+    gone: Option<Gone>,
+    /// The owner wrote it: they may retract it.
+    mine: bool,
+    /// The owner is the subwiki's founder or a moderator: they may redact others' posts and
+    /// comments.
+    moderator: bool,
+}
+
+/// A comment on the post page.
+struct CommentLine {
+    id: String,
+    author: String,
+    fingerprint: String,
+    when: When,
+    text: String,
+    /// The owner wrote it.
+    mine: bool,
+    /// Set when it was retracted or redacted.
+    gone: Option<Gone>,
+}
+
+/// Whether the owner is the founder or a moderator of the subwiki, as their node counts roles.
+fn moderates(node: &Node, subwiki: SubwikiId) -> bool {
+    let me = node.author();
+    node.moderation(subwiki).is_ok_and(|m| {
+        let roles = m.roles();
+        roles.founder() == me || roles.moderators().contains(&me)
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -428,16 +499,18 @@ async fn post_page(
         Err(e) => return failed(e),
     };
     let body = markdown::render(&page.post.body);
+    let me = node.author();
     let comments = page
         .comment_list
         .iter()
-        .map(|c| {
-            (
-                c.author.name.clone().unwrap_or_else(|| "(no name)".into()),
-                c.author.fingerprint.clone(),
-                When::of(c.created_at),
-                c.text.clone(),
-            )
+        .map(|c| CommentLine {
+            id: c.id.to_string(),
+            author: c.author.name.clone().unwrap_or_else(|| "(no name)".into()),
+            fingerprint: c.author.fingerprint.clone(),
+            when: When::of(c.created_at),
+            text: c.text.clone(),
+            mine: c.author.id == me,
+            gone: c.retracted.as_ref().map(Gone::of),
         })
         .collect();
     let why = page
@@ -466,9 +539,12 @@ async fn post_page(
         .clone()
         .unwrap_or_else(|| "(no name)".into());
     let when = When::of(page.post.created_at);
-    let title = page.post.title.clone();
-    let following =
-        (page.post.author != node.author()).then(|| node.is_following(&page.post.author));
+    let gone = page.post.retracted.as_ref().map(Gone::of);
+    let title = match &gone {
+        Some(g) => format!("{} post", g.verb()),
+        None => page.post.title.clone(),
+    };
+    let following = (page.post.author != me).then(|| node.is_following(&page.post.author));
     render(&PostView {
         title: &title,
         csrf: &viewer.csrf,
@@ -480,6 +556,9 @@ async fn post_page(
         merged: q.merged.is_some(),
         images,
         following,
+        gone,
+        mine: page.post.author == me,
+        moderator: moderates(&node, page.post.subwiki),
         page,
     })
 }
@@ -583,6 +662,10 @@ async fn edit_form(State(node): State<Node>, viewer: Viewer, Path(id): Path<Stri
         Ok(item) => item,
         Err(e) => return failed(e),
     };
+    if item.post.retracted.is_some() {
+        // Nothing left to edit: the post page says who took it back.
+        return see(format!("/post/{id}"));
+    }
     let content = item.post.content.clone();
     render(&EditPage {
         title: "Edit post",
@@ -934,6 +1017,223 @@ async fn revert(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Retraction and redaction.
+
+#[derive(Template)]
+#[template(path = "retract.html")]
+struct RetractPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    /// Where the form posts.
+    action: String,
+    /// The post page, to go back to.
+    back: String,
+    /// "post" or "comment".
+    what: &'static str,
+    /// A redaction (someone else's, by the founder or a moderator) rather than a retraction.
+    redaction: bool,
+    /// The post's title, or the comment's first words.
+    excerpt: String,
+}
+
+/// What a retraction form is about: the post, and the comment if it is one.
+struct Target {
+    post: DocId,
+    comment: Option<DocId>,
+}
+
+impl Target {
+    fn read(post: &str, comment: Option<&str>) -> Result<Self, Box<Response>> {
+        Ok(Self {
+            post: parse(post, "post")?,
+            comment: comment.map(|c| parse(c, "comment")).transpose()?,
+        })
+    }
+
+    fn action(&self) -> String {
+        match self.comment {
+            Some(c) => format!("/post/{}/comment/{c}/retract", self.post),
+            None => format!("/post/{}/retract", self.post),
+        }
+    }
+
+    fn back(&self) -> String {
+        match self.comment {
+            Some(_) => format!("/post/{}#comments", self.post),
+            None => format!("/post/{}", self.post),
+        }
+    }
+}
+
+async fn retract_post_form(
+    State(node): State<Node>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Response {
+    retract_form(&node, &viewer, Target::read(&id, None)).await
+}
+
+async fn retract_comment_form(
+    State(node): State<Node>,
+    viewer: Viewer,
+    Path((id, comment)): Path<(String, String)>,
+) -> Response {
+    retract_form(&node, &viewer, Target::read(&id, Some(&comment))).await
+}
+
+/// The confirmation step: what will be taken back, what that means, the reason.
+async fn retract_form(
+    node: &Node,
+    viewer: &Viewer,
+    target: Result<Target, Box<Response>>,
+) -> Response {
+    let target = match target {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    let page = match (PostShow {
+        post: target.post,
+        at: None,
+    })
+    .run(node)
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => return failed(e),
+    };
+    let (what, author, excerpt, gone) = match target.comment {
+        None => (
+            "post",
+            page.post.author,
+            page.post.title.clone(),
+            page.post.retracted.is_some(),
+        ),
+        Some(c) => match page.comment_list.iter().find(|x| x.id == c) {
+            Some(x) => (
+                "comment",
+                x.author.id,
+                first_words(&x.text),
+                x.retracted.is_some(),
+            ),
+            None => {
+                return message(
+                    StatusCode::NOT_FOUND,
+                    "Not found",
+                    "That post has no such comment.",
+                );
+            }
+        },
+    };
+    if gone {
+        return see(target.back());
+    }
+    let redaction = author != node.author();
+    if redaction && !moderates(node, page.post.subwiki) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Not yours to take back",
+            "Only its author may retract it, and only the subwiki's founder or a moderator may \
+             redact it.",
+        );
+    }
+    let title = match (redaction, what) {
+        (false, "post") => "Retract your post?",
+        (false, _) => "Retract your comment?",
+        (true, "post") => "Redact this post?",
+        (true, _) => "Redact this comment?",
+    };
+    render(&RetractPage {
+        title,
+        csrf: &viewer.csrf,
+        action: target.action(),
+        back: target.back(),
+        what,
+        redaction,
+        excerpt,
+    })
+}
+
+/// The first words of a comment, for the confirmation page.
+fn first_words(text: &str) -> String {
+    const WORDS: usize = 200;
+    let mut out: String = text.chars().take(WORDS).collect();
+    if text.chars().count() > WORDS {
+        out.push('…');
+    }
+    out
+}
+
+#[derive(Deserialize)]
+struct RetractForm {
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    /// `redact` for a redaction, which needs a reason.
+    #[serde(default)]
+    kind: String,
+}
+
+async fn retract_post(
+    State(node): State<Node>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<RetractForm>,
+) -> Response {
+    retract(&node, &viewer, Target::read(&id, None), form).await
+}
+
+async fn retract_comment(
+    State(node): State<Node>,
+    viewer: Viewer,
+    Path((id, comment)): Path<(String, String)>,
+    Form(form): Form<RetractForm>,
+) -> Response {
+    retract(&node, &viewer, Target::read(&id, Some(&comment)), form).await
+}
+
+async fn retract(
+    node: &Node,
+    viewer: &Viewer,
+    target: Result<Target, Box<Response>>,
+    form: RetractForm,
+) -> Response {
+    if let Err(r) = viewer.check(&form.csrf) {
+        return *r;
+    }
+    let target = match target {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    let id = target.comment.unwrap_or(target.post);
+    let done = if form.kind == "redact" {
+        if form.reason.trim().is_empty() {
+            return message(
+                StatusCode::BAD_REQUEST,
+                "Not redacted",
+                "A redaction needs a reason: the moderation log shows it. Go back and give one.",
+            );
+        }
+        Redact {
+            id,
+            reason: form.reason,
+        }
+        .run(node)
+        .await
+    } else {
+        PostRetract {
+            id,
+            reason: form.reason,
+        }
+        .run(node)
+        .await
+    };
+    match done {
+        Ok(_) => see(target.back()),
+        Err(e) => failed(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Subwikis.
 
 #[derive(Template)]
@@ -1147,15 +1447,21 @@ async fn subwiki_page(
 }
 
 #[derive(Deserialize)]
-struct CsrfForm {
+struct LeaveForm {
     csrf: String,
+    /// Also delete the subwiki from the home.
+    #[serde(default)]
+    purge: Option<String>,
+    /// The box ticked to confirm the deletion.
+    #[serde(default)]
+    confirm: Option<String>,
 }
 
 async fn leave(
     State(node): State<Node>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<LeaveForm>,
 ) -> Response {
     if let Err(r) = viewer.check(&form.csrf) {
         return *r;
@@ -1164,8 +1470,16 @@ async fn leave(
         Ok(id) => id,
         Err(r) => return *r,
     };
-    match node.leave(id).await {
-        Ok(()) => see("/subwikis".into()),
+    let purge = form.purge.is_some();
+    if purge && form.confirm.is_none() {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Nothing deleted",
+            "Tick the box that says you understand, then press the button again.",
+        );
+    }
+    match (SubwikiLeave { id, purge }).run(&node).await {
+        Ok(_) => see("/subwikis".into()),
         Err(e) => failed(e),
     }
 }
