@@ -836,6 +836,21 @@ fn taking_things_back_in_the_browser() {
         p["comment_list"][0]["retracted"]["redaction"] == true && p["comment_list"][0]["text"] == ""
     });
 
+    // The moderation page's log has both, with who and why.
+    alice.go(&format!("{site}/subwiki/{subwiki}/moderation"));
+    alice.until_text("Log, newest first", false);
+    let rows = alice.js("return [...document.querySelectorAll('#live tbody tr')]\
+         .map(r => [r.cells[2].innerText, r.cells[3].innerText, r.cells[4].innerText]);");
+    let rows = rows.as_array().unwrap();
+    assert!(
+        rows.contains(&json!(["redact", comment, "selling pills"])),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&json!(["retract", spores, "posted too soon"])),
+        "{rows:?}"
+    );
+
     // The placeholders and the confirmation page pass the audit at phone width too.
     alice.call(
         "POST",

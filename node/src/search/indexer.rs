@@ -481,6 +481,10 @@ impl SearchIndex {
             return Ok(());
         }
         let mut text = String::new();
+        if pending.merge {
+            text.push_str(MERGE_LINE);
+            text.push('\n');
+        }
         for (s, n) in &pending.entries {
             let mut posts = pending.posts.get(s).cloned().unwrap_or_default();
             if let Some(docs) = pending.docs.get(s) {
@@ -523,6 +527,8 @@ impl SearchIndex {
         let Ok(text) = std::fs::read_to_string(&path) else {
             return Ok(());
         };
+        // Entries were removed (a retraction made offline): merge their text away.
+        pending.merge |= text.lines().any(|line| line == MERGE_LINE);
         for (s, n, posts) in text.lines().filter_map(journal_line) {
             *pending.entries.entry(s).or_default() += n;
             pending.posts.entry(s).or_default().extend(posts);
@@ -530,6 +536,10 @@ impl SearchIndex {
         Ok(())
     }
 }
+
+/// The journal line that says entries were removed: the next indexer merges the segments
+/// that hold deleted posts.
+const MERGE_LINE: &str = "merge";
 
 /// A line of the journal: `<subwiki> <entries written less entries removed> <post>...`.
 fn journal_line(line: &str) -> Option<(SubwikiId, i64, Vec<DocId>)> {

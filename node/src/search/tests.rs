@@ -461,3 +461,57 @@ async fn a_node_with_search_off_keeps_no_index_and_follows_no_write() {
     node.shutdown().await;
     assert!(!dir.path().join("search").exists(), "no index, no journal");
 }
+
+/// Whether any segment of the index, deleted documents included, still has `word` in its
+/// bodies' term dictionary.
+fn index_has_word(node: &Node, word: &str) -> bool {
+    let opened = node.search_index().opened().unwrap();
+    opened.reader.reload().unwrap();
+    let searcher = opened.reader.searcher();
+    let term = tantivy::Term::from_field_text(opened.fields.body, word);
+    searcher.segment_readers().iter().any(|segment| {
+        segment
+            .inverted_index(opened.fields.body)
+            .unwrap()
+            .get_term_info(&term)
+            .unwrap()
+            .is_some()
+    })
+}
+
+/// A retracted post leaves the index's files, not only its results: the segments that held
+/// it are merged without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retracted_post_leaves_the_index_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let identity = Home::new(dir.path()).load_or_init().unwrap();
+    let mut config = Config::new(dir.path());
+    config.listen = Vec::new();
+    config.mdns = false;
+    let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::default());
+    let node = Node::start_with(store, identity, &config).await.unwrap();
+    let s = node
+        .create_subwiki("s", "", Policy::default())
+        .await
+        .unwrap();
+    let gone = node
+        .create_post(s, post("Address", "at zyzzyvaplace"))
+        .await
+        .unwrap();
+    let kept = node
+        .create_post(s, post("Kept", "stays findable"))
+        .await
+        .unwrap();
+    until_indexed(&node, "both posts", |n| {
+        find(n, "zyzzyvaplace") == vec![gone] && find(n, "findable") == vec![kept]
+    })
+    .await;
+    assert!(index_has_word(&node, "zyzzyvaplace"));
+    node.retract(gone, "").await.unwrap();
+    until_indexed(&node, "the retraction", |n| {
+        find(n, "zyzzyvaplace").is_empty() && !index_has_word(n, "zyzzyvaplace")
+    })
+    .await;
+    assert_eq!(find(&node, "findable"), vec![kept]);
+    node.shutdown().await;
+}

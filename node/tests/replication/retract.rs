@@ -165,9 +165,48 @@ async fn a_retracted_post_leaves_every_node_and_never_reaches_a_newcomer() {
     .await;
     let status = d.sync_status().get(&subwiki).cloned().unwrap_or_default();
     assert_eq!(status.refused, 0, "nobody offered D anything invalid");
-    for node in [&a, &b, &c, &d] {
+    for node in [&b, &c, &d] {
         node.shutdown().await;
     }
+
+    // The bytes leave A's home: the store compacts at the next start; the search index merged
+    // the post's segment away; the inbox dropped the item of B's edit, which quoted the text.
+    a.shutdown().await;
+    drop(a);
+    eprintln!(
+        "before compaction, A's home holds the text in: {:?}",
+        files_holding(dirs[0].path(), SECRET)
+    );
+    let a = start(dirs[0].path(), vec![]).await;
+    until_searched(&a, "A's index after the restart", |n| {
+        found(n, "stake", true) == vec![keep]
+    })
+    .await;
+    assert_eq!(a.post(keep).unwrap().post.content.title, "Tomatoes");
+    assert!(retracted(&a, id));
+    a.shutdown().await;
+    drop(a);
+    let left = files_holding(dirs[0].path(), SECRET);
+    assert!(left.is_empty(), "the retracted text is still in {left:?}");
+}
+
+/// The files under `dir` whose bytes contain `needle`.
+fn files_holding(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
+                out.push(path);
+            }
+        }
+    }
+    out
 }
 
 /// Polls `check` (sync counters change without a notification) until it holds.
