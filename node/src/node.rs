@@ -588,6 +588,10 @@ impl Node {
     pub fn history(&self, id: DocId) -> Result<Vec<HistoryItem>, NodeError> {
         let subwiki = self.core.subwiki_of(&id)?;
         self.core.with_replica(subwiki, |r| {
+            if r.tombstone(&id).is_some() {
+                // Its changes are gone with it: the post reads as retracted, and says by whom.
+                return Err(LocalError::Ingest(agora_crdt::IngestError::Retracted(id)).into());
+            }
             r.history(&id).ok_or(NodeError::UnknownDocument(id))
         })
     }

@@ -279,46 +279,28 @@ pub trait Store: Send + Sync {
     /// Entries of another subwiki among the ids are left alone. The sled store also marks
     /// itself for compaction: the deleted bytes leave its files when it next opens
     /// (`store/compact.rs`).
-    ///
-    /// The default, for a store that cannot purge (a test's wrapper that does not pass the
-    /// call on), refuses.
-    fn purge(&self, subwiki: &SubwikiId, purged: &[Purged]) -> Result<(), StoreError> {
-        let _ = (subwiki, purged);
-        Err(StoreError::Io("this store cannot purge".into()))
-    }
+    fn purge(&self, subwiki: &SubwikiId, purged: &[Purged]) -> Result<(), StoreError>;
 
     /// Forgets the tombstones of these documents and the purged ids recorded for them (and the
     /// feed key kept for a tombstoned post, unless the post itself is held again), so they may
-    /// be fetched again. Durable on return. The default refuses, as for [`Store::purge`].
-    fn unpurge(&self, subwiki: &SubwikiId, docs: &[DocId]) -> Result<(), StoreError> {
-        let _ = (subwiki, docs);
-        Err(StoreError::Io("this store cannot purge".into()))
-    }
+    /// be fetched again. Durable on return.
+    fn unpurge(&self, subwiki: &SubwikiId, docs: &[DocId]) -> Result<(), StoreError>;
 
     /// The tombstones kept for a subwiki, by document id (a damaged record is skipped with a
-    /// warning). The default, for a store that cannot purge, has none.
-    fn tombstones(&self, subwiki: &SubwikiId) -> Result<Vec<Tombstone>, StoreError> {
-        let _ = subwiki;
-        Ok(Vec::new())
-    }
+    /// warning).
+    fn tombstones(&self, subwiki: &SubwikiId) -> Result<Vec<Tombstone>, StoreError>;
 
     /// Every purged id recorded for a subwiki (the reconciliation session never fetches them),
-    /// ascending. The default, for a store that cannot purge, has none.
-    fn purged_ids(&self, subwiki: &SubwikiId) -> Result<Vec<EntryId>, StoreError> {
-        let _ = subwiki;
-        Ok(Vec::new())
-    }
+    /// ascending.
+    fn purged_ids(&self, subwiki: &SubwikiId) -> Result<Vec<EntryId>, StoreError>;
 
     /// Deletes everything of a subwiki (`agora subwiki leave --purge`): its entries (genesis
     /// included) and their index keys and counters, the snapshots and rendered views of its
     /// documents, its tombstones and purged ids, its [`SubwikiRecord`] and its line in the
     /// manifest. Durable on return. Blobs (images) are kept by hash, not by subwiki, and may be
     /// shared: those of its posts stay (the node removes a purged post's images itself). The
-    /// sled store marks itself for compaction, as for [`Store::purge`]. The default refuses.
-    fn remove_subwiki(&self, subwiki: &SubwikiId) -> Result<(), StoreError> {
-        let _ = subwiki;
-        Err(StoreError::Io("this store cannot remove a subwiki".into()))
-    }
+    /// sled store marks itself for compaction, as for [`Store::purge`].
+    fn remove_subwiki(&self, subwiki: &SubwikiId) -> Result<(), StoreError>;
 
     /// The subwikis holding fewer entries than this store once made durable: a damaged disk
     /// or database (see `store/manifest.rs`). Empty for a store that cannot lose entries.

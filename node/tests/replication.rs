@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use agora_crdt::{
-    Base, BlobHash, DocId, Entry, EntryId, Policy, PostContent, SubwikiId, Timestamp,
+    Base, BlobHash, DocId, Entry, EntryId, Policy, PostContent, Purged, SubwikiId, Timestamp,
+    Tombstone,
 };
 use agora_node::home::Home;
 use agora_node::store::{
@@ -417,6 +418,21 @@ impl Store for WrongBlobStore {
     }
     fn remove_blob(&self, hash: &BlobHash) -> Result<(), StoreError> {
         self.inner.remove_blob(hash)
+    }
+    fn purge(&self, subwiki: &SubwikiId, purged: &[Purged]) -> Result<(), StoreError> {
+        self.inner.purge(subwiki, purged)
+    }
+    fn unpurge(&self, subwiki: &SubwikiId, docs: &[DocId]) -> Result<(), StoreError> {
+        self.inner.unpurge(subwiki, docs)
+    }
+    fn tombstones(&self, subwiki: &SubwikiId) -> Result<Vec<Tombstone>, StoreError> {
+        self.inner.tombstones(subwiki)
+    }
+    fn purged_ids(&self, subwiki: &SubwikiId) -> Result<Vec<EntryId>, StoreError> {
+        self.inner.purged_ids(subwiki)
+    }
+    fn remove_subwiki(&self, subwiki: &SubwikiId) -> Result<(), StoreError> {
+        self.inner.remove_subwiki(subwiki)
     }
     fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError> {
         self.inner.rebuild_indexes()

@@ -1079,7 +1079,9 @@ mod tests {
 
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use agora_crdt::{BlobHash, DocId, Entry, EntryId, Policy, PostContent, Replica, Timestamp};
+    use agora_crdt::{
+        BlobHash, DocId, Entry, EntryId, Policy, PostContent, Purged, Replica, Timestamp, Tombstone,
+    };
 
     use super::*;
     use crate::home::Home;
@@ -1178,6 +1180,21 @@ mod tests {
         }
         fn remove_blob(&self, hash: &BlobHash) -> Result<(), StoreError> {
             self.inner.remove_blob(hash)
+        }
+        fn purge(&self, subwiki: &SubwikiId, purged: &[Purged]) -> Result<(), StoreError> {
+            self.inner.purge(subwiki, purged)
+        }
+        fn unpurge(&self, subwiki: &SubwikiId, docs: &[DocId]) -> Result<(), StoreError> {
+            self.inner.unpurge(subwiki, docs)
+        }
+        fn tombstones(&self, subwiki: &SubwikiId) -> Result<Vec<Tombstone>, StoreError> {
+            self.inner.tombstones(subwiki)
+        }
+        fn purged_ids(&self, subwiki: &SubwikiId) -> Result<Vec<EntryId>, StoreError> {
+            self.inner.purged_ids(subwiki)
+        }
+        fn remove_subwiki(&self, subwiki: &SubwikiId) -> Result<(), StoreError> {
+            self.inner.remove_subwiki(subwiki)
         }
         fn rebuild_indexes(&self) -> Result<Rebuilt, StoreError> {
             self.inner.rebuild_indexes()

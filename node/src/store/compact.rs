@@ -18,7 +18,11 @@
 //! the database, and the next [`SledStore::open`](super::SledStore::open) copies every tree,
 //! every key and value but the mark, into a new database beside the store, then swaps the two
 //! directories and deletes the old one. The copy holds nothing deleted: sled writes only what
-//! it is given. [`SledStore::compact`](super::SledStore::compact) does the same on demand.
+//! it is given. [`SledStore::compact`](super::SledStore::compact) does the same on demand. The
+//! copy needs free space for a second store while it is made; without it (or if anything else
+//! fails before the swap) the open logs why and goes on with the old store, mark and all, to
+//! try again at the next open. A store reached through a symbolic link is compacted where it
+//! is ([`resolve`]), so the link keeps pointing at it.
 //!
 //! # Crash safety
 //!
@@ -42,10 +46,13 @@
 //! which. The copy is made right after the old store was opened and before anything is written
 //! to it, so a complete copy is never older than the store it replaces.
 //!
-//! Another process opening the store during the swap is refused by sled's lock until the old
-//! database is closed; between the two renames (microseconds) there is no store under `<dir>`
-//! and such a process would make an empty one, which makes the second rename fail: the open
-//! fails and says so, nothing is lost.
+//! The swap holds sled's lock on the old store's `db` file (an exclusive `flock`) until the old
+//! store is deleted, so another process opening the store meanwhile waits (sled's lock, then
+//! [`LOCK_WAIT`](super::sled::LOCK_WAIT) of retries) and then opens the new one. Only between the
+//! two renames (microseconds) is there no store under `<dir>`: a process opening it at that
+//! very moment would make an empty store there, the second rename would then fail, and the
+//! next open would stop and say that both `.compact-new` and `.compact-old` are left, for
+//! the owner to choose; nothing is deleted.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -125,6 +132,21 @@ fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
 fn remove(path: &Path) -> Result<(), StoreError> {
     fs::remove_dir_all(path).map_err(|e| at(path, e))?;
     sync_dir(parent(path))
+}
+
+/// The store's directory with symbolic links followed: the copy and the swap happen beside the
+/// real directory, on its file system, and a link to it keeps pointing at the store.
+pub(super) fn resolve(dir: &Path) -> PathBuf {
+    let mut dir = dir.to_owned();
+    // Bounded, as the kernel bounds it: a loop of links is left to sled to refuse.
+    for _ in 0..40 {
+        match fs::read_link(&dir) {
+            // An absolute target replaces the parent; a relative one is read from it.
+            Ok(target) => dir = parent(&dir).join(target),
+            Err(_) => break,
+        }
+    }
+    dir
 }
 
 /// Whether content was deleted since the database was last rewritten.
@@ -252,11 +274,14 @@ fn copy(db: &Db, to: &Path, options: Options) -> Result<u64, StoreError> {
 /// Swaps the complete copy in for the store in `dir`, whose database must be closed, and
 /// deletes the old one.
 pub(super) fn swap(dir: &Path, built: Built) -> Result<CompactReport, StoreError> {
-    wait_released(dir)?;
+    // Held until the old store is deleted: another process opening the store meanwhile waits
+    // in sled's lock (and then opens the new one) instead of opening the old one.
+    let lock = lock(dir)?;
     let (ready, old) = (ready(dir), old(dir));
     rename(dir, &old)?;
     rename(&ready, dir)?;
     remove(&old)?;
+    drop(lock);
     Ok(CompactReport {
         bytes_before: built.bytes_before,
         bytes_after: dir_bytes(dir)?,
@@ -265,35 +290,37 @@ pub(super) fn swap(dir: &Path, built: Built) -> Result<CompactReport, StoreError
     })
 }
 
-/// Waits, [`LOCK_WAIT`] at most, until no sled database holds the store in `dir` any more:
-/// sled holds an exclusive `flock` on its `db` file for as long as any of its threads uses
-/// the database, which may be a moment after the last handle was dropped.
+/// Waits until no sled database holds the store in `dir` any more (see [`lock`]).
 fn wait_released(dir: &Path) -> Result<(), StoreError> {
-    #[cfg(unix)]
-    {
-        use nix::fcntl::{Flock, FlockArg};
-        let path = dir.join("db");
-        let started = Instant::now();
-        let mut file = fs::File::open(&path).map_err(|e| at(&path, e))?;
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => {
-                    drop(lock);
-                    return Ok(());
-                }
-                Err((back, _)) if started.elapsed() < LOCK_WAIT => {
-                    file = back;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(_) => return Err(StoreError::Locked(dir.display().to_string())),
+    lock(dir).map(drop)
+}
+
+/// Takes the lock sled takes on the store in `dir`, waiting [`LOCK_WAIT`] at most: sled holds
+/// an exclusive `flock` on its `db` file for as long as any of its threads uses the database,
+/// which may be a moment after the last handle was dropped. Held until the value is dropped.
+#[cfg(unix)]
+fn lock(dir: &Path) -> Result<nix::fcntl::Flock<fs::File>, StoreError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = dir.join("db");
+    let started = Instant::now();
+    let mut file = fs::File::open(&path).map_err(|e| at(&path, e))?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((back, _)) if started.elapsed() < LOCK_WAIT => {
+                file = back;
+                std::thread::sleep(Duration::from_millis(10));
             }
+            Err(_) => return Err(StoreError::Locked(dir.display().to_string())),
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
+}
+
+/// Without `flock`, nothing to wait for or hold (a rename that fails is tried again at the
+/// next open).
+#[cfg(not(unix))]
+fn lock(_dir: &Path) -> Result<(), StoreError> {
+    Ok(())
 }
 
 /// Fsyncs every file and directory under `dir`, and `dir`.
@@ -524,6 +551,24 @@ mod tests {
         assert_eq!(occurrences(parent.path(), MARKER), 0);
         assert_eq!(store.len().unwrap(), eb.len());
         assert_eq!(store.load(&b.id()).unwrap().entries.len(), eb.len());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_store_reached_through_a_symbolic_link_is_compacted_where_it_is() {
+        let parent = tempfile::tempdir().unwrap();
+        let (home, data) = (parent.path().join("home"), parent.path().join("data"));
+        fs::create_dir_all(&home).unwrap();
+        fs::create_dir_all(data.join("store")).unwrap();
+        let dir = home.join("store");
+        std::os::unix::fs::symlink("../data/store", &dir).unwrap();
+        let (a, ea, gone) = purged_store(&dir);
+        let store = SledStore::open(&dir).unwrap();
+        assert!(store.compacted().is_some());
+        assert!(fs::symlink_metadata(&dir).unwrap().file_type().is_symlink());
+        assert_eq!(occurrences(parent.path(), MARKER), 0);
+        assert_eq!(names(&data), vec!["store"]);
+        check_compacted(&home, &store, &a, &ea, &gone);
     }
 
     /// Builds a complete copy of the closed, purged store in `dir`, as an open would before

@@ -283,14 +283,15 @@ impl SledStore {
     /// before its swap (a full disk) is only logged: the store opens as it was, and the next
     /// open tries again.
     pub fn open_with(dir: &Path, options: Options) -> Result<Self, StoreError> {
-        compact::recover(dir)?;
+        let real = compact::resolve(dir);
+        compact::recover(&real)?;
         let mut db = open_db(dir, options)?;
         let mut compacted = None;
         if compact::marked(&db)? {
-            match compact::build(&db, dir, options) {
+            match compact::build(&db, &real, options) {
                 Ok(built) => {
                     drop(db);
-                    compacted = Some(compact::swap(dir, built)?);
+                    compacted = Some(compact::swap(&real, built)?);
                     db = open_db(dir, options)?;
                 }
                 Err(e) => {
@@ -374,11 +375,12 @@ impl SledStore {
 
     /// [`SledStore::compact`] with other [`Options`] (those the store was made with).
     pub fn compact_with(dir: &Path, options: Options) -> Result<CompactReport, StoreError> {
-        compact::recover(dir)?;
+        let real = compact::resolve(dir);
+        compact::recover(&real)?;
         let db = open_db(dir, options)?;
-        let built = compact::build(&db, dir, options)?;
+        let built = compact::build(&db, &real, options)?;
         drop(db);
-        compact::swap(dir, built)
+        compact::swap(&real, built)
     }
 
     /// The compaction this open ran (content had been purged since the last), if any.
@@ -1308,9 +1310,10 @@ impl Store for SledStore {
 
     fn remove_subwiki(&self, subwiki: &SubwikiId) -> Result<(), StoreError> {
         self.removable()?;
-        // The manifest forgets it first: a crash before the database has is then only a
-        // subwiki kept (the manifest takes it again from the database at the next open), never
-        // a subwiki the manifest would record again, or count as damaged, once it is gone.
+        // The manifest forgets it first. A crash between the two leaves the subwiki in the
+        // database and not in the manifest, which takes it back from the database at the next
+        // open: nothing lost, no damage reported, and it can be removed again. The other order
+        // could leave a manifest that records again, as damaged, a subwiki that is gone.
         if let Some(manifest) = self.shared.manifest.get() {
             manifest.forget(subwiki)?;
         }
