@@ -299,12 +299,24 @@ pub struct Body {
     pub payload: Payload,
 }
 
-fn kind_tag(kind: DocKind) -> u8 {
+/// A document kind's tag, in entries and in the records kept of them.
+pub(crate) fn kind_tag(kind: DocKind) -> u8 {
     match kind {
         DocKind::Post => 0,
         DocKind::Comment => 1,
         DocKind::Profile => 2,
         DocKind::Info => 3,
+    }
+}
+
+/// The document kind of a tag; `None` for a tag no kind has.
+pub(crate) fn kind_of_tag(tag: u8) -> Option<DocKind> {
+    match tag {
+        0 => Some(DocKind::Post),
+        1 => Some(DocKind::Comment),
+        2 => Some(DocKind::Profile),
+        3 => Some(DocKind::Info),
+        _ => None,
     }
 }
 
@@ -451,19 +463,11 @@ impl Body {
                 })
             }
             1 => {
-                let kind = match r.u8("document kind")? {
-                    0 => DocKind::Post,
-                    1 => DocKind::Comment,
-                    2 => DocKind::Profile,
-                    3 => DocKind::Info,
-                    tag => {
-                        return Err(DecodeError::UnknownTag {
-                            what: "document kind",
-                            tag,
-                        }
-                        .into());
-                    }
-                };
+                let tag = r.u8("document kind")?;
+                let kind = kind_of_tag(tag).ok_or(DecodeError::UnknownTag {
+                    what: "document kind",
+                    tag,
+                })?;
                 let parent = r.option("parent", |r| doc_id(r, "parent"))?;
                 let reply_to = r.option("reply to", |r| doc_id(r, "reply to"))?;
                 let change = r.bytes("change", MAX_CHANGE_BYTES)?.to_vec();

@@ -17,7 +17,7 @@
 //! ([`Stamp`]) is what the index needs to notice an equivocation without building documents;
 //! records written before it existed have none (rebuilding the store's indexes adds it).
 
-use crate::entry::{DocKind, Entry, Payload, Timestamp};
+use crate::entry::{DocKind, Entry, Payload, Timestamp, kind_of_tag, kind_tag};
 use crate::id::{AuthorId, DocId, EntryId};
 
 /// An entry as the replica's index sees it.
@@ -160,16 +160,8 @@ impl Held {
                 reply_to,
                 change_bytes,
             } => {
-                out.push(match kind {
-                    DocKind::Post => 0,
-                    DocKind::Comment => 1,
-                    DocKind::Profile => 2,
-                    DocKind::Info => 3,
-                });
-                out.push(u8::from(parent.is_some()) | (u8::from(reply_to.is_some()) << 1));
-                for doc in [parent, reply_to].into_iter().flatten() {
-                    out.extend_from_slice(doc.as_bytes());
-                }
+                out.push(kind_tag(kind));
+                push_links(&mut out, parent, reply_to);
                 out.extend_from_slice(&change_bytes.to_be_bytes());
             }
             HeldKind::Change { doc, change_bytes } => {
@@ -195,27 +187,8 @@ impl Held {
         let what = match tag {
             0 => HeldKind::Genesis,
             1 => {
-                let kind = match r.byte()? {
-                    0 => DocKind::Post,
-                    1 => DocKind::Comment,
-                    2 => DocKind::Profile,
-                    3 => DocKind::Info,
-                    _ => return None,
-                };
-                let flags = r.byte()?;
-                if flags > 3 {
-                    return None;
-                }
-                let parent = if flags & 1 != 0 {
-                    Some(DocId::from_bytes(r.array()?))
-                } else {
-                    None
-                };
-                let reply_to = if flags & 2 != 0 {
-                    Some(DocId::from_bytes(r.array()?))
-                } else {
-                    None
-                };
+                let kind = kind_of_tag(r.byte()?)?;
+                let (parent, reply_to) = r.links()?;
                 HeldKind::Create {
                     kind,
                     parent,
@@ -250,19 +223,50 @@ impl Held {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Writes a comment's links: a flags byte (bit 0 a parent, bit 1 a reply-to), then each.
+pub(crate) fn push_links(out: &mut Vec<u8>, parent: Option<DocId>, reply_to: Option<DocId>) {
+    out.push(u8::from(parent.is_some()) | (u8::from(reply_to.is_some()) << 1));
+    for doc in [parent, reply_to].into_iter().flatten() {
+        out.extend_from_slice(doc.as_bytes());
+    }
+}
+
+/// Reads records front to back; `None` past the end.
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl Reader<'_> {
-    fn byte(&mut self) -> Option<u8> {
+    pub(crate) fn byte(&mut self) -> Option<u8> {
         let (first, rest) = self.0.split_first()?;
         self.0 = rest;
         Some(*first)
     }
 
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let head = self.0.get(..N)?;
-        let out = <[u8; N]>::try_from(head).ok()?;
-        self.0 = self.0.get(N..)?;
-        Some(out)
+    pub(crate) fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let head = self.0.get(..n)?;
+        self.0 = self.0.get(n..)?;
+        Some(head)
+    }
+
+    pub(crate) fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        <[u8; N]>::try_from(self.take(N)?).ok()
+    }
+
+    /// A comment's links, as [`push_links`] wrote them.
+    pub(crate) fn links(&mut self) -> Option<(Option<DocId>, Option<DocId>)> {
+        let flags = self.byte()?;
+        if flags > 3 {
+            return None;
+        }
+        let parent = if flags & 1 != 0 {
+            Some(DocId::from_bytes(self.array()?))
+        } else {
+            None
+        };
+        let reply_to = if flags & 2 != 0 {
+            Some(DocId::from_bytes(self.array()?))
+        } else {
+            None
+        };
+        Some((parent, reply_to))
     }
 }

@@ -22,7 +22,8 @@ use std::sync::PoisonError;
 
 use crate::doc::DocMeta;
 use crate::entry::{DocKind, Entry, Payload, Retraction, Timestamp, WritePolicy};
-use crate::held::{Held, HeldKind};
+use crate::entry::{kind_of_tag, kind_tag};
+use crate::held::{Held, HeldKind, Reader, push_links};
 use crate::id::{AuthorId, DocId, EntryId};
 use crate::key::AuthorKey;
 use crate::moderation::{Contribution, LogItem, NotCounted, Standing, Statement};
@@ -61,11 +62,7 @@ impl Tombstone {
         out.push(kind_tag(self.meta.kind));
         out.extend_from_slice(self.meta.creator.as_bytes());
         out.extend_from_slice(&self.meta.created_at.0.to_be_bytes());
-        let (parent, reply_to) = (self.meta.parent, self.meta.reply_to);
-        out.push(u8::from(parent.is_some()) | (u8::from(reply_to.is_some()) << 1));
-        for doc in [parent, reply_to].into_iter().flatten() {
-            out.extend_from_slice(doc.as_bytes());
-        }
+        push_links(&mut out, self.meta.parent, self.meta.reply_to);
         out.extend_from_slice(self.by.as_bytes());
         out.extend_from_slice(self.signer.as_bytes());
         out.extend_from_slice(&self.at.0.to_be_bytes());
@@ -82,29 +79,10 @@ impl Tombstone {
             return None;
         }
         let id = DocId::from_bytes(r.array()?);
-        let kind = match r.byte()? {
-            0 => DocKind::Post,
-            1 => DocKind::Comment,
-            2 => DocKind::Profile,
-            3 => DocKind::Info,
-            _ => return None,
-        };
+        let kind = kind_of_tag(r.byte()?)?;
         let creator = AuthorId::from_bytes(r.array()?);
         let created_at = Timestamp(u64::from_be_bytes(r.array()?));
-        let flags = r.byte()?;
-        if flags > 3 {
-            return None;
-        }
-        let parent = if flags & 1 != 0 {
-            Some(DocId::from_bytes(r.array()?))
-        } else {
-            None
-        };
-        let reply_to = if flags & 2 != 0 {
-            Some(DocId::from_bytes(r.array()?))
-        } else {
-            None
-        };
+        let (parent, reply_to) = r.links()?;
         let by = EntryId::from_bytes(r.array()?);
         let signer = AuthorId::from_bytes(r.array()?);
         let at = Timestamp(u64::from_be_bytes(r.array()?));
@@ -127,35 +105,6 @@ impl Tombstone {
             at,
             reason,
         })
-    }
-}
-
-fn kind_tag(kind: DocKind) -> u8 {
-    match kind {
-        DocKind::Post => 0,
-        DocKind::Comment => 1,
-        DocKind::Profile => 2,
-        DocKind::Info => 3,
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (first, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(*first)
-    }
-
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let head = self.0.get(..n)?;
-        self.0 = self.0.get(n..)?;
-        Some(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        <[u8; N]>::try_from(self.take(N)?).ok()
     }
 }
 
