@@ -13,13 +13,14 @@
 mod behaviour;
 mod codec;
 mod ingest;
+mod strikes;
 mod sync;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_crdt::{BlobHash, Genesis, Payload, SubwikiId};
+use agora_crdt::{BlobHash, Entry, Genesis, Payload, SubwikiId};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 use libp2p::multiaddr::Protocol;
@@ -47,12 +48,33 @@ pub struct PeerInfo {
 
 /// Capacity of the command channel from node handles to the network task.
 const COMMAND_CAPACITY: usize = 256;
-/// Invalid entries a peer may send before it is blocked.
-const MAX_STRIKES: u32 = 8;
 /// Name of the directory topic, where new subwikis are announced.
 pub const DIRECTORY_TOPIC: &str = "agora/directory/1";
 /// Subwikis remembered from the directory.
 const MAX_DISCOVERED: usize = 10_000;
+/// Where the directory is kept, in the home: its genesis entries, as an export file.
+const DIRECTORY_FILE: &str = "directory.agora";
+
+/// The directory kept by an earlier run: the genesis entries of its file, each checked again;
+/// empty if there is none, or it is damaged (it fills again from the directory topic).
+fn load_directory(home: &std::path::Path) -> BTreeMap<SubwikiId, Entry> {
+    let path = home.join(DIRECTORY_FILE);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return BTreeMap::new();
+    };
+    match crate::export::decode(&bytes, now()) {
+        Ok(entries) => entries
+            .into_iter()
+            .filter(|e| matches!(e.payload(), Payload::Genesis(_)))
+            .take(MAX_DISCOVERED)
+            .map(|e| (e.subwiki(), e))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "directory file not read: {e}");
+            BTreeMap::new()
+        }
+    }
+}
 
 /// The gossip topic of a subwiki.
 pub fn topic(subwiki: &SubwikiId) -> IdentTopic {
@@ -240,8 +262,10 @@ pub(crate) async fn spawn(
         swarm,
         core,
         topics: HashMap::new(),
-        strikes: HashMap::new(),
-        discovered: BTreeMap::new(),
+        strikes: strikes::Strikes::default(),
+        discovered: load_directory(&config.home),
+        directory_file: config.home.join(DIRECTORY_FILE),
+        directory_dirty: false,
         sync: syncer,
         answers,
         listen_waiters: Vec::new(),
@@ -305,9 +329,15 @@ struct Actor {
     /// Topic hash of every joined subwiki.
     topics: HashMap<TopicHash, SubwikiId>,
     /// Invalid entries received per peer.
-    strikes: HashMap<PeerId, u32>,
+    /// Strikes against peers that sent invalid data, and the blocks they led to.
+    strikes: strikes::Strikes,
     /// Subwikis heard of on the directory topic.
-    discovered: BTreeMap<SubwikiId, Genesis>,
+    /// The genesis entries heard on the directory topic, kept in [`DIRECTORY_FILE`] so a
+    /// restart remembers them.
+    discovered: BTreeMap<SubwikiId, Entry>,
+    directory_file: std::path::PathBuf,
+    /// Something was heard since the file was last written.
+    directory_dirty: bool,
     sync: sync::Syncer,
     /// Catch-up work done on blocking threads: answers to peers' requests to send, snapshots
     /// to start sessions from.
@@ -549,6 +579,8 @@ impl Actor {
                 _ = tick.tick() => {
                     self.send_outbox();
                     self.resync();
+                    self.expire_blocks();
+                    self.save_directory();
                 }
                 _ = stalls.tick() => self.sync.expire_stalled(&mut self.swarm, &self.core),
             }
@@ -634,7 +666,10 @@ impl Actor {
                 let _ = reply.send(
                     self.discovered
                         .iter()
-                        .map(|(k, v)| (*k, v.clone()))
+                        .filter_map(|(k, e)| match e.payload() {
+                            Payload::Genesis(g) => Some((*k, g.clone())),
+                            _ => None,
+                        })
                         .collect(),
                 );
             }
@@ -833,15 +868,43 @@ impl Actor {
         }
     }
 
-    /// Counts invalid entries from a peer; blocks it past [`MAX_STRIKES`].
+    /// Counts invalid entries from a peer; blocks it for a while past
+    /// [`strikes::MAX_STRIKES`] (see `net/strikes.rs`).
     fn strike(&mut self, peer: PeerId, count: u32) {
-        let strikes = self.strikes.entry(peer).or_default();
-        *strikes = strikes.saturating_add(count);
-        if *strikes >= MAX_STRIKES {
-            tracing::warn!(%peer, strikes = *strikes, "blocking a peer that sent invalid entries");
+        let now = std::time::Instant::now();
+        let was_blocked = self.strikes.is_blocked(&peer, now);
+        if let strikes::Verdict::Blocked(length) = self.strikes.strike(peer, count, now)
+            && !was_blocked
+        {
+            tracing::warn!(%peer, minutes = length.as_secs() / 60, "blocking a peer that sent invalid entries");
             let behaviour = self.swarm.behaviour_mut();
             behaviour.gossipsub.blacklist_peer(&peer);
             behaviour.blocked.block_peer(peer);
+        }
+    }
+
+    /// Writes the directory's file if something was heard since (on a blocking thread: a
+    /// slow disk never holds the network task).
+    fn save_directory(&mut self) {
+        if !std::mem::take(&mut self.directory_dirty) {
+            return;
+        }
+        let entries: Vec<Entry> = self.discovered.values().cloned().collect();
+        let path = self.directory_file.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = crate::export::write_file(&path, &crate::export::encode(&entries)) {
+                tracing::debug!(path = %path.display(), "directory not kept: {e}");
+            }
+        });
+    }
+
+    /// Lifts the blocks that are over.
+    fn expire_blocks(&mut self) {
+        for peer in self.strikes.expire(std::time::Instant::now()) {
+            tracing::info!(%peer, "a blocked peer may connect again");
+            let behaviour = self.swarm.behaviour_mut();
+            behaviour.gossipsub.remove_blacklisted_peer(&peer);
+            behaviour.blocked.unblock_peer(peer);
         }
     }
 
@@ -1108,9 +1171,12 @@ impl Actor {
                 }
             };
             return Some(match entry.payload() {
-                Payload::Genesis(genesis) => {
-                    if self.discovered.len() < MAX_DISCOVERED {
-                        self.discovered.insert(entry.subwiki(), genesis.clone());
+                Payload::Genesis(_) => {
+                    if self.discovered.len() < MAX_DISCOVERED
+                        && !self.discovered.contains_key(&entry.subwiki())
+                    {
+                        self.discovered.insert(entry.subwiki(), entry);
+                        self.directory_dirty = true;
                         self.core.notify();
                     }
                     MessageAcceptance::Accept

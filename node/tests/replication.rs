@@ -530,6 +530,27 @@ async fn new_subwikis_are_announced_in_the_directory() {
         "B heard of A's subwiki: {found:?}"
     );
     a.shutdown().await;
+    // B remembers the directory across a restart, with nobody to hear it from again.
+    let mut changes = b.changes();
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while !dir_b.path().join("directory.agora").exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the directory was never kept"
+        );
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_millis(200), changes.changed()).await;
+    }
+    b.shutdown().await;
+    drop(b);
+    let b = start(dir_b.path(), vec![]).await;
+    let again = b.discovered().await;
+    assert!(
+        found
+            .iter()
+            .all(|(id, _)| again.iter().any(|(a, _)| a == id)),
+        "B forgot the directory: {again:?}"
+    );
     b.shutdown().await;
 }
 
