@@ -11,6 +11,7 @@
 //! [`crate::proto`], validation and storage in the node's core.
 
 mod behaviour;
+mod book;
 mod codec;
 mod ingest;
 mod strikes;
@@ -54,6 +55,14 @@ pub const DIRECTORY_TOPIC: &str = "agora/directory/1";
 const MAX_DISCOVERED: usize = 10_000;
 /// Where the directory is kept, in the home: its genesis entries, as an export file.
 const DIRECTORY_FILE: &str = "directory.agora";
+
+/// Seconds since 1970, for the address book.
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
 
 /// The directory kept by an earlier run: the genesis entries of its file, each checked again;
 /// empty if there is none, or it is damaged (it fills again from the directory topic).
@@ -264,6 +273,7 @@ pub(crate) async fn spawn(
         topics: HashMap::new(),
         strikes: strikes::Strikes::default(),
         discovered: load_directory(&config.home),
+        book: book::Book::load(Some(&config.home)),
         directory_file: config.home.join(DIRECTORY_FILE),
         directory_dirty: false,
         sync: syncer,
@@ -281,6 +291,7 @@ pub(crate) async fn spawn(
         worker: Some(worker),
     };
     actor.subscribe_directory();
+    actor.redial();
     for subwiki in actor.core.joined()? {
         actor.join(subwiki, Vec::new());
     }
@@ -338,6 +349,8 @@ struct Actor {
     directory_file: std::path::PathBuf,
     /// Something was heard since the file was last written.
     directory_dirty: bool,
+    /// The peers met, kept in the home, redialled at a start and when none is left.
+    book: book::Book,
     sync: sync::Syncer,
     /// Catch-up work done on blocking threads: answers to peers' requests to send, snapshots
     /// to start sessions from.
@@ -581,6 +594,10 @@ impl Actor {
                     self.resync();
                     self.expire_blocks();
                     self.save_directory();
+                    if self.swarm.connected_peers().next().is_none() {
+                        self.redial();
+                    }
+                    self.save_book();
                 }
                 _ = stalls.tick() => self.sync.expire_stalled(&mut self.swarm, &self.core),
             }
@@ -898,6 +915,29 @@ impl Actor {
         });
     }
 
+    /// Dials the most recently seen peers of the address book this node is not connected to.
+    fn redial(&mut self) {
+        let swarm = &self.swarm;
+        let addrs = self.book.to_dial(|p| swarm.is_connected(p));
+        if !addrs.is_empty() {
+            tracing::debug!(addresses = addrs.len(), "dialling peers met before");
+        }
+        for addr in addrs {
+            self.dial(addr);
+        }
+    }
+
+    /// Writes the address book if it changed (on a blocking thread).
+    fn save_book(&mut self) {
+        if let Some((path, text)) = self.book.take_changes() {
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = crate::export::write_file(&path, text.as_bytes()) {
+                    tracing::debug!(path = %path.display(), "address book not kept: {e}");
+                }
+            });
+        }
+    }
+
     /// Lifts the blocks that are over.
     fn expire_blocks(&mut self) {
         for peer in self.strikes.expire(std::time::Instant::now()) {
@@ -1079,6 +1119,8 @@ impl Actor {
             }
             BehaviourEvent::Blobs(event) => self.handle_blob_event(event),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                self.book
+                    .met(peer_id, info.listen_addrs.iter().cloned(), unix_secs());
                 let kad_protocol = behaviour::kad_protocol();
                 if info.protocols.contains(&kad_protocol) {
                     for addr in info.listen_addrs {

@@ -554,6 +554,55 @@ async fn new_subwikis_are_announced_in_the_directory() {
     b.shutdown().await;
 }
 
+/// Two nodes that met once find each other again after one restarts with no bootstrap peer and
+/// no mDNS: the restarted one dials the peers of its address book, catches up with a post
+/// written while it was away, and receives one written after by gossip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_finds_its_peers_again_by_itself() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), vec![]).await;
+    let a_addr = addr(&a).await;
+    let subwiki = a
+        .create_subwiki("kept", "", Policy::default())
+        .await
+        .unwrap();
+    let b = start(dirs[1].path(), vec![a_addr.clone()]).await;
+    b.join(subwiki, vec![a_addr]).await.unwrap();
+    until(&b, "B has the subwiki", |n| {
+        n.subwikis()
+            .unwrap()
+            .iter()
+            .any(|s| s.id == subwiki && s.genesis.is_some())
+    })
+    .await;
+    // B keeps A in its address book.
+    let book = dirs[1].path().join("peers.json");
+    let a_id = a.peer_id().to_string();
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while !std::fs::read_to_string(&book).is_ok_and(|t| t.contains(&a_id)) {
+        assert!(tokio::time::Instant::now() < deadline, "A never reached B's address book");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    b.shutdown().await;
+    drop(b);
+
+    let meanwhile = a
+        .create_post(subwiki, post("Meanwhile", "written while B was away"))
+        .await
+        .unwrap();
+    // No bootstrap peer, no mDNS (the helper turns it off): only the address book.
+    let b = start(dirs[1].path(), vec![]).await;
+    until(&b, "the post written meanwhile", |n| n.post(meanwhile).is_ok()).await;
+    until_connected(&a, b.peer_id()).await;
+    let after = a
+        .create_post(subwiki, post("After", "written once B was back"))
+        .await
+        .unwrap();
+    until(&b, "the post written after", |n| n.post(after).is_ok()).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 /// A and B know only a third node H, which holds nothing of the subwiki. B joins by id with no
 /// address: the DHT (provider records on H) leads it to A, and it syncs from A.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
