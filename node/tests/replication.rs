@@ -580,7 +580,10 @@ async fn a_restarted_node_finds_its_peers_again_by_itself() {
     let a_id = a.peer_id().to_string();
     let deadline = tokio::time::Instant::now() + GUARD;
     while !std::fs::read_to_string(&book).is_ok_and(|t| t.contains(&a_id)) {
-        assert!(tokio::time::Instant::now() < deadline, "A never reached B's address book");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never reached B's address book"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     b.shutdown().await;
@@ -592,7 +595,10 @@ async fn a_restarted_node_finds_its_peers_again_by_itself() {
         .unwrap();
     // No bootstrap peer, no mDNS (the helper turns it off): only the address book.
     let b = start(dirs[1].path(), vec![]).await;
-    until(&b, "the post written meanwhile", |n| n.post(meanwhile).is_ok()).await;
+    until(&b, "the post written meanwhile", |n| {
+        n.post(meanwhile).is_ok()
+    })
+    .await;
     until_connected(&a, b.peer_id()).await;
     let after = a
         .create_post(subwiki, post("After", "written once B was back"))
