@@ -609,6 +609,62 @@ async fn a_restarted_node_finds_its_peers_again_by_itself() {
     b.shutdown().await;
 }
 
+/// A node in 200 subwikis (twice gossipsub's default cap of 100 topics per peer) gets new
+/// posts of every one of them by gossip: with reconciliation turned off after the first
+/// catch-up, each of 200 posts, one per subwiki, reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_in_two_hundred_subwikis_gets_gossip_for_all_of_them() {
+    const SUBWIKIS: usize = 200;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    // No periodic reconciliation: after the joins, only gossip brings anything.
+    let quiet = |c: &mut Config| c.resync_interval = std::time::Duration::from_secs(3600);
+    let a = start_with(dirs[0].path(), vec![], quiet).await;
+    let a_addr = addr(&a).await;
+    let mut subwikis = Vec::with_capacity(SUBWIKIS);
+    for i in 0..SUBWIKIS {
+        subwikis.push(
+            a.create_subwiki(&format!("community {i}"), "", Policy::default())
+                .await
+                .unwrap(),
+        );
+    }
+    let b = start_with(dirs[1].path(), vec![a_addr.clone()], quiet).await;
+    until_connected(&b, a.peer_id()).await;
+    for s in &subwikis {
+        b.join(*s, Vec::new()).await.unwrap();
+    }
+    until(&b, "B has every subwiki's genesis", |n| {
+        n.subwikis()
+            .unwrap()
+            .iter()
+            .filter(|s| s.genesis.is_some())
+            .count()
+            == SUBWIKIS
+    })
+    .await;
+    let round_trips = |n: &Node| -> u64 { n.sync_status().values().map(|s| s.round_trips).sum() };
+    let before = round_trips(&b);
+    let mut posts = Vec::with_capacity(SUBWIKIS);
+    for (i, s) in subwikis.iter().enumerate() {
+        posts.push(
+            a.create_post(*s, post(&format!("news {i}"), "by gossip"))
+                .await
+                .unwrap(),
+        );
+    }
+    until(&b, "every post at B", |n| {
+        posts.iter().all(|p| n.post(*p).is_ok())
+    })
+    .await;
+    assert_eq!(
+        round_trips(&b),
+        before,
+        "the posts came by gossip, not by reconciliation"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 /// A and B know only a third node H, which holds nothing of the subwiki. B joins by id with no
 /// address: the DHT (provider records on H) leads it to A, and it syncs from A.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,6 +57,12 @@ const MAX_QUEUED: usize = 256;
 /// Sessions about one subwiki that run at once, with different peers.
 pub(crate) const MAX_SESSIONS: usize = 3;
 
+/// Sessions with one peer that run at once, over all subwikis: a node in hundreds of subwikis
+/// would otherwise open more catch-up streams to one peer than a connection takes (64), and
+/// the ones refused would wait for the next resync. The others wait in their lanes and start
+/// as these end.
+pub(crate) const MAX_SESSIONS_PER_PEER: usize = 16;
+
 /// How long, by default, a peer may hold a slot of a subwiki's lane without bringing a new
 /// entry while other peers wait ([`crate::Config::catch_up_stall`]).
 pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(60);
@@ -364,6 +370,28 @@ impl Syncer {
             lane.opened = true;
         }
         self.fill(swarm, core, subwiki);
+        // A slot with this peer is free: a lane that waits for it may start.
+        let waiting: Vec<SubwikiId> = self
+            .lanes
+            .iter()
+            .filter(|(s, l)| **s != subwiki && l.queue.contains(&peer))
+            .map(|(s, _)| *s)
+            .collect();
+        for other in waiting {
+            if self.busy_with(&peer) {
+                break;
+            }
+            self.fill(swarm, core, other);
+        }
+    }
+
+    /// Whether `peer` already runs [`MAX_SESSIONS_PER_PEER`] sessions with this node.
+    fn busy_with(&self, peer: &PeerId) -> bool {
+        self.lanes
+            .values()
+            .filter(|l| l.active.contains(peer))
+            .count()
+            >= MAX_SESSIONS_PER_PEER
     }
 
     /// Starts queued peers while the lane has room; removes the lane when nothing is left.
@@ -371,7 +399,7 @@ impl Syncer {
     /// then reconciles, and the others start after that).
     fn fill(&mut self, swarm: &mut Swarm<Behaviour>, core: &Core, subwiki: SubwikiId) {
         loop {
-            let Some(lane) = self.lanes.get_mut(&subwiki) else {
+            let Some(lane) = self.lanes.get(&subwiki) else {
                 return;
             };
             let genesis: EntryId = subwiki.into();
@@ -383,7 +411,14 @@ impl Syncer {
             if lane.active.len() >= room {
                 break;
             }
-            let Some(peer) = lane.queue.pop_front() else {
+            // The first queued peer not busy with other lanes; busy ones keep their place.
+            let Some(at) = lane.queue.iter().position(|p| !self.busy_with(p)) else {
+                break;
+            };
+            let Some(lane) = self.lanes.get_mut(&subwiki) else {
+                return;
+            };
+            let Some(peer) = lane.queue.remove(at) else {
                 break;
             };
             if !swarm.is_connected(&peer) {
