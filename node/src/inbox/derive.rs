@@ -355,6 +355,28 @@ pub(super) fn refresh_outcomes(
             .map(Entry::timestamp)
             .max();
         let genesis = r.genesis_entry().timestamp();
+        // The owner's posts and comments a moderator redacted (their own retractions give
+        // nothing): an outcome of the set of entries, like a hidden post.
+        let redacted: Vec<Item> = r
+            .tombstones()
+            .filter(|t| t.meta.creator == me && t.is_redaction())
+            .map(|t| Item {
+                key: format!("status.{}.redacted", t.meta.id),
+                kind: Kind::Status,
+                subwiki,
+                time: t.at,
+                actor: Some(t.signer),
+                post: match t.meta.kind {
+                    DocKind::Post => Some(t.meta.id),
+                    DocKind::Comment => t.meta.parent,
+                    _ => None,
+                },
+                doc: Some(t.meta.id),
+                detail: "redacted".to_owned(),
+                excerpt: excerpt(&t.reason),
+                mention: false,
+            })
+            .collect();
         let mut items = Vec::new();
         let mut outcome = |key: String, kind, time: Timestamp, post, detail: &str| {
             items.push(Item {
@@ -413,6 +435,7 @@ pub(super) fn refresh_outcomes(
                 "muted",
             );
         }
+        items.extend(redacted);
         Ok(items)
     })?;
     Ok(inbox.set_outcomes(subwiki, items, &overrides.ignored))

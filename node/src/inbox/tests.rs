@@ -93,6 +93,13 @@ fn scene(me: &AuthorKey) -> Scene {
         r.state_role(&fred, at(), RoleAction::Vouch, me.id())
             .unwrap(),
     );
+    // The founder redacts a second post of mine.
+    let doomed = r
+        .create_post(me, at(), post("Doomed", "off topic"))
+        .unwrap();
+    let doomed_id: DocId = doomed.id().into();
+    entries.push(doomed);
+    entries.push(r.retract(&fred, at(), doomed_id, "off topic").unwrap().0);
     // Nothing: carol takes alice's name and "mentions" her by name and fingerprint, and bob's
     // id is mentioned, not alice's.
     entries.push(r.set_profile(&carol, at(), name("alice")).unwrap().unwrap());
@@ -183,6 +190,7 @@ fn each_kind_of_entry_about_the_owner_gives_an_item_and_a_look_alike_does_not() 
     assert!(has(Kind::Vote, "hide"), "{kinds:?}");
     assert!(has(Kind::Role, "vouch"), "{kinds:?}");
     assert!(has(Kind::Status, "hidden"), "{kinds:?}");
+    assert!(has(Kind::Status, "redacted"), "{kinds:?}");
     assert!(has(Kind::Standing, "trusted"), "{kinds:?}");
     // The look-alike's post, the owner's own entries and profiles give nothing.
     assert!(

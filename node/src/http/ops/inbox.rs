@@ -81,6 +81,8 @@ impl InboxItem {
             },
             Kind::Status => match detail.as_str() {
                 "hidden" => "Your post is hidden by the subwiki's votes".into(),
+                // Said after who did it.
+                "redacted" => "redacted your post or comment".into(),
                 other => format!("Your post is marked {other}"),
             },
             Kind::Standing => match detail.as_str() {
