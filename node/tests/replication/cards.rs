@@ -191,10 +191,11 @@ async fn a_card_is_filled_from_a_local_page_and_readers_never_contact_the_site()
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        a.post(id).unwrap().post.content.card,
-        None,
-        "the old card went"
+    // The old card went with the edit (the new one may already be there: the fetch is fast).
+    let card = a.post(id).unwrap().post.content.card;
+    assert!(
+        card.as_ref().is_none_or(|c| c.url == site.url("/lakes")),
+        "the old card went: {card:?}"
     );
     until(&a, "the new card on A", |n| {
         n.post(id).is_ok_and(|p| {
