@@ -437,16 +437,21 @@ async fn a_running_node_indexes_in_the_background_and_commits_at_shutdown() {
     node.shutdown().await;
 }
 
+/// A running node in `home` on a store in memory, no network, its index on or off.
+async fn running(home: &std::path::Path, search: bool) -> Node {
+    let identity = Home::new(home).load_or_init().unwrap();
+    let mut config = Config::new(home);
+    config.listen = Vec::new();
+    config.mdns = false;
+    config.search = search;
+    let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::default());
+    Node::start_with(store, identity, &config).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_search_off_keeps_no_index_and_follows_no_write() {
     let dir = tempfile::tempdir().unwrap();
-    let identity = Home::new(dir.path()).load_or_init().unwrap();
-    let mut config = Config::new(dir.path());
-    config.listen = Vec::new();
-    config.mdns = false;
-    config.search = false;
-    let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::default());
-    let node = Node::start_with(store, identity, &config).await.unwrap();
+    let node = running(dir.path(), false).await;
     let s = node
         .create_subwiki("s", "", Policy::default())
         .await
@@ -484,12 +489,7 @@ fn index_has_word(node: &Node, word: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retracted_post_leaves_the_index_files() {
     let dir = tempfile::tempdir().unwrap();
-    let identity = Home::new(dir.path()).load_or_init().unwrap();
-    let mut config = Config::new(dir.path());
-    config.listen = Vec::new();
-    config.mdns = false;
-    let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::default());
-    let node = Node::start_with(store, identity, &config).await.unwrap();
+    let node = running(dir.path(), true).await;
     let s = node
         .create_subwiki("s", "", Policy::default())
         .await
