@@ -162,6 +162,12 @@ pub struct UpArgs {
     /// or a free port when that one is taken.
     #[arg(long, value_name = "ADDR")]
     pub api: Option<String>,
+    /// At most this many MiB a day (UTC) on the network, sent and received together (1 to
+    /// 1048576). From four fifths of it, catching up waits for the next day while new posts
+    /// still arrive by gossip; at the cap the node is offline until the next day. Default: no
+    /// cap.
+    #[arg(long, value_name = "MIB")]
+    pub daily_data_mib: Option<u64>,
 }
 
 /// `agora subwiki ...`

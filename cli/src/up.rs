@@ -137,6 +137,11 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), ApiErr
     };
     config.mdns = !args.no_mdns;
     config.link_cards.enabled = !args.no_link_cards;
+    config.daily_data_budget = args
+        .daily_data_mib
+        .map(agora_node::net::budget::daily_cap_from_mib)
+        .transpose()
+        .map_err(usage)?;
 
     let fresh = !Home::new(home).is_initialised();
     let node = match Node::start(config).await {

@@ -17,11 +17,25 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// The `agora` command for `home`, with a clean environment for the things it reads.
 pub fn agora(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_agora"));
+    agora_in(None, home)
+}
+
+/// The `agora` command for `home`, run inside network namespace `ns` if one is given (`ip
+/// netns exec`; the namespace's loopback is where that node's API listens).
+pub fn agora_in(ns: Option<&str>, home: &Path) -> Command {
+    let mut c = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_agora")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_agora")),
+    };
     c.arg("--home")
         .arg(home)
         .env_remove("AGORA_HOME")
         .env_remove("RUST_LOG")
+        .envs(std::env::var("AGORA_TEST_LOG").map(|f| ("RUST_LOG", f)))
         .env_remove("EDITOR")
         .env_remove("VISUAL")
         .stdin(Stdio::null());
@@ -68,17 +82,25 @@ pub fn fails(home: &Path, args: &[&str], code: i32) -> String {
 }
 
 /// Polls `agora --json ARGS` until `check` holds on its answer.
-pub fn until(
+pub fn until(home: &Path, args: &[&str], what: &str, check: impl FnMut(&Value) -> bool) -> Value {
+    until_in(None, GUARD, home, args, what, check)
+}
+
+/// Polls `agora --json ARGS` in namespace `ns` (if any) until `check` holds, for at most
+/// `guard`.
+pub fn until_in(
+    ns: Option<&str>,
+    guard: Duration,
     home: &Path,
     args: &[&str],
     what: &str,
     mut check: impl FnMut(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + GUARD;
+    let deadline = Instant::now() + guard;
     loop {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
-        let out = run(home, &all);
+        let out = agora_in(ns, home).args(&all).output().expect("agora runs");
         if out.status.success() {
             let value: Value = serde_json::from_slice(&out.stdout).unwrap();
             if check(&value) {
@@ -110,11 +132,18 @@ impl Up {
     /// Starts `agora up` on loopback, mDNS off, with extra arguments; waits until its API is
     /// up.
     pub fn start(home: &Path, extra: &[&str]) -> Up {
-        let mut child = agora(home)
-            .args(["up", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        Self::start_in(None, home, &["--listen", "/ip4/127.0.0.1/tcp/0"], extra)
+    }
+
+    /// Starts `agora up` in namespace `ns` (if any), mDNS off, on the `listen` arguments;
+    /// waits until its API is up.
+    pub fn start_in(ns: Option<&str>, home: &Path, listen: &[&str], extra: &[&str]) -> Up {
+        let mut child = agora_in(ns, home)
+            .args(["up", "--no-mdns"])
+            .args(listen)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(Self::log_path(home)).expect("a log file"))
             .spawn()
             .expect("agora up starts");
         let stdout = child.stdout.take().unwrap();
@@ -153,6 +182,16 @@ impl Up {
                 _ => {}
             }
         }
+    }
+
+    /// Where its log (stderr) goes: next to its home.
+    pub fn log_path(home: &Path) -> PathBuf {
+        home.with_extension("log")
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(Self::log_path(&self.home)).unwrap_or_default()
     }
 
     /// Stops it with SIGTERM and waits for it to exit; returns its exit code.

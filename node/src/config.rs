@@ -49,6 +49,12 @@ pub struct Config {
     /// Keep the full-text search index up to date while running (on by default; a bootstrap
     /// peer, which nobody searches, turns it off). See [`crate::search`].
     pub search: bool,
+    /// Bytes the node may send and receive on the network per day (UTC), both together; `None`
+    /// for no cap. From four fifths of it catch-up pauses until the next day while gossip goes
+    /// on; at the cap the node is offline until the next day ([`net::budget`]).
+    pub daily_data_budget: Option<u64>,
+    /// Which day it is for the data budget: the system clock's, in UTC, unless a test sets it.
+    pub data_day: net::DayClock,
     /// A Prometheus registry to record libp2p's and Agora's network metrics in (feature
     /// `metrics`); `None` records nothing.
     #[cfg(feature = "metrics")]
@@ -81,6 +87,8 @@ impl Config {
             limits: net::Limits::default(),
             link_cards: crate::cards::LinkCards::default(),
             search: true,
+            daily_data_budget: None,
+            data_day: net::DayClock::system(),
             #[cfg(feature = "metrics")]
             metrics: None,
         }

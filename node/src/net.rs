@@ -12,8 +12,10 @@
 
 mod behaviour;
 mod book;
+pub mod budget;
 mod codec;
 mod ingest;
+mod reach;
 mod strikes;
 mod sync;
 
@@ -36,6 +38,8 @@ use crate::error::NodeError;
 
 pub use self::behaviour::resident_memory;
 pub(crate) use self::behaviour::{Behaviour, BehaviourEvent};
+pub use self::budget::{DataUse, DayClock, Meter};
+pub use self::reach::{MAX_AUTO_RELAYS, NetworkStatus, Reachability};
 pub use self::sync::DEFAULT_STALL_LIMIT;
 
 /// A connected peer.
@@ -45,6 +49,8 @@ pub struct PeerInfo {
     pub peer: PeerId,
     /// Addresses it is connected on.
     pub addresses: Vec<Multiaddr>,
+    /// Whether every connection to it goes through a relay (no direct one, yet or at all).
+    pub relayed: bool,
 }
 
 /// Capacity of the command channel from node handles to the network task.
@@ -210,6 +216,8 @@ pub(crate) enum Command {
     },
     /// Connected peers.
     Peers(oneshot::Sender<Vec<PeerInfo>>),
+    /// How the node is reachable, its relays and hole punches.
+    Network(oneshot::Sender<NetworkStatus>),
     /// Listen addresses.
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     /// Subwikis heard of on the directory topic.
@@ -234,8 +242,13 @@ struct BlobSearch {
 pub(crate) async fn spawn(
     core: Arc<Core>,
     config: &Config,
-) -> Result<mpsc::Sender<Command>, NodeError> {
-    let mut swarm = behaviour::build_swarm(core.identity_keypair(), config)?;
+) -> Result<(mpsc::Sender<Command>, Arc<Meter>), NodeError> {
+    let meter = Arc::new(Meter::new(
+        config.daily_data_budget,
+        config.data_day.clone(),
+        Some(&config.home),
+    ));
+    let mut swarm = behaviour::build_swarm(core.identity_keypair(), config, Arc::clone(&meter))?;
     for addr in &config.external {
         swarm.add_external_address(addr.clone());
     }
@@ -255,8 +268,18 @@ pub(crate) async fn spawn(
             peer,
             addr: addr.clone(),
             listener: None,
+            reserved: false,
+            chosen: false,
         });
     }
+    let bootstrap_peers = config
+        .bootstrap
+        .iter()
+        .filter_map(|addr| match addr.iter().last() {
+            Some(Protocol::P2p(peer)) => Some(peer),
+            _ => None,
+        })
+        .collect();
     let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
     let (answers_tx, answers) = mpsc::channel(sync::ANSWER_CAPACITY);
     let (ingest, reports, worker) = ingest::start(core.clone())
@@ -266,6 +289,7 @@ pub(crate) async fn spawn(
         ingest.clone(),
         answers_tx,
         config.catch_up_stall,
+        Arc::clone(&meter),
     );
     let mut actor = Actor {
         swarm,
@@ -285,10 +309,19 @@ pub(crate) async fn spawn(
         advertise_listen: config.listen.iter().all(is_specific),
         rates: RateLimiter::new(config.limits.requests_per_minute),
         relays,
+        bootstrap: config.bootstrap.clone(),
+        bootstrap_peers,
+        members: HashSet::new(),
+        identified: HashMap::new(),
+        lost: HashMap::new(),
+        started_at: std::time::Instant::now(),
+        last_network_change: None,
+        reach: reach::Reach::default(),
         stats: Stats::new(config),
         ingest,
         reports,
         worker: Some(worker),
+        meter: Arc::clone(&meter),
     };
     actor.subscribe_directory();
     actor.redial();
@@ -310,7 +343,7 @@ pub(crate) async fn spawn(
     let stall_check =
         (config.catch_up_stall / 4).clamp(Duration::from_millis(250), Duration::from_secs(15));
     tokio::spawn(actor.run(rx, resync, stall_check));
-    Ok(tx)
+    Ok((tx, meter))
 }
 
 /// True if the address names one IP rather than all interfaces.
@@ -369,8 +402,26 @@ struct Actor {
     blob_searches: HashMap<OutboundRequestId, BlobSearch>,
     /// Requests each peer may still make.
     rates: RateLimiter,
-    /// Relays to be reachable through ([`Config::relay_via`]).
+    /// Relays to be reachable through: those configured ([`Config::relay_via`]), and those
+    /// chosen when AutoNAT says this node is behind NAT ([`Actor::choose_relays`]).
     relays: Vec<Relay>,
+    /// The configured bootstrap peers, dialled again when the network changes.
+    bootstrap: Vec<Multiaddr>,
+    /// The peer ids of the configured bootstrap peers: preferred as relays.
+    bootstrap_peers: HashSet<PeerId>,
+    /// Connected peers that share a joined subwiki (they subscribed to its topic).
+    members: HashSet<PeerId>,
+    /// The addresses connected peers listen on (identify; relay circuits included), at most
+    /// [`MAX_IDENTIFIED_ADDRS`] each.
+    identified: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Members lost (their last connection closed): redialled with backoff, a few times.
+    lost: HashMap<PeerId, Redial>,
+    /// When the network task started: listen addresses that appear later mean a new network.
+    started_at: std::time::Instant,
+    /// When the network last changed.
+    last_network_change: Option<std::time::Instant>,
+    /// NAT status, connection paths, relay candidates, hole punches.
+    reach: reach::Reach,
     /// Metrics, when asked for.
     stats: Stats,
     /// Hands gossip to the ingest worker.
@@ -379,6 +430,25 @@ struct Actor {
     reports: mpsc::Receiver<ingest::Report>,
     /// The ingest worker, joined at shutdown.
     worker: Option<std::thread::JoinHandle<()>>,
+    /// The day's bytes and the data budget (`net/budget.rs`).
+    meter: Arc<Meter>,
+}
+
+/// Peers lost at once that are redialled; more are left to the periodic lookups.
+const MAX_LOST: usize = 64;
+/// Addresses kept per connected peer, for redialling it.
+const MAX_IDENTIFIED_ADDRS: usize = 16;
+/// Listen addresses that appear this long after the start mean the network changed (those
+/// before are the interfaces found at the start).
+const SETTLING: Duration = Duration::from_secs(5);
+/// Redials of a lost peer, 1, 2, 4, ... 32 s apart.
+const LOST_REDIALS: u32 = 6;
+
+/// A lost peer to dial again.
+struct Redial {
+    addrs: Vec<Multiaddr>,
+    attempts: u32,
+    due: std::time::Instant,
 }
 
 /// A relay this node listens through.
@@ -387,6 +457,11 @@ struct Relay {
     addr: Multiaddr,
     /// The circuit listener, while there is one.
     listener: Option<libp2p::core::transport::ListenerId>,
+    /// Whether the relay accepted the reservation (the circuit address is listened on).
+    reserved: bool,
+    /// Chosen by the node itself (not configured): given up when the node turns out to be
+    /// public, or when the relay goes away.
+    chosen: bool,
 }
 
 /// True for a relayed (`/p2p-circuit`) address.
@@ -560,6 +635,8 @@ impl Actor {
         let mut tick = tokio::time::interval(resync);
         tick.tick().await;
         let mut stalls = tokio::time::interval(stall_check);
+        let mut redials = tokio::time::interval(Duration::from_secs(1));
+        redials.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         stalls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let done = loop {
             tokio::select! {
@@ -598,12 +675,17 @@ impl Actor {
                         self.redial();
                     }
                     self.save_book();
+                    if let Some((path, line)) = self.meter.to_save() {
+                        tokio::task::spawn_blocking(move || budget::write(&path, &line));
+                    }
                 }
                 _ = stalls.tick() => self.sync.expire_stalled(&mut self.swarm, &self.core),
+                _ = redials.tick() => self.redial_lost(),
             }
         };
         // Close the swarm, let the ingest worker finish what it was given and let go of the
         // store before saying so, so that whoever asked can reopen the store at once.
+        self.meter.save();
         let worker = self.worker.take();
         drop(self);
         if let Some(worker) = worker {
@@ -666,10 +748,14 @@ impl Actor {
                     .into_iter()
                     .map(|peer| PeerInfo {
                         peer,
-                        addresses: self.sync.addresses(&peer),
+                        addresses: self.reach.addresses(&peer),
+                        relayed: self.reach.relayed_only(&peer),
                     })
                     .collect();
                 let _ = reply.send(infos);
+            }
+            Command::Network(reply) => {
+                let _ = reply.send(self.network_status());
             }
             Command::ListenAddrs(reply) => {
                 let addrs = self.listen_addrs();
@@ -856,8 +942,12 @@ impl Actor {
         }
     }
 
-    /// Listens again through relays whose reservation ended, dialing those not connected.
+    /// Listens again through relays whose reservation ended, dialing those not connected. A
+    /// relay the node chose that went away is replaced by another candidate instead.
     fn renew_relays(&mut self) {
+        let swarm = &self.swarm;
+        self.relays
+            .retain(|r| !r.chosen || r.listener.is_some() || swarm.is_connected(&r.peer));
         let lost: Vec<(PeerId, Multiaddr)> = self
             .relays
             .iter()
@@ -871,6 +961,65 @@ impl Actor {
                 self.dial(addr);
             }
         }
+        self.choose_relays();
+    }
+
+    /// Behind NAT (AutoNAT says private), takes reservations at up to [`MAX_AUTO_RELAYS`]
+    /// connected relay peers, bootstrap peers first; once public, gives up the relays it chose.
+    fn choose_relays(&mut self) {
+        match self.reach.nat() {
+            libp2p::autonat::NatStatus::Private => {
+                let chosen = self.relays.iter().filter(|r| r.chosen).count();
+                let have: HashSet<PeerId> = self.relays.iter().map(|r| r.peer).collect();
+                let picks: Vec<(PeerId, Multiaddr)> = self
+                    .reach
+                    .relay_candidates(&self.bootstrap_peers)
+                    .into_iter()
+                    .filter(|p| !have.contains(p))
+                    .filter_map(|p| {
+                        let addr = self.reach.direct_address(&p)?.clone();
+                        Some((p, addr.clone().with_p2p(p).unwrap_or(addr)))
+                    })
+                    .take(MAX_AUTO_RELAYS.saturating_sub(chosen))
+                    .collect();
+                for (peer, addr) in picks {
+                    tracing::info!(relay = %addr, "behind NAT: taking a reservation at a relay");
+                    self.relays.push(Relay {
+                        peer,
+                        addr,
+                        listener: None,
+                        reserved: false,
+                        chosen: true,
+                    });
+                    self.listen_through(peer);
+                }
+            }
+            libp2p::autonat::NatStatus::Public(_) => {
+                let (chosen, kept) = std::mem::take(&mut self.relays)
+                    .into_iter()
+                    .partition(|r| r.chosen);
+                self.relays = kept;
+                for relay in chosen {
+                    tracing::info!(relay = %relay.addr, "public: giving up the relay");
+                    if let Some(id) = relay.listener {
+                        self.swarm.remove_listener(id);
+                    }
+                }
+            }
+            libp2p::autonat::NatStatus::Unknown => {}
+        }
+    }
+
+    /// How the node is reachable, from AutoNAT, its reservations and its own addresses.
+    fn network_status(&self) -> NetworkStatus {
+        let reserved = self
+            .relays
+            .iter()
+            .filter(|r| r.reserved)
+            .map(|r| r.addr.to_string())
+            .collect();
+        let public = self.swarm.external_addresses().any(|a| !is_circuit(a));
+        self.reach.status(reserved, public)
     }
 
     fn resync(&mut self) {
@@ -927,6 +1076,56 @@ impl Actor {
         }
     }
 
+    /// Dials the lost peers whose turn it is (see [`Actor::lost`]).
+    fn redial_lost(&mut self) {
+        let now = std::time::Instant::now();
+        let due: Vec<PeerId> = self
+            .lost
+            .iter()
+            .filter(|(_, r)| r.due <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            let Some(redial) = self.lost.get_mut(&peer) else {
+                continue;
+            };
+            if self.swarm.is_connected(&peer) || redial.attempts >= LOST_REDIALS {
+                self.lost.remove(&peer);
+                continue;
+            }
+            redial.attempts += 1;
+            redial.due = now + Duration::from_secs(1 << redial.attempts);
+            tracing::debug!(%peer, attempt = redial.attempts, "dialling a lost peer again");
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(redial.addrs.clone())
+                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, "cannot dial a lost peer: {e}");
+            }
+        }
+    }
+
+    /// The node's own addresses changed after its start (a laptop woke on another network, a
+    /// link came up): its bootstrap peers and the peers it met are dialled again, and its
+    /// relays renewed, at most once every few seconds.
+    fn network_changed(&mut self) {
+        let now = std::time::Instant::now();
+        if self
+            .last_network_change
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(5))
+        {
+            return;
+        }
+        self.last_network_change = Some(now);
+        tracing::info!("the network changed: dialling peers again");
+        for addr in self.bootstrap.clone() {
+            self.dial(addr);
+        }
+        self.redial();
+        self.renew_relays();
+    }
+
     /// Writes the address book if it changed (on a blocking thread).
     fn save_book(&mut self) {
         if let Some((path, text)) = self.book.take_changes() {
@@ -951,8 +1150,19 @@ impl Actor {
     fn handle_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         self.stats.swarm(&event);
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
+            SwarmEvent::NewListenAddr {
+                address,
+                listener_id,
+            } => {
                 tracing::info!(%address, "listening");
+                for relay in &mut self.relays {
+                    if relay.listener == Some(listener_id) {
+                        relay.reserved = true;
+                    }
+                }
+                if !is_circuit(&address) && self.started_at.elapsed() > SETTLING {
+                    self.network_changed();
+                }
                 if is_circuit(&address) {
                     // Reachable through a relay: advertise it, and announce the joined
                     // subwikis again so that provider records carry the new address.
@@ -979,6 +1189,13 @@ impl Actor {
                     let _ = reply.send(Err(text.split_whitespace().collect::<Vec<_>>().join(" ")));
                 }
             }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                if is_circuit(&address) {
+                    self.swarm.remove_external_address(&address);
+                } else {
+                    self.network_changed();
+                }
+            }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 endpoint,
@@ -988,12 +1205,26 @@ impl Actor {
                 if let Some(reply) = self.dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
-                tracing::info!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
-                if !endpoint.is_relayed() {
+                let relayed = endpoint.is_relayed();
+                tracing::info!(peer = %peer_id, address = %endpoint.get_remote_address(), relayed, "connected");
+                let redundant = self.reach.opened(
+                    peer_id,
+                    connection_id,
+                    endpoint.get_remote_address().clone(),
+                    relayed,
+                );
+                // A direct connection replaces the relayed ones: the relay's bytes are kept
+                // for peers that cannot connect directly. Sessions on them end, and start
+                // again on the direct one when they close (below).
+                for id in redundant {
+                    tracing::info!(peer = %peer_id, "direct connection: closing the relayed one");
+                    self.swarm.close_connection(id);
+                }
+                if !relayed {
                     self.listen_through(peer_id);
                 }
                 self.sync
-                    .connected(peer_id, endpoint.get_remote_address().clone());
+                    .connected(peer_id, self.reach.relayed_only(&peer_id));
                 self.core.notify();
                 for subwiki in self.core.joined().unwrap_or_default() {
                     self.sync
@@ -1002,10 +1233,46 @@ impl Actor {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
+                ..
+            } if num_established > 0 => {
+                self.reach.closed(peer_id, connection_id);
+                // Sessions that ran on the closed connection failed: start them again on the
+                // connection left (a no-op for those still running).
+                for subwiki in self.core.joined().unwrap_or_default() {
+                    self.sync
+                        .start(&mut self.swarm, &self.core, peer_id, subwiki);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                cause,
                 ..
             } => {
-                tracing::info!(peer = %peer_id, "disconnected");
+                self.reach.closed(peer_id, connection_id);
+                match cause {
+                    Some(cause) => tracing::info!(peer = %peer_id, "disconnected: {cause}"),
+                    None => tracing::info!(peer = %peer_id, "disconnected"),
+                }
+                // A peer of a joined subwiki that went (a relay's circuit ended, a network
+                // changed, the peer restarted) is dialled again for a while; one that was
+                // blocked is not.
+                let addrs = self.identified.remove(&peer_id).unwrap_or_default();
+                if self.members.remove(&peer_id)
+                    && !self.strikes.is_blocked(&peer_id, std::time::Instant::now())
+                    && self.lost.len() < MAX_LOST
+                {
+                    self.lost.insert(
+                        peer_id,
+                        Redial {
+                            addrs,
+                            attempts: 0,
+                            due: std::time::Instant::now() + Duration::from_secs(1),
+                        },
+                    );
+                }
                 self.sync
                     .disconnected(&mut self.swarm, &self.core, &peer_id);
                 self.dht_peers.remove(&peer_id);
@@ -1021,6 +1288,7 @@ impl Actor {
                     if relay.listener == Some(listener_id) {
                         tracing::info!(relay = %relay.addr, ?reason, "relay reservation ended");
                         relay.listener = None;
+                        relay.reserved = false;
                     }
                 }
             }
@@ -1107,6 +1375,7 @@ impl Actor {
             }
             BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
                 if let Some(subwiki) = self.topics.get(&topic).copied() {
+                    self.members.insert(peer_id);
                     self.sync
                         .start(&mut self.swarm, &self.core, peer_id, subwiki);
                 }
@@ -1121,6 +1390,14 @@ impl Actor {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 self.book
                     .met(peer_id, info.listen_addrs.iter().cloned(), unix_secs());
+                if self.swarm.is_connected(&peer_id) {
+                    let addrs = info.listen_addrs.iter().take(MAX_IDENTIFIED_ADDRS).cloned();
+                    self.identified.insert(peer_id, addrs.collect());
+                }
+                if info.protocols.contains(&libp2p::relay::HOP_PROTOCOL_NAME) {
+                    self.reach.relay_offered(peer_id);
+                    self.choose_relays();
+                }
                 let kad_protocol = behaviour::kad_protocol();
                 if info.protocols.contains(&kad_protocol) {
                     for addr in info.listen_addrs {
@@ -1137,6 +1414,25 @@ impl Actor {
                         }
                     }
                 }
+            }
+            BehaviourEvent::Autonat(libp2p::autonat::Event::StatusChanged { old, new }) => {
+                tracing::info!(?old, ?new, "reachability (AutoNAT)");
+                self.reach.set_nat(new);
+                self.choose_relays();
+            }
+            BehaviourEvent::Dcutr(libp2p::dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => {
+                match &result {
+                    Ok(_) => {
+                        tracing::info!(peer = %remote_peer_id, "hole punched: direct connection")
+                    }
+                    Err(e) => {
+                        tracing::info!(peer = %remote_peer_id, "hole punching failed, staying relayed: {e}")
+                    }
+                }
+                self.reach.punched(result.is_ok());
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 let mut seen = HashSet::new();

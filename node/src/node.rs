@@ -82,6 +82,8 @@ pub struct Node {
     follows: Arc<crate::follow::Follows>,
     /// The full-text search index (`search.rs`), derived from the entries.
     search: Arc<crate::search::SearchIndex>,
+    /// The network's bytes today and the data budget; `None` offline.
+    meter: Option<Arc<net::Meter>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -120,8 +122,9 @@ impl Node {
     ) -> Result<Self, NodeError> {
         let mut node = Self::from_parts(store, identity, Some(&config.home), None);
         node.cards = crate::cards::Fetcher::new(config.link_cards);
-        let sender = net::spawn(node.core.clone(), config).await?;
+        let (sender, meter) = net::spawn(node.core.clone(), config).await?;
         node.net = Some(sender);
+        node.meter = Some(meter);
         node.warm_up();
         crate::inbox::spawn(&node.core, &node.inbox);
         if config.search {
@@ -178,6 +181,7 @@ impl Node {
             cards: None,
             inbox: Arc::new(crate::inbox::Inbox::new(home)),
             follows: Arc::new(crate::follow::Follows::new(home)),
+            meter: None,
         }
     }
 
@@ -847,6 +851,18 @@ impl Node {
     /// Connected peers.
     pub async fn peers(&self) -> Vec<PeerInfo> {
         self.ask(Command::Peers).await.unwrap_or_default()
+    }
+
+    /// How the node is reachable (direct, relayed, LAN only), its relays and hole punches;
+    /// `None` if its network task is gone.
+    pub async fn network(&self) -> Option<crate::net::NetworkStatus> {
+        self.ask(Command::Network).await
+    }
+
+    /// The bytes the node sent and received on the network today, and its daily cap; `None`
+    /// offline.
+    pub fn data_use(&self) -> Option<net::DataUse> {
+        self.meter.as_ref().map(|m| m.status())
     }
 
     /// Addresses this node listens on, with its `/p2p/` id.

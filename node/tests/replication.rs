@@ -7,6 +7,8 @@
     clippy::indexing_slicing
 )]
 
+#[path = "replication/budget.rs"]
+mod budget;
 #[path = "replication/cards.rs"]
 mod cards;
 #[path = "replication/retract.rs"]

@@ -86,6 +86,10 @@ enum Command {
         /// Give up after this many seconds: exit 1 if posts were expected, else exit 0.
         #[arg(long, value_name = "S")]
         timeout_secs: Option<u64>,
+        /// At most this many MiB a day on the network, sent and received together (1 to
+        /// 1048576): catch-up pauses at four fifths, the node goes offline at the cap.
+        #[arg(long, value_name = "MIB")]
+        daily_data_mib: Option<u64>,
     },
 }
 
@@ -114,12 +118,17 @@ async fn run(cli: Cli) -> Result<()> {
             post,
             expect_posts,
             timeout_secs,
+            daily_data_mib,
         } => {
             let mut config = Config::new(home);
             if !listen.is_empty() {
                 config.listen = listen;
             }
             config.mdns = !no_mdns;
+            config.daily_data_budget = daily_data_mib
+                .map(agora_node::net::budget::daily_cap_from_mib)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let serve = Serve {
                 config,
                 create,

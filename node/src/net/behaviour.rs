@@ -121,7 +121,13 @@ fn gossipsub_behaviour() -> Result<Gossipsub, NodeError> {
     Ok(behaviour)
 }
 
-pub(crate) fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behaviour>, NodeError> {
+/// The swarm; its transport counts the bytes it carries into `meter`, and stops at the day's cap
+/// (`net/budget/counted.rs`).
+pub(crate) fn build_swarm(
+    key: Keypair,
+    config: &Config,
+    meter: std::sync::Arc<super::Meter>,
+) -> Result<Swarm<Behaviour>, NodeError> {
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let mdns_enabled = config.mdns;
     let dht_server = config.dht_server;
@@ -129,13 +135,11 @@ pub(crate) fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behavio
     let limits = config.limits.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        // TCP (noise, yamux) and QUIC, as `with_tcp` and `with_quic` make them, counted.
+        .with_other_transport(|key| {
+            super::budget::counted::transport(key, tcp::Config::default().nodelay(true), meter)
+        })
         .map_err(|e| net(&e))?
-        .with_quic()
         .with_dns()
         .map_err(|e| net(&e))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
@@ -209,7 +213,16 @@ pub(crate) fn build_swarm(key: Keypair, config: &Config) -> Result<Swarm<Behavio
                 relay,
                 relay_server: Toggle::from(relay_server),
                 dcutr: dcutr::Behaviour::new(peer_id),
-                autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+                autonat: autonat::Behaviour::new(
+                    peer_id,
+                    autonat::Config {
+                        // A node wants to know soon whether it needs a relay: its first
+                        // connections (bootstrap peers) are made within a second or two.
+                        boot_delay: Duration::from_secs(5),
+                        retry_interval: Duration::from_secs(60),
+                        ..autonat::Config::default()
+                    },
+                ),
             })
         })
         .map_err(|e| net(&e))?

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use agora_crdt::{EntryId, SubwikiId};
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
-use libp2p::{Multiaddr, PeerId, Swarm};
+use libp2p::{PeerId, Swarm};
 
 use super::Behaviour;
 use super::ingest;
@@ -53,6 +53,11 @@ enum Pending {
 /// Peers that may wait for a subwiki's lane; when it is full, a request to start one more is
 /// dropped (the next periodic resync asks again).
 const MAX_QUEUED: usize = 256;
+
+/// Ids per fetch from a peer reached only through a relay, to start with.
+const RELAYED_FETCH_BATCH: usize = 16;
+/// Relayed peers whose fetch size is remembered.
+const MAX_RELAYED_PEERS: usize = 1024;
 
 /// Sessions about one subwiki that run at once, with different peers.
 pub(crate) const MAX_SESSIONS: usize = 3;
@@ -96,7 +101,11 @@ pub(crate) struct Syncer {
     /// One lane per subwiki being caught up.
     lanes: HashMap<SubwikiId, Lane>,
     requests: HashMap<OutboundRequestId, Pending>,
-    addresses: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Ids per fetch for peers reached only through a relay: small, since a relay closes a
+    /// circuit after so many bytes, and halved each time a fetch dies with its circuit, so that
+    /// one answer fits what a circuit carries and every new circuit makes progress. Peers not
+    /// in it get [`proto::MAX_FETCH_IDS`].
+    relayed_batch: HashMap<PeerId, usize>,
     /// Each subwiki's items, with the subwiki's generation they were read at: for the responder
     /// and for starting sessions.
     snapshots: Snapshots,
@@ -113,6 +122,8 @@ pub(crate) struct Syncer {
     waiting: VecDeque<(PeerId, Vec<u8>, ResponseChannel<Vec<u8>>)>,
     /// The core, for the blocking threads that answer.
     core: Option<Arc<Core>>,
+    /// The data budget: while it says so, catch-up waits for the next day (`net/budget.rs`).
+    meter: Option<Arc<super::Meter>>,
 }
 
 /// Peers' requests that may wait for a blocking thread.
@@ -159,13 +170,14 @@ impl Default for Syncer {
             parked: HashMap::new(),
             lanes: HashMap::new(),
             requests: HashMap::new(),
-            addresses: HashMap::new(),
+            relayed_batch: HashMap::new(),
             snapshots: Snapshots::default(),
             ingest: None,
             answers: None,
             answering: Arc::new(Semaphore::new(MAX_ANSWERING)),
             waiting: VecDeque::new(),
             core: None,
+            meter: None,
         }
     }
 }
@@ -178,12 +190,14 @@ impl Syncer {
         ingest: ingest::Handle,
         answers: mpsc::Sender<Done>,
         stall_limit: Duration,
+        meter: Arc<super::Meter>,
     ) -> Self {
         Self {
             stall_limit,
             ingest: Some(ingest),
             answers: Some(answers),
             core: Some(core),
+            meter: Some(meter),
             ..Self::default()
         }
     }
@@ -264,11 +278,37 @@ impl Syncer {
         });
     }
 
-    pub(crate) fn connected(&mut self, peer: PeerId, addr: Multiaddr) {
-        let addrs = self.addresses.entry(peer).or_default();
-        if !addrs.contains(&addr) {
-            addrs.push(addr);
+    /// A connection to `peer` was established; `relayed_only` if every connection to it goes
+    /// through a relay.
+    pub(crate) fn connected(&mut self, peer: PeerId, relayed_only: bool) {
+        if relayed_only {
+            if self.relayed_batch.len() >= MAX_RELAYED_PEERS {
+                self.relayed_batch.clear();
+            }
+            self.relayed_batch
+                .entry(peer)
+                .or_insert(RELAYED_FETCH_BATCH);
+        } else {
+            self.relayed_batch.remove(&peer);
         }
+    }
+
+    /// Halves the fetch size for a relayed peer (see [`Syncer::relayed_batch`]).
+    fn shrink_relayed_batch(&mut self, peer: &PeerId) {
+        if let Some(batch) = self.relayed_batch.get_mut(peer) {
+            *batch = (*batch / 2).max(1);
+            tracing::debug!(%peer, batch = *batch, "a relayed request died with its circuit: smaller batches");
+        }
+    }
+
+    /// The protocol limits of a session with `peer`.
+    fn session_config(&self, peer: &PeerId) -> proto::Config {
+        let mut config = proto::Config::default();
+        if let Some(&batch) = self.relayed_batch.get(peer) {
+            config.fetch_batch = batch;
+            config.push_batch = batch;
+        }
+        config
     }
 
     /// Forgets a peer that has gone; the subwikis it was catching up go on with the others.
@@ -278,11 +318,18 @@ impl Syncer {
         core: &Core,
         peer: &PeerId,
     ) {
-        self.addresses.remove(peer);
         self.sessions.retain(|(p, _), _| p != peer);
+        let in_flight = self.requests.values().any(|pending| match pending {
+            Pending::Session(p, _, _) | Pending::Genesis(p, _) => p == peer,
+        });
         self.requests.retain(|_, pending| match pending {
             Pending::Session(p, _, _) | Pending::Genesis(p, _) => p != peer,
         });
+        // A relayed connection that ended with a request in flight: the relay most likely cut
+        // the circuit at its byte limit, mid-answer. Ask for less at a time on the next one.
+        if in_flight {
+            self.shrink_relayed_batch(peer);
+        }
         // What its session fetched is valid and counted as fetched by the lane's claims:
         // store it, even though the rest of its session is gone.
         let parked: Vec<_> = self
@@ -313,12 +360,14 @@ impl Syncer {
         }
     }
 
-    pub(crate) fn addresses(&self, peer: &PeerId) -> Vec<Multiaddr> {
-        self.addresses.get(peer).cloned().unwrap_or_default()
+    /// Whether catch-up waits for the next day: the day's data budget is nearly used.
+    fn paused(&self) -> bool {
+        self.meter.as_ref().is_some_and(|m| m.catch_up_paused())
     }
 
     /// Reconciles `subwiki` with `peer`: at once if the lane has room, otherwise once a slot
-    /// frees. Nothing if `peer` is already running or queued for it.
+    /// frees. Nothing if `peer` is already running or queued for it, or while catch-up is
+    /// paused by the data budget (the first resync of the next day starts it).
     pub(crate) fn start(
         &mut self,
         swarm: &mut Swarm<Behaviour>,
@@ -326,8 +375,12 @@ impl Syncer {
         peer: PeerId,
         subwiki: SubwikiId,
     ) {
+        if self.paused() {
+            return;
+        }
         let lane = self.lanes.entry(subwiki).or_default();
         if lane.active.contains(&peer) || lane.queue.contains(&peer) {
+            tracing::trace!(%peer, %subwiki, active = lane.active.contains(&peer), "catch-up already running or queued");
             return;
         }
         if lane.queue.len() < MAX_QUEUED {
@@ -398,6 +451,12 @@ impl Syncer {
     /// While the subwiki's genesis is not held, only one peer runs (it fetches the genesis,
     /// then reconciles, and the others start after that).
     fn fill(&mut self, swarm: &mut Swarm<Behaviour>, core: &Core, subwiki: SubwikiId) {
+        if self.paused()
+            && let Some(lane) = self.lanes.get_mut(&subwiki)
+        {
+            // The data budget: nobody waiting starts today.
+            lane.queue.clear();
+        }
         loop {
             let Some(lane) = self.lanes.get(&subwiki) else {
                 return;
@@ -585,8 +644,9 @@ impl Syncer {
         subwiki: SubwikiId,
         items: Snapshot,
     ) -> bool {
-        match Session::start(subwiki, items, proto::Config::default()) {
+        match Session::start(subwiki, items, self.session_config(&peer)) {
             Ok((mut session, request)) => {
+                tracing::debug!(%peer, %subwiki, "catch-up session starts");
                 if let Some(lane) = self.lanes.get(&subwiki) {
                     session.share(&lane.claims);
                 }
@@ -631,7 +691,15 @@ impl Syncer {
             request_response::Event::OutboundFailure {
                 request_id, error, ..
             } => match self.requests.remove(&request_id) {
-                Some(Pending::Session(peer, subwiki, _) | Pending::Genesis(peer, subwiki)) => {
+                Some(Pending::Session(peer, subwiki, _)) => {
+                    // A fetch, or a request carrying pushed entries, cut with its circuit.
+                    if matches!(error, request_response::OutboundFailure::ConnectionClosed) {
+                        self.shrink_relayed_batch(&peer);
+                    }
+                    tracing::debug!(%peer, %subwiki, "reconciliation request failed: {error}");
+                    self.end_session(swarm, core, peer, subwiki);
+                }
+                Some(Pending::Genesis(peer, subwiki)) => {
                     tracing::debug!(%peer, %subwiki, "reconciliation request failed: {error}");
                     self.end_session(swarm, core, peer, subwiki);
                 }
@@ -676,6 +744,16 @@ impl Syncer {
         channel: ResponseChannel<Vec<u8>>,
         strikes: &mut Strikes,
     ) {
+        if self.paused() {
+            let refused = Response::Refused {
+                reason: "data budget: catch-up paused until tomorrow".into(),
+            };
+            let _ = swarm
+                .behaviour_mut()
+                .sync
+                .send_response(channel, refused.encode());
+            return;
+        }
         if self.answers.is_none() || self.core.is_none() {
             let response = respond(core, &self.snapshots, peer, &request);
             let _ = swarm
@@ -877,6 +955,8 @@ impl Syncer {
         // The slot is freed when the worker reports this session's entries stored.
         let mut deferred = false;
         let mut open = false;
+        // The data budget paused catch-up: no more requests; what was fetched is stored.
+        let mut halted = false;
         while let Some(output) = queue.pop_front() {
             if matches!(&output, Output::Store(entries) if !entries.is_empty()) {
                 // New valid entries: the peer is bringing something, and the first batch (the
@@ -888,6 +968,7 @@ impl Syncer {
                 }
             }
             match output {
+                Output::Send(_) if halted || self.paused() => halted = true,
                 Output::Send(request) => {
                     let key = request.fetch_key();
                     let id = swarm
@@ -934,7 +1015,11 @@ impl Syncer {
                 },
             }
         }
-        if !session.is_finished() {
+        if halted && !session.is_finished() {
+            tracing::debug!(%peer, %subwiki, "catch-up paused by the data budget");
+            drop(session);
+            self.end_session(swarm, core, peer, subwiki);
+        } else if !session.is_finished() {
             self.sessions.insert((peer, subwiki), session);
             if open {
                 self.fill(swarm, core, subwiki);

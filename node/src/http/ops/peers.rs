@@ -5,6 +5,7 @@ use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
 use crate::http::{ApiError, Operation};
+use crate::net::{DataUse, NetworkStatus};
 use crate::store::Damage;
 use crate::{CatchUp, Node};
 
@@ -21,6 +22,13 @@ pub struct Peer {
     /// Where it is connected.
     #[serde(with = "super::text::vec")]
     pub addresses: Vec<Multiaddr>,
+    /// How: `direct`, or `relayed` when every connection to it goes through a relay.
+    #[serde(default = "direct")]
+    pub path: String,
+}
+
+fn direct() -> String {
+    "direct".to_owned()
 }
 
 impl Operation for Peers {
@@ -35,6 +43,7 @@ impl Operation for Peers {
             .map(|p| Peer {
                 peer_id: p.peer,
                 addresses: p.addresses,
+                path: if p.relayed { "relayed" } else { "direct" }.to_owned(),
             })
             .collect())
     }
@@ -84,6 +93,14 @@ pub struct NodeStatus {
     /// joined one fetches them again from peers. Empty when nothing is lost.
     #[serde(default)]
     pub damaged: Vec<Damage>,
+    /// How the running node is reachable, its relays and hole punches (`None` from the
+    /// store alone).
+    #[serde(default)]
+    pub network: Option<NetworkStatus>,
+    /// The bytes the running node sent and received on the network today (UTC) and its daily
+    /// cap (`None` from the store alone).
+    #[serde(default)]
+    pub data: Option<DataUse>,
 }
 
 impl Operation for Status {
@@ -117,6 +134,8 @@ impl Operation for Status {
             subwikis,
             running: false,
             damaged: node.damage()?,
+            network: node.network().await,
+            data: node.data_use(),
         })
     }
 }

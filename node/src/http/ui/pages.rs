@@ -1523,7 +1523,9 @@ struct NodePage<'a> {
     author: String,
     fingerprint: String,
     peer_id: String,
-    peers: Vec<(String, String)>,
+    reachable: String,
+    relays: Vec<String>,
+    peers: Vec<(String, String, String)>,
     subwikis: Vec<(String, String, usize, String, String)>,
 }
 
@@ -1537,7 +1539,7 @@ async fn node_page(State(node): State<Node>, _viewer: Viewer) -> Response {
             .into_iter()
             .map(|p| {
                 let addrs: Vec<String> = p.addresses.iter().map(ToString::to_string).collect();
-                (p.peer_id.to_string(), addrs.join(" "))
+                (p.peer_id.to_string(), p.path, addrs.join(" "))
             })
             .collect(),
         Err(e) => return failed(e),
@@ -1581,6 +1583,11 @@ async fn node_page(State(node): State<Node>, _viewer: Viewer) -> Response {
         author: author.to_string(),
         fingerprint: author.fingerprint(),
         peer_id: node.peer_id().to_string(),
+        reachable: status.network.as_ref().map_or_else(
+            || "not known (the network is not running)".to_owned(),
+            |n| n.reachability.describe().to_owned(),
+        ),
+        relays: status.network.map(|n| n.relays).unwrap_or_default(),
         peers,
         subwikis,
     })
