@@ -147,8 +147,9 @@ pub struct UpArgs {
     /// public bootstrap peers (empty until volunteers run some).
     #[arg(long, value_name = "MULTIADDR")]
     pub bootstrap: Vec<String>,
-    /// A relay (an `agora-bootstrap` peer) to be reachable through from behind a NAT
-    /// (repeatable). Default: the built-in bootstrap peers, which are relays.
+    /// A relay (an `agora-bootstrap` peer) to be reachable through always (repeatable). Not
+    /// needed behind a NAT: the node finds out by itself and picks relays among its bootstrap
+    /// peers.
     #[arg(long, value_name = "MULTIADDR")]
     pub relay: Vec<String>,
     /// Do not look for peers on the local network.

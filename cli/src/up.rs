@@ -130,11 +130,9 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), ApiErr
     } else {
         parse(&args.bootstrap, "--bootstrap")?
     };
-    config.relay_via = if args.relay.is_empty() {
-        parse(&builtin, "built-in bootstrap")?
-    } else {
-        parse(&args.relay, "--relay")?
-    };
+    // Without --relay, a node behind NAT picks relays among its bootstrap peers by itself
+    // once AutoNAT says it is not reachable (and none while it is).
+    config.relay_via = parse(&args.relay, "--relay")?;
     config.mdns = !args.no_mdns;
     config.link_cards.enabled = !args.no_link_cards;
     config.daily_data_budget = args

@@ -649,7 +649,8 @@ impl Actor {
                 Some(report) = self.reports.recv() => {
                     match report {
                         ingest::Report::Gossip(verdict) => self.report(verdict),
-                        ingest::Report::Reconciled(subwiki, peer) => {
+                        ingest::Report::Reconciled { subwiki, peer, quiet } => {
+                            self.sync.exchanged(peer, subwiki, quiet);
                             self.sync.stored(&mut self.swarm, &self.core, subwiki, peer);
                         }
                         ingest::Report::Drained => {
@@ -1029,7 +1030,9 @@ impl Actor {
         let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         for subwiki in joined {
             for peer in &connected {
-                self.sync.start(&mut self.swarm, &self.core, *peer, subwiki);
+                if self.sync.resync_due(*peer, subwiki) {
+                    self.sync.start(&mut self.swarm, &self.core, *peer, subwiki);
+                }
             }
         }
     }

@@ -65,8 +65,12 @@ pub(crate) enum Report {
     /// What became of a gossip message, for gossipsub.
     Gossip(Verdict),
     /// A catch-up session's entries are stored: the subwiki's next session may start, from a
-    /// snapshot of the local set that has them.
-    Reconciled(SubwikiId, PeerId),
+    /// snapshot of the local set that has them. `quiet` if it exchanged no entry.
+    Reconciled {
+        subwiki: SubwikiId,
+        peer: PeerId,
+        quiet: bool,
+    },
     /// A fetched batch was taken in: a session waiting for room may go on.
     Drained,
 }
@@ -248,8 +252,13 @@ fn run(core: &Core, batch: Vec<Job>, verdicts: &mpsc::Sender<Report>) {
                 stats,
             } => {
                 take_gossip(core, std::mem::take(&mut gossip), verdicts);
+                let quiet = stats.fetched == 0 && stats.pushed == 0 && stats.invalid == 0;
                 reconciled(core, subwiki, peer, stats);
-                let _ = verdicts.blocking_send(Report::Reconciled(subwiki, peer));
+                let _ = verdicts.blocking_send(Report::Reconciled {
+                    subwiki,
+                    peer,
+                    quiet,
+                });
             }
         }
     }

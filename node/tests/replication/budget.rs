@@ -228,8 +228,13 @@ async fn measure(resync: Duration, posts_per_minute: u32, secs: u64) -> Figures 
             == SUBWIKIS
     })
     .await;
-    // Settle: first catch-ups, DHT announcements, gossipsub meshes.
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    // Settle: first catch-ups, DHT announcements, gossipsub meshes (and, given a longer
+    // AGORA_MEASURE_SETTLE_SECS, the spacing of quiet resyncs, to measure the steady state).
+    let settle = std::env::var("AGORA_MEASURE_SETTLE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    tokio::time::sleep(Duration::from_secs(settle)).await;
 
     let scratch = dirs[4].path();
     let before_bytes = exported_bytes(&me, &subwikis, scratch);
@@ -291,7 +296,11 @@ async fn measure_data_use() {
     ];
     println!("| case | in/hour | out/hour | posts | entry bytes needed | (in+out)/needed |");
     println!("|---|---|---|---|---|---|");
+    let only = std::env::var("AGORA_MEASURE_CASES").unwrap_or_default();
     for (name, resync, rate) in cases {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         let f = measure(resync, rate, secs).await;
         let hour = |b: u64| b * 3600 / secs;
         let ratio = if f.needed == 0 {
