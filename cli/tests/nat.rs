@@ -506,6 +506,38 @@ fn two_nodes_behind_nat_punch_through_over_quic_when_only_udp_passes() {
 }
 
 #[test]
+fn a_laptop_that_wakes_at_another_address_finds_its_peers_again_by_itself() {
+    let Some(lab) = lab(Nat::PortPreserving, false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let boot = Bootstrap::start(&lab, &dir.path().join("boot"), 8192);
+    let (a, b, subwiki) = meet(&lab, dir.path(), "/ip4/0.0.0.0/tcp/0", &boot.tcp);
+    b.path_to(&a.up.peer_id, "direct");
+    // A's laptop gets another address: every connection it had is dead, and nobody tells it.
+    let home = lab.homes[0].as_str();
+    ip(&["-n", home, "addr", "del", "10.1.0.2/24", "dev", "home0"]).unwrap();
+    ip(&["-n", home, "addr", "add", "10.1.0.3/24", "dev", "home0"]).unwrap();
+    ip(&["-n", home, "route", "replace", "default", "via", "10.1.0.1"]).unwrap();
+    b.ok(&[
+        "post",
+        "new",
+        &subwiki,
+        "--title",
+        "Written while A moved",
+        "--body",
+        "A finds it anyway.",
+    ]);
+    a.until(&["feed"], "B's post at A after the move", |f| {
+        titles(f).contains(&"Written while A moved".to_owned())
+    });
+    let status = a.until(&["status"], "A reachable through the relay again", |v| {
+        v["network"]["reachability"] == "relayed"
+    });
+    assert_eq!(status["network"]["nat"], "private", "{status}");
+}
+
+#[test]
 fn behind_symmetric_nats_they_stay_relayed_and_still_replicate_within_the_relay_limits() {
     let Some(lab) = lab(Nat::Symmetric, false) else {
         return;

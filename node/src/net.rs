@@ -315,6 +315,7 @@ pub(crate) async fn spawn(
         identified: HashMap::new(),
         lost: HashMap::new(),
         started_at: std::time::Instant::now(),
+        resyncs: 0,
         last_network_change: None,
         reach: reach::Reach::default(),
         stats: Stats::new(config),
@@ -418,6 +419,8 @@ struct Actor {
     lost: HashMap<PeerId, Redial>,
     /// When the network task started: listen addresses that appear later mean a new network.
     started_at: std::time::Instant,
+    /// Periodic resyncs so far.
+    resyncs: u64,
     /// When the network last changed.
     last_network_change: Option<std::time::Instant>,
     /// NAT status, connection paths, relay candidates, hole punches.
@@ -436,6 +439,11 @@ struct Actor {
 
 /// Peers lost at once that are redialled; more are left to the periodic lookups.
 const MAX_LOST: usize = 64;
+/// A subwiki with this many connected peers on its topic is looked up in the DHT only at every
+/// [`FULL_LOOKUP_EVERY`]-th resync.
+const ENOUGH_TOPIC_PEERS: usize = 3;
+/// Every this many resyncs, every joined subwiki is looked up.
+const FULL_LOOKUP_EVERY: u64 = 16;
 /// Addresses kept per connected peer, for redialling it.
 const MAX_IDENTIFIED_ADDRS: usize = 16;
 /// Listen addresses that appear this long after the start mean the network changed (those
@@ -916,9 +924,29 @@ impl Actor {
         kad.get_providers(key);
     }
 
-    /// Looks up the providers of every joined subwiki again (peers come and go).
+    /// Looks up the providers of joined subwikis again (peers come and go): at each resync
+    /// those with fewer than [`ENOUGH_TOPIC_PEERS`] connected peers on their topic, and every
+    /// [`FULL_LOOKUP_EVERY`]-th resync all of them. A lookup costs a DHT query of several
+    /// peers: once a minute for every subwiki, it was a good part of an idle node's traffic.
     fn find_providers(&mut self) {
-        for subwiki in self.core.joined().unwrap_or_default() {
+        self.resyncs = self.resyncs.wrapping_add(1);
+        let all = self.resyncs.is_multiple_of(FULL_LOOKUP_EVERY);
+        let mut on_topic: HashMap<&TopicHash, usize> = HashMap::new();
+        for (_, topics) in self.swarm.behaviour().gossipsub.all_peers() {
+            for topic in topics {
+                *on_topic.entry(topic).or_default() += 1;
+            }
+        }
+        let wanted: Vec<SubwikiId> = self
+            .core
+            .joined()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| {
+                all || on_topic.get(&topic(s).hash()).copied().unwrap_or(0) < ENOUGH_TOPIC_PEERS
+            })
+            .collect();
+        for subwiki in wanted {
             let key = kad::RecordKey::new(subwiki.as_bytes());
             self.swarm.behaviour_mut().kad.get_providers(key);
         }
@@ -1070,7 +1098,8 @@ impl Actor {
     /// Dials the most recently seen peers of the address book this node is not connected to.
     fn redial(&mut self) {
         let swarm = &self.swarm;
-        let addrs = self.book.to_dial(|p| swarm.is_connected(p));
+        let joined = self.core.joined().unwrap_or_default();
+        let addrs = self.book.to_dial(&joined, |p| swarm.is_connected(p));
         if !addrs.is_empty() {
             tracing::debug!(addresses = addrs.len(), "dialling peers met before");
         }
@@ -1379,6 +1408,7 @@ impl Actor {
             BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
                 if let Some(subwiki) = self.topics.get(&topic).copied() {
                     self.members.insert(peer_id);
+                    self.book.shares(peer_id, subwiki);
                     self.sync
                         .start(&mut self.swarm, &self.core, peer_id, subwiki);
                 }
@@ -1393,6 +1423,19 @@ impl Actor {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 self.book
                     .met(peer_id, info.listen_addrs.iter().cloned(), unix_secs());
+                // Subscriptions may have come before identify: note them now too.
+                let shared: Vec<SubwikiId> = self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .all_peers()
+                    .filter(|(p, _)| **p == peer_id)
+                    .flat_map(|(_, topics)| topics)
+                    .filter_map(|t| self.topics.get(t).copied())
+                    .collect();
+                for subwiki in shared {
+                    self.book.shares(peer_id, subwiki);
+                }
                 if self.swarm.is_connected(&peer_id) {
                     let addrs = info.listen_addrs.iter().take(MAX_IDENTIFIED_ADDRS).cloned();
                     self.identified.insert(peer_id, addrs.collect());
@@ -1417,6 +1460,17 @@ impl Actor {
                         }
                     }
                 }
+            }
+            BehaviourEvent::Ping(libp2p::ping::Event {
+                peer,
+                connection,
+                result: Err(e),
+            }) => {
+                // A connection that stops answering pings is dead (the network changed, a
+                // router forgot the mapping): close it, so that the peer is dialled again
+                // instead of waiting for TCP to give up.
+                tracing::info!(%peer, "no answer to ping, closing the connection: {e}");
+                self.swarm.close_connection(connection);
             }
             BehaviourEvent::Autonat(libp2p::autonat::Event::StatusChanged { old, new }) => {
                 tracing::info!(?old, ?new, "reachability (AutoNAT)");

@@ -3,15 +3,21 @@
 //! `--bootstrap` and without mDNS (a laptop that slept, then woke on another network) finds
 //! its peers again by itself.
 //!
-//! Bounded: at most [`MAX_PEERS`] peers (the least recently seen go first) and
-//! [`MAX_ADDRS`] addresses each (the newest kept). Relayed addresses are not kept: the relay
-//! path is found again through the bootstrap peers. At a start, and whenever the node has no
-//! peer left, it dials the [`REDIAL`] most recently seen peers it is not connected to.
+//! Each peer is noted with the joined subwikis it shares (it subscribed to their topics), so that
+//! a restart dials, for each joined subwiki, the peer of that subwiki seen last before filling up
+//! with the most recently seen others: a node in a small subwiki finds that subwiki's peers again
+//! even when it met many more peers elsewhere.
+//!
+//! Bounded: at most [`MAX_PEERS`] peers (the least recently seen go first), [`MAX_ADDRS`]
+//! addresses each (the newest kept) and [`MAX_SUBWIKIS`] subwikis each. Relayed addresses are
+//! not kept: the relay path is found again through the bootstrap peers. At a start, and
+//! whenever the node has no peer left, it dials up to [`REDIAL`] peers it is not connected to.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use agora_crdt::SubwikiId;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
@@ -20,6 +26,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) const MAX_PEERS: usize = 128;
 /// Addresses kept per peer at most.
 pub(crate) const MAX_ADDRS: usize = 4;
+/// Subwikis noted per peer at most (the newest kept).
+pub(crate) const MAX_SUBWIKIS: usize = 32;
 /// Peers dialled at a start, or when none is left.
 pub(crate) const REDIAL: usize = 8;
 /// The file, in the home.
@@ -30,6 +38,8 @@ struct Known {
     addrs: Vec<Multiaddr>,
     /// Seconds since 1970 of the last connection.
     last_seen: u64,
+    /// Joined subwikis it shares, the newest first.
+    subwikis: Vec<SubwikiId>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -37,6 +47,8 @@ struct FileEntry {
     peer: String,
     addrs: Vec<String>,
     last_seen: u64,
+    #[serde(default)]
+    subwikis: Vec<String>,
 }
 
 /// The peers this node met.
@@ -67,12 +79,19 @@ impl Book {
                             .filter(keepable)
                             .take(MAX_ADDRS)
                             .collect();
+                        let subwikis = e
+                            .subwikis
+                            .iter()
+                            .filter_map(|s| SubwikiId::from_str(s).ok())
+                            .take(MAX_SUBWIKIS)
+                            .collect();
                         if !addrs.is_empty() {
                             peers.insert(
                                 peer,
                                 Known {
                                     addrs,
                                     last_seen: e.last_seen,
+                                    subwikis,
                                 },
                             );
                         }
@@ -100,6 +119,7 @@ impl Book {
         let known = self.peers.entry(peer).or_insert(Known {
             addrs: Vec::new(),
             last_seen: now,
+            subwikis: Vec::new(),
         });
         for addr in addrs.into_iter().filter(keepable) {
             let addr = without_peer(addr);
@@ -117,15 +137,53 @@ impl Book {
         self.bound();
     }
 
-    /// The addresses to dial: the [`REDIAL`] most recently seen peers not in `connected`,
-    /// each address with its `/p2p/` part.
-    pub(crate) fn to_dial(&self, connected: impl Fn(&PeerId) -> bool) -> Vec<Multiaddr> {
+    /// Notes that `peer` shares the joined `subwiki` (no effect for a peer not in the book).
+    pub(crate) fn shares(&mut self, peer: PeerId, subwiki: SubwikiId) {
+        if let Some(known) = self.peers.get_mut(&peer) {
+            if known.subwikis.first() == Some(&subwiki) {
+                return;
+            }
+            known.subwikis.retain(|s| *s != subwiki);
+            known.subwikis.insert(0, subwiki);
+            known.subwikis.truncate(MAX_SUBWIKIS);
+            self.dirty = true;
+        }
+    }
+
+    /// The addresses to dial, each with its `/p2p/` part: of the peers not in `connected`, for
+    /// each of the `joined` subwikis the one sharing it seen last, then the most recently seen
+    /// others, [`REDIAL`] peers in all.
+    pub(crate) fn to_dial(
+        &self,
+        joined: &[SubwikiId],
+        connected: impl Fn(&PeerId) -> bool,
+    ) -> Vec<Multiaddr> {
         let mut known: Vec<(&PeerId, &Known)> =
             self.peers.iter().filter(|(p, _)| !connected(p)).collect();
         known.sort_by_key(|(_, k)| std::cmp::Reverse(k.last_seen));
-        known
+        let mut chosen: Vec<&PeerId> = Vec::new();
+        for subwiki in joined {
+            if chosen.len() >= REDIAL {
+                break;
+            }
+            if let Some((peer, _)) = known
+                .iter()
+                .find(|(p, k)| k.subwikis.contains(subwiki) && !chosen.contains(p))
+            {
+                chosen.push(peer);
+            }
+        }
+        for (peer, _) in &known {
+            if chosen.len() >= REDIAL {
+                break;
+            }
+            if !chosen.contains(peer) {
+                chosen.push(peer);
+            }
+        }
+        chosen
             .into_iter()
-            .take(REDIAL)
+            .filter_map(|peer| self.peers.get(peer).map(|k| (peer, k)))
             .flat_map(|(peer, k)| {
                 k.addrs
                     .iter()
@@ -148,6 +206,7 @@ impl Book {
                 peer: peer.to_string(),
                 addrs: k.addrs.iter().map(ToString::to_string).collect(),
                 last_seen: k.last_seen,
+                subwikis: k.subwikis.iter().map(ToString::to_string).collect(),
             })
             .collect();
         serde_json::to_string_pretty(&entries)
@@ -225,7 +284,7 @@ mod tests {
 
         let again = Book::load(Some(dir.path()));
         assert_eq!(again.peers, book.peers);
-        let dial = again.to_dial(|_| false);
+        let dial = again.to_dial(&[], |_| false);
         assert_eq!(dial.len(), REDIAL);
         assert_eq!(
             dial[0],
@@ -234,9 +293,41 @@ mod tests {
         );
         assert!(
             again
-                .to_dial(|p| *p == newest)
+                .to_dial(&[], |p| *p == newest)
                 .iter()
                 .all(|a| !a.to_string().contains(&newest.to_string()))
+        );
+    }
+
+    #[test]
+    fn each_joined_subwiki_gets_its_last_seen_peer_before_the_most_recent_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut book = Book::load(Some(dir.path()));
+        let small = SubwikiId::from_bytes([1; 32]);
+        let big = SubwikiId::from_bytes([2; 32]);
+        let of_small = PeerId::random();
+        book.met(of_small, [addr(4000)], 1);
+        book.shares(of_small, small);
+        for i in 0..(REDIAL as u64 * 2) {
+            let peer = PeerId::random();
+            book.met(peer, [addr(5000)], 100 + i);
+            book.shares(peer, big);
+        }
+        let (path, text) = book.take_changes().unwrap();
+        std::fs::write(path, text).unwrap();
+        let again = Book::load(Some(dir.path()));
+        let dial = again.to_dial(&[small, big], |_| false);
+        assert_eq!(dial.len(), REDIAL);
+        assert_eq!(
+            dial[0],
+            addr(4000).with(Protocol::P2p(of_small)),
+            "the small subwiki's only peer, though seen long ago"
+        );
+        assert!(
+            !again
+                .to_dial(&[big], |_| false)
+                .contains(&addr(4000).with(Protocol::P2p(of_small))),
+            "without the small subwiki joined, the most recent peers only"
         );
     }
 
