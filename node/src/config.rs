@@ -25,6 +25,10 @@ pub struct Config {
     pub mdns: bool,
     /// How often to reconcile every joined subwiki with connected peers again.
     pub resync_interval: Duration,
+    /// Space out the periodic reconciliation of a subwiki with a peer while it finds nothing
+    /// (every 4th, then every 16th resync; see `net/sync.rs`). On by default; tests that count
+    /// reconciliations turn it off.
+    pub space_quiet_resyncs: bool,
     /// How long a peer may hold one of a subwiki's catch-up slots without bringing a new entry
     /// while other peers wait for one; past that its session ends and it waits at the back of
     /// the queue, so that a slow or hostile peer cannot keep a catch-up to itself.
@@ -81,6 +85,7 @@ impl Config {
             mdns: true,
             resync_interval: Duration::from_secs(60),
             catch_up_stall: net::DEFAULT_STALL_LIMIT,
+            space_quiet_resyncs: true,
             dht_server: false,
             relay_server: None,
             relay_via: Vec::new(),

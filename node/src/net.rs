@@ -284,13 +284,14 @@ pub(crate) async fn spawn(
     let (answers_tx, answers) = mpsc::channel(sync::ANSWER_CAPACITY);
     let (ingest, reports, worker) = ingest::start(core.clone())
         .map_err(|e| NodeError::Network(format!("cannot start the ingest worker: {e}")))?;
-    let syncer = sync::Syncer::new(
+    let mut syncer = sync::Syncer::new(
         Arc::clone(&core),
         ingest.clone(),
         answers_tx,
         config.catch_up_stall,
         Arc::clone(&meter),
     );
+    syncer.space_quiet = config.space_quiet_resyncs;
     let mut actor = Actor {
         swarm,
         core,

@@ -150,6 +150,8 @@ pub(crate) struct Syncer {
     /// Pairs whose last periodic sessions exchanged nothing: how many in a row, and how many
     /// periodic resyncs were skipped since the last one ran (see [`Syncer::resync_due`]).
     quiet: QuietPairs,
+    /// Whether quiet pairs are spaced out at all ([`crate::Config::space_quiet_resyncs`]).
+    pub(crate) space_quiet: bool,
     /// Ids per fetch for peers reached only through a relay: small, since a relay closes a
     /// circuit after so many bytes, and halved each time a fetch dies with its circuit, so that
     /// one answer fits what a circuit carries and every new circuit makes progress. Peers not
@@ -221,6 +223,7 @@ impl Default for Syncer {
             requests: HashMap::new(),
             relayed_batch: HashMap::new(),
             quiet: QuietPairs::default(),
+            space_quiet: true,
             snapshots: Snapshots::default(),
             ingest: None,
             answers: None,
@@ -355,7 +358,7 @@ impl Syncer {
     /// reconciled every 4^n-th resync, at most every [`MAX_QUIET_SPACING`]-th; one session
     /// that exchanges entries, or a new connection, brings it back to every resync.
     pub(crate) fn resync_due(&mut self, peer: PeerId, subwiki: SubwikiId) -> bool {
-        self.quiet.due((peer, subwiki))
+        !self.space_quiet || self.quiet.due((peer, subwiki))
     }
 
     /// Halves the fetch size for a relayed peer (see [`Syncer::relayed_batch`]).

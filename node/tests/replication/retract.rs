@@ -209,6 +209,11 @@ fn files_holding(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf>
     out
 }
 
+/// For tests that count reconciliations: every periodic resync reconciles, quiet or not.
+fn counting(config: &mut agora_node::Config) {
+    config.space_quiet_resyncs = false;
+}
+
 /// Polls `check` (sync counters change without a notification) until it holds.
 async fn until_polled(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + GUARD;
@@ -221,7 +226,7 @@ async fn until_polled(what: &str, mut check: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_purged_and_one_that_did_not_know_converge_without_fetching_in_circles() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let x = start(dirs[0].path(), vec![]).await;
+    let x = start_with(dirs[0].path(), vec![], counting).await;
     let x_addr = addr(&x).await;
     let subwiki = x
         .create_subwiki("ideas", "", Policy::default())
@@ -231,7 +236,7 @@ async fn a_node_that_purged_and_one_that_did_not_know_converge_without_fetching_
         .create_post(subwiki, post("Draft", &format!("an early {SECRET}")))
         .await
         .unwrap();
-    let y = start(dirs[1].path(), vec![x_addr.clone()]).await;
+    let y = start_with(dirs[1].path(), vec![x_addr.clone()], counting).await;
     y.join(subwiki, vec![x_addr.clone()]).await.unwrap();
     until(&y, "the post at Y", |n| n.post(id).is_ok()).await;
     y.shutdown().await;
@@ -253,7 +258,7 @@ async fn a_node_that_purged_and_one_that_did_not_know_converge_without_fetching_
     assert!(holds_secret(&exported(&x, subwiki, dirs[2].path())));
     x.retract(id, "").await.unwrap();
 
-    let y = start(dirs[1].path(), vec![x_addr.clone()]).await;
+    let y = start_with(dirs[1].path(), vec![x_addr.clone()], counting).await;
     until(&y, "the retraction at Y", |n| retracted(n, id)).await;
     until(&x, "X and Y hold the same entries", |n| {
         entries(n, subwiki) == entries(&y, subwiki)
@@ -292,15 +297,15 @@ async fn a_node_that_purged_and_one_that_did_not_know_converge_without_fetching_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_creator_retracts_and_moderators_redact_where_they_count() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let a = start(dirs[0].path(), vec![]).await;
+    let a = start_with(dirs[0].path(), vec![], counting).await;
     let a_addr = addr(&a).await;
     let subwiki = a
         .create_subwiki("town", "", Policy::default())
         .await
         .unwrap();
-    let b = start(dirs[1].path(), vec![a_addr.clone()]).await;
+    let b = start_with(dirs[1].path(), vec![a_addr.clone()], counting).await;
     b.join(subwiki, vec![a_addr.clone()]).await.unwrap();
-    let c = start(dirs[2].path(), vec![a_addr.clone()]).await;
+    let c = start_with(dirs[2].path(), vec![a_addr.clone()], counting).await;
     c.join(subwiki, vec![a_addr.clone()]).await.unwrap();
     until(&c, "C has the subwiki", |n| {
         n.subwikis()
