@@ -1066,6 +1066,13 @@ impl Actor {
         }
     }
 
+    /// Reconciles every joined subwiki with `peer` (sessions already running go on).
+    fn catch_up_with(&mut self, peer: PeerId) {
+        for subwiki in self.core.joined().unwrap_or_default() {
+            self.sync.start(&mut self.swarm, &self.core, peer, subwiki);
+        }
+    }
+
     /// Counts invalid entries from a peer; blocks it for a while past
     /// [`strikes::MAX_STRIKES`] (see `net/strikes.rs`).
     fn strike(&mut self, peer: PeerId, count: u32) {
@@ -1259,10 +1266,7 @@ impl Actor {
                 self.sync
                     .connected(peer_id, self.reach.relayed_only(&peer_id));
                 self.core.notify();
-                for subwiki in self.core.joined().unwrap_or_default() {
-                    self.sync
-                        .start(&mut self.swarm, &self.core, peer_id, subwiki);
-                }
+                self.catch_up_with(peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -1273,10 +1277,7 @@ impl Actor {
                 self.reach.closed(peer_id, connection_id);
                 // Sessions that ran on the closed connection failed: start them again on the
                 // connection left (a no-op for those still running).
-                for subwiki in self.core.joined().unwrap_or_default() {
-                    self.sync
-                        .start(&mut self.swarm, &self.core, peer_id, subwiki);
-                }
+                self.catch_up_with(peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,

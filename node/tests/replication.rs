@@ -635,15 +635,7 @@ async fn a_node_in_two_hundred_subwikis_gets_gossip_for_all_of_them() {
     for s in &subwikis {
         b.join(*s, Vec::new()).await.unwrap();
     }
-    until(&b, "B has every subwiki's genesis", |n| {
-        n.subwikis()
-            .unwrap()
-            .iter()
-            .filter(|s| s.genesis.is_some())
-            .count()
-            == SUBWIKIS
-    })
-    .await;
+    until_every_genesis(&b, SUBWIKIS).await;
     let round_trips = |n: &Node| -> u64 { n.sync_status().values().map(|s| s.round_trips).sum() };
     let before = round_trips(&b);
     let mut posts = Vec::with_capacity(SUBWIKIS);
@@ -899,4 +891,17 @@ async fn a_post_written_on_one_node_is_found_by_a_word_of_its_body_on_another() 
     .await;
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// Waits until `node` holds the genesis entry of `count` subwikis.
+async fn until_every_genesis(node: &Node, count: usize) {
+    until(node, "every subwiki's genesis", |n| {
+        n.subwikis()
+            .unwrap()
+            .iter()
+            .filter(|s| s.genesis.is_some())
+            .count()
+            == count
+    })
+    .await;
 }

@@ -219,15 +219,7 @@ async fn measure(resync: Duration, posts_per_minute: u32, secs: u64) -> Figures 
             node.join(*s, vec![hub_addr.clone()]).await.unwrap();
         }
     }
-    until(&me, "every subwiki at me", |n| {
-        n.subwikis()
-            .unwrap()
-            .iter()
-            .filter(|s| s.genesis.is_some())
-            .count()
-            == SUBWIKIS
-    })
-    .await;
+    super::until_every_genesis(&me, SUBWIKIS).await;
     // Settle: first catch-ups, DHT announcements, gossipsub meshes (and, given a longer
     // AGORA_MEASURE_SETTLE_SECS, the spacing of quiet resyncs, to measure the steady state).
     let settle = std::env::var("AGORA_MEASURE_SETTLE_SECS")
