@@ -1259,6 +1259,7 @@ impl Actor {
                 for id in redundant {
                     tracing::info!(peer = %peer_id, "direct connection: closing the relayed one");
                     self.swarm.close_connection(id);
+                    self.sync.upgraded(peer_id);
                 }
                 if !relayed {
                     self.listen_through(peer_id);

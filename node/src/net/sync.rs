@@ -57,6 +57,8 @@ const MAX_QUEUED: usize = 256;
 /// The most periodic resyncs a quiet (peer, subwiki) pair skips in a row, plus one: with the
 /// default resync every minute, a quiet pair is still reconciled every 16 minutes.
 const MAX_QUIET_SPACING: u32 = 16;
+/// How long after an upgrade to a direct connection a peer's pairs are not spaced out.
+const AFTER_UPGRADE: Duration = Duration::from_secs(5 * 60);
 /// Quiet pairs remembered.
 const MAX_QUIET_PAIRS: usize = 16_384;
 
@@ -152,6 +154,9 @@ pub(crate) struct Syncer {
     quiet: QuietPairs,
     /// Whether quiet pairs are spaced out at all ([`crate::Config::space_quiet_resyncs`]).
     pub(crate) space_quiet: bool,
+    /// Peers whose relayed connection was just replaced by a direct one, and when: their
+    /// pairs are not spaced out for [`AFTER_UPGRADE`] (see [`Syncer::upgraded`]).
+    upgraded: HashMap<PeerId, Instant>,
     /// Ids per fetch for peers reached only through a relay: small, since a relay closes a
     /// circuit after so many bytes, and halved each time a fetch dies with its circuit, so that
     /// one answer fits what a circuit carries and every new circuit makes progress. Peers not
@@ -224,6 +229,7 @@ impl Default for Syncer {
             relayed_batch: HashMap::new(),
             quiet: QuietPairs::default(),
             space_quiet: true,
+            upgraded: HashMap::new(),
             snapshots: Snapshots::default(),
             ingest: None,
             answers: None,
@@ -358,7 +364,22 @@ impl Syncer {
     /// reconciled every 4^n-th resync, at most every [`MAX_QUIET_SPACING`]-th; one session
     /// that exchanges entries, or a new connection, brings it back to every resync.
     pub(crate) fn resync_due(&mut self, peer: PeerId, subwiki: SubwikiId) -> bool {
-        !self.space_quiet || self.quiet.due((peer, subwiki))
+        let fresh = self
+            .upgraded
+            .get(&peer)
+            .is_some_and(|t| t.elapsed() < AFTER_UPGRADE);
+        !self.space_quiet || fresh || self.quiet.due((peer, subwiki))
+    }
+
+    /// The relayed connections to `peer` were closed for a direct one. Gossip on the new
+    /// connection was once seen not to flow (the lab test in CI: a post gossiped right after
+    /// the upgrade never arrived; cause not found), so for a while every periodic resync
+    /// reconciles with the peer, whatever it found before.
+    pub(crate) fn upgraded(&mut self, peer: PeerId) {
+        self.upgraded.retain(|_, t| t.elapsed() < AFTER_UPGRADE);
+        if self.upgraded.len() < MAX_QUIET_PAIRS {
+            self.upgraded.insert(peer, Instant::now());
+        }
     }
 
     /// Halves the fetch size for a relayed peer (see [`Syncer::relayed_batch`]).
