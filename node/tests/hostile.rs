@@ -606,6 +606,9 @@ async fn peers_that_stall_a_catch_up_give_their_slot_to_a_waiting_peer() {
     for (_, store, _) in &tarpits {
         store.stall_reads(true);
     }
+    // If the test fails while reads are stalled, the stalled reads must still end: the
+    // runtime waits for its blocking threads when it is dropped, and would hang.
+    let _unstall = Unstall(tarpits.iter().map(|t| Arc::clone(&t.1)).collect());
     let b = start_with(dirs[4].path(), vec![], |c| {
         c.catch_up_stall = std::time::Duration::from_secs(1);
     })
@@ -636,6 +639,17 @@ async fn peers_that_stall_a_catch_up_give_their_slot_to_a_waiting_peer() {
     }
     for node in tarpits.iter().map(|t| &t.0).chain([&a, &b]) {
         node.shutdown().await;
+    }
+}
+
+/// Lets the stalled reads of these stores go on when dropped.
+struct Unstall(Vec<Arc<LyingStore>>);
+
+impl Drop for Unstall {
+    fn drop(&mut self) {
+        for store in &self.0 {
+            store.stall_reads(false);
+        }
     }
 }
 
