@@ -133,6 +133,8 @@ pub async fn run(home: &Path, args: UpArgs, json_out: bool) -> Result<(), ApiErr
     // Without --relay, a node behind NAT picks relays among its bootstrap peers by itself
     // once AutoNAT says it is not reachable (and none while it is).
     config.relay_via = parse(&args.relay, "--relay")?;
+    // A personal node spaces out the reconciliations that find nothing (its data use).
+    config.space_quiet_resyncs = true;
     config.mdns = !args.no_mdns;
     config.link_cards.enabled = !args.no_link_cards;
     config.daily_data_budget = args

@@ -368,7 +368,13 @@ impl Syncer {
             .upgraded
             .get(&peer)
             .is_some_and(|t| t.elapsed() < AFTER_UPGRADE);
-        !self.space_quiet || fresh || self.quiet.due((peer, subwiki))
+        // While the subwiki is catching up (sessions running or waiting for a slot), nothing is
+        // spaced: a peer whose session ended quiet may be the one that has what is missing.
+        let catching_up = self
+            .lanes
+            .get(&subwiki)
+            .is_some_and(|l| !l.active.is_empty() || !l.queue.is_empty());
+        !self.space_quiet || fresh || catching_up || self.quiet.due((peer, subwiki))
     }
 
     /// The relayed connections to `peer` were closed for a direct one. Gossip on the new

@@ -193,7 +193,11 @@ fn exported_bytes(node: &Node, subwikis: &[agora_crdt::SubwikiId], dir: &std::pa
 
 async fn measure(resync: Duration, posts_per_minute: u32, secs: u64) -> Figures {
     let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
-    let config = |c: &mut agora_node::Config| c.resync_interval = resync;
+    // As `agora up` runs: quiet reconciliations spaced out.
+    let config = |c: &mut agora_node::Config| {
+        c.resync_interval = resync;
+        c.space_quiet_resyncs = true;
+    };
     let hub = start_with(dirs[0].path(), vec![], config).await;
     let hub_addr = addr(&hub).await;
     let mut subwikis = Vec::new();
