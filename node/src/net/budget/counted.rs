@@ -122,6 +122,20 @@ impl std::fmt::Debug for CountedMuxer {
     }
 }
 
+impl CountedMuxer {
+    /// A new substream from `poll`, counted; none once the day's budget is used.
+    fn open(
+        &mut self,
+        poll: impl FnOnce(&mut StreamMuxerBox) -> Poll<io::Result<SubstreamBox>>,
+    ) -> Poll<io::Result<Counted<SubstreamBox>>> {
+        if self.meter.exhausted() {
+            return Poll::Ready(Err(exhausted()));
+        }
+        let stream = ready!(poll(&mut self.inner))?;
+        Poll::Ready(Ok(Counted::new(stream, Arc::clone(&self.meter))))
+    }
+}
+
 impl StreamMuxer for CountedMuxer {
     type Substream = Counted<SubstreamBox>;
     type Error = io::Error;
@@ -130,24 +144,16 @@ impl StreamMuxer for CountedMuxer {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::Substream, Self::Error>> {
-        let this = self.get_mut();
-        if this.meter.exhausted() {
-            return Poll::Ready(Err(exhausted()));
-        }
-        let stream = ready!(Pin::new(&mut this.inner).poll_inbound(cx))?;
-        Poll::Ready(Ok(Counted::new(stream, Arc::clone(&this.meter))))
+        self.get_mut()
+            .open(|inner| Pin::new(inner).poll_inbound(cx))
     }
 
     fn poll_outbound(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::Substream, Self::Error>> {
-        let this = self.get_mut();
-        if this.meter.exhausted() {
-            return Poll::Ready(Err(exhausted()));
-        }
-        let stream = ready!(Pin::new(&mut this.inner).poll_outbound(cx))?;
-        Poll::Ready(Ok(Counted::new(stream, Arc::clone(&this.meter))))
+        self.get_mut()
+            .open(|inner| Pin::new(inner).poll_outbound(cx))
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
